@@ -1,0 +1,132 @@
+"""Run configuration: one dataclass, presets per dataset, validation with clear errors."""
+
+import dataclasses
+import json
+from typing import List, Optional, Tuple
+
+from dfka_tf.errors import ConfigError
+
+METHODS = ("dfka", "teacher", "ka", "similar", "diff", "noise", "dafl")
+
+# Per-dataset defaults. scenes20 is tuned so the whole default run (teachers included)
+# fits in 10 minutes on 2 CPU cores; voc2007/coco2014 follow the paper (§5.1): ResNet-101 at
+# 224 px, batch 16, SGD with poly LR base 0.01, power 0.9, weight decay 5e-3.
+PRESETS = {
+    "scenes20": dict(arch="small", image_size=32, batch_size=64, teacher_steps=1500,
+                     teacher_lr=0.05, generator_steps=300, generator_lr=1e-3,
+                     block_steps=150, target_lr=0.05, finetune_steps=200, latent_dim=128,
+                     generator_width=64, eval_batch_size=250),
+    "voc2007": dict(arch="resnet101", image_size=224, batch_size=16, teacher_steps=20000,
+                    teacher_lr=0.01, generator_steps=20000, generator_lr=1e-3,
+                    block_steps=10000, target_lr=0.01, finetune_steps=10000, latent_dim=256,
+                    generator_width=256, eval_batch_size=32),
+}
+PRESETS["coco2014"] = dict(PRESETS["voc2007"], teacher_steps=60000)
+
+
+@dataclasses.dataclass
+class RunConfig:
+  """Everything one run needs; written to <workdir>/config.json at start.
+
+  Flags map one to one onto these fields (experiments/run.py).
+  """
+  workdir: str = "runs/default"
+  dataset: str = "scenes20"
+  data_dir: Optional[str] = None
+  num_teachers: int = 2
+  teacher_paths: Tuple[str, ...] = ()
+  teacher_blocks: Tuple[str, ...] = ()
+  labels: Optional[Tuple[str, ...]] = None
+  method: str = "dfka"
+  groups: int = 2
+  arch: str = "small"
+  image_size: int = 32
+  batch_size: int = 64
+  eval_batch_size: int = 250
+  seed: int = 0
+  teacher_steps: int = 1500
+  teacher_lr: float = 0.05
+  generator_steps: int = 300
+  generator_lr: float = 1e-3
+  block_steps: int = 150
+  target_lr: float = 0.05
+  finetune_steps: int = 200
+  weight_decay: float = 5e-3
+  latent_dim: int = 128
+  generator_width: int = 64
+  alpha: float = 1.0
+  beta: float = 1.0
+  gamma: float = 5.0
+  dis_sign: str = "sparse"
+  lambda_in1: float = 1.0
+  lambda_in2: float = 1.0
+  branch_out: Optional[int] = None
+  imagenet_init: bool = True
+  jit: Optional[bool] = None
+  mixed_precision: bool = False
+  checkpoint_every: int = 100
+  evaluate: bool = True
+  export: bool = True
+
+  @classmethod
+  def for_dataset(cls, dataset: str = "scenes20", **overrides) -> "RunConfig":
+    """The preset of `dataset` (paper settings for voc2007/coco2014) with overrides."""
+    preset = PRESETS.get(dataset, PRESETS["scenes20"] if dataset == "byo" else None)
+    if preset is None:
+      raise ConfigError(f"unknown --dataset={dataset!r}; use one of {sorted(PRESETS)} "
+                        "(or pass --teacher files to bring your own teachers).")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+      raise ConfigError(f"unknown config field(s) {unknown}.")
+    values = dict(preset, dataset=dataset)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    config = cls(**values)
+    config.validate()
+    return config
+
+  def validate(self):
+    """Raises ConfigError naming the first bad value and what to use instead."""
+    positive = ["num_teachers", "groups", "image_size", "batch_size", "eval_batch_size",
+                "latent_dim", "generator_width", "checkpoint_every"]
+    for name in positive:
+      if int(getattr(self, name)) < 1:
+        raise ConfigError(f"--{name}={getattr(self, name)} must be >= 1.")
+    for name in ["teacher_steps", "generator_steps", "block_steps", "finetune_steps"]:
+      if int(getattr(self, name)) < 0:
+        raise ConfigError(f"--{name}={getattr(self, name)} must be >= 0.")
+    if self.method not in METHODS:
+      raise ConfigError(f"--method={self.method!r} is unknown; use one of {', '.join(METHODS)}.")
+    if self.dis_sign not in ("sparse", "printed"):
+      raise ConfigError(f"--dis_sign={self.dis_sign!r}; use 'sparse' or 'printed'.")
+    if self.lambda_in1 < 0 or self.lambda_in2 < 0 or self.lambda_in1 + self.lambda_in2 == 0:
+      raise ConfigError(f"--lambda_in1={self.lambda_in1}, --lambda_in2={self.lambda_in2}: "
+                        "both must be >= 0 and not both 0.")
+    if self.labels is not None and len(self.labels) == 0:
+      raise ConfigError("--labels is empty; name at least one label or leave it unset.")
+    if self.teacher_paths and len(self.teacher_paths) < 1:
+      raise ConfigError("--teacher needs at least one file.")
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_json(cls, text: str) -> "RunConfig":
+    values = json.loads(text)
+    for key in ("teacher_paths", "teacher_blocks"):
+      values[key] = tuple(values.get(key) or ())
+    if values.get("labels") is not None:
+      values["labels"] = tuple(values["labels"])
+    return cls(**values)
+
+  # Fields that may change between a run and its resumption without changing the results.
+  RESUMABLE = ("evaluate", "export", "eval_batch_size", "checkpoint_every", "jit",
+               "data_dir")
+
+  def differences(self, other: "RunConfig") -> List[str]:
+    a, b = dataclasses.asdict(self), dataclasses.asdict(other)
+    return [k for k in sorted(a) if k not in self.RESUMABLE and _norm(a[k]) != _norm(b.get(k))]
+
+
+def _norm(v):
+  return list(v) if isinstance(v, tuple) else v

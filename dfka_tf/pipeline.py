@@ -1,0 +1,458 @@
+"""One run of data-free knowledge amalgamation, stage by stage, resumable.
+
+Stages: teachers (train or load) -> Step I (generator) -> Step II (TargetNet blocks) ->
+Step III (regroup + fine-tune) -> evaluation on the real test split -> SavedModel export.
+
+Workdir layout:
+  config.json      the exact configuration (written first; a resume must match it)
+  progress.json    finished stages, η^{b,m}, S_m, stage times
+  teachers/        teacher<m>.keras + teacher<m>.labels.json (trained teachers)
+  ckpt/<stage>/    tf.train.CheckpointManager checkpoints of each stage
+  logs/            TensorBoard scalars
+  generated.png    generated images next to real test images (Fig. 4)
+  block_losses.png L_u^b curves of Step II
+  results.json     metrics, parameter counts, S_m, stage times
+  target_net/      the exported SavedModel of T_u
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from typing import Dict, List, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dfka_tf import data as dfka_data
+from dfka_tf.config import RunConfig
+from dfka_tf.errors import ConfigError, TeacherError
+from dfka_tf.eval import metrics
+from dfka_tf.models import blocknet
+from dfka_tf.models.generator import GroupStackGenerator
+from dfka_tf.models.resnet import build_resnet
+from dfka_tf.task import TaskMap
+from dfka_tf.train import loop
+from dfka_tf.train.steps import (BlockTrainer, FinetuneTrainer, GeneratorTrainer,
+                                 branch_out_blocks, regroup)
+from dfka_tf.train.teachers import TeacherTrainer
+
+logger = logging.getLogger(__name__)
+
+PAPER_SCALE_ARCHS = ("resnet50", "resnet101")
+
+
+def default_jit() -> bool:
+  """XLA on GPU, off on CPU (measured 1.2–4.7× slower on a 2-core CPU)."""
+  return bool(tf.config.list_physical_devices("GPU"))
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+  """MirroredStrategy across GPUs when several are visible, else the default strategy."""
+  if len(tf.config.list_physical_devices("GPU")) > 1:
+    return tf.distribute.MirroredStrategy()
+  return tf.distribute.get_strategy()
+
+
+class Workdir:
+  """Paths and small JSON state of one run's directory."""
+
+  def __init__(self, root: str):
+    self.root = root
+
+  def path(self, *parts) -> str:
+    return os.path.join(self.root, *parts)
+
+  def read_json(self, name, default=None):
+    path = self.path(name)
+    if not os.path.exists(path):
+      return default
+    with open(path) as f:
+      return json.load(f)
+
+  def write_json(self, name, value):
+    # Write then rename, so a kill mid-write never leaves a truncated file behind.
+    os.makedirs(self.root, exist_ok=True)
+    tmp = self.path(name + ".tmp")
+    with open(tmp, "w") as f:
+      json.dump(value, f, indent=2, sort_keys=True, default=_json_default)
+    os.replace(tmp, self.path(name))
+
+
+def _json_default(v):
+  if isinstance(v, (np.floating, np.integer)):
+    return v.item()
+  if isinstance(v, np.ndarray):
+    return v.tolist()
+  raise TypeError(type(v))
+
+
+def prepare_workdir(config: RunConfig, *, resume: bool = False, overwrite: bool = False):
+  """Checks the workdir against `config` before anything is written.
+
+  A workdir holding a run with another config is refused unless `overwrite`; one with the
+  same config needs `resume` (to continue it) or `overwrite` (to start over).
+  """
+  wd = Workdir(config.workdir)
+  existing = wd.read_json("config.json")
+  if existing is not None:
+    old = RunConfig.from_json(json.dumps(existing))
+    diff = config.differences(old)
+    if overwrite:
+      shutil.rmtree(config.workdir)
+    elif diff:
+      raise ConfigError(
+          f"workdir {config.workdir} holds a run with a different config ({', '.join(diff)}); "
+          "use another --workdir, or --overwrite to discard it.")
+    elif not resume:
+      raise ConfigError(f"workdir {config.workdir} already holds this run; pass --resume to "
+                        "continue it or --overwrite to start over.")
+  os.makedirs(config.workdir, exist_ok=True)
+  wd.write_json("config.json", json.loads(config.to_json()))
+  return wd
+
+
+class Amalgamation:
+  """Runs the stages of one configuration inside its workdir."""
+
+  def __init__(self, config: RunConfig, *, progress: bool = True, resume: bool = False,
+               overwrite: bool = False):
+    config.validate()
+    self.config = config
+    self.progress = progress
+    self.jit = default_jit() if config.jit is None else bool(config.jit)
+    self._check_inputs()
+    self.wd = prepare_workdir(config, resume=resume, overwrite=overwrite)
+    self.state = self.wd.read_json("progress.json", {"done": [], "times": {}})
+    self.strategy = distribution_strategy()
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+      keras.mixed_precision.set_global_policy("mixed_float16")
+
+  # ---------------------------------------------------------------- validation
+  def _check_inputs(self):
+    """Every check that can fail fast runs before the workdir is touched."""
+    c = self.config
+    if c.teacher_paths:
+      self.dataset_labels = None
+      for p in c.teacher_paths:
+        if not os.path.exists(p):
+          raise TeacherError(f"teacher file {p} does not exist; pass the path of a .keras "
+                             "file or SavedModel directory to --teacher.")
+    else:
+      self.dataset_labels = dfka_data.label_names(c.dataset)
+      self.teacher_splits = dfka_data.teacher_label_split(c.dataset, c.num_teachers)
+      if c.labels is not None:
+        labels = dfka_data.resolve_labels(list(c.labels), self.dataset_labels)
+        self.config = c = dataclasses.replace(c, labels=tuple(labels))
+      self.task = TaskMap.build(self.teacher_splits, c.labels)
+      if self._needs_teacher_training() or c.evaluate:
+        dfka_data.check_prepared(c.dataset, c.data_dir)
+    # K must divide B (4) whatever the teachers are.
+    from dfka_tf.models.generator import aligned_depths  # pylint: disable=g-import-not-at-top
+    aligned_depths(4, c.groups)
+
+  def _needs_teacher_training(self) -> bool:
+    return not self.config.teacher_paths
+
+  # ---------------------------------------------------------------- helpers
+  def _done(self, stage) -> bool:
+    return stage in self.state["done"]
+
+  def _mark_done(self, stage, seconds, **extra):
+    if stage not in self.state["done"]:
+      self.state["done"].append(stage)
+    self.state["times"][stage] = self.state["times"].get(stage, 0.0) + seconds
+    self.state.update(extra)
+    self.wd.write_json("progress.json", self.state)
+
+  def _rng(self, stream: int) -> tf.random.Generator:
+    # One generator per stage so a stage's noise does not depend on how long earlier ones ran.
+    return tf.random.Generator.from_seed(self.config.seed * 1000 + stream)
+
+  def _input_shape(self):
+    s = self.config.image_size
+    return (s, s, 3)
+
+  def _imagenet(self, arch) -> Optional[str]:
+    return "imagenet" if (self.config.imagenet_init and arch in PAPER_SCALE_ARCHS) else None
+
+  # ---------------------------------------------------------------- stage 0: teachers
+  def teachers(self) -> List[blocknet.BlockNet]:
+    c = self.config
+    if c.teacher_paths:
+      teachers = [blocknet.load_teacher(p, block_outputs=list(c.teacher_blocks) or None)
+                  for p in c.teacher_paths]
+      labels = None if c.labels is None else list(c.labels)
+      self.task = TaskMap.build([t.label_names for t in teachers], labels)
+    else:
+      teachers = [self._train_or_load_teacher(m) for m in range(c.num_teachers)]
+    for t in teachers:
+      t.freeze()
+    return teachers
+
+  def _train_or_load_teacher(self, m) -> blocknet.BlockNet:
+    c = self.config
+    path = self.wd.path("teachers", f"teacher{m + 1}.keras")
+    stage = f"teacher{m + 1}"
+    if self._done(stage) and os.path.exists(path):
+      return blocknet.load_teacher(path)
+    labels = self.teacher_splits[m]
+    columns = [self.dataset_labels.index(name) for name in labels]
+    start = time.time()
+    model = build_resnet(c.arch, len(labels), self._input_shape(),
+                         weights=self._imagenet(c.arch), name=f"teacher{m + 1}")
+    trainer = TeacherTrainer(model, columns, steps=c.teacher_steps, learning_rate=c.teacher_lr,
+                             weight_decay=c.weight_decay, jit=self.jit)
+    train = dfka_data.load(c.dataset, "train", data_dir=c.data_dir, image_size=c.image_size,
+                           batch_size=c.batch_size, shuffle=True, seed=c.seed + m,
+                           augment=True, drop_remainder=True).repeat()
+    iterator = iter(train)
+    ckpt = loop.StageCheckpoint(self.wd.path("ckpt", stage), model=model,
+                                optimizer=trainer.optimizer, data=iterator)
+    if self.progress:
+      print(f"[{stage}] training on {len(labels)} labels for {c.teacher_steps} steps")
+    loop.run_stage(lambda: trainer.step(next(iterator)), stage=stage, steps=c.teacher_steps,
+                   checkpoint=ckpt, every=c.checkpoint_every, log_dir=self.wd.path("logs"),
+                   progress=self.progress)
+    os.makedirs(self.wd.path("teachers"), exist_ok=True)
+    teacher = blocknet.split_model(model, label_names=labels)
+    blocknet.save_teacher(teacher, path)
+    self._mark_done(stage, time.time() - start)
+    return teacher
+
+  # ---------------------------------------------------------------- step I
+  def generator(self, teachers) -> GeneratorTrainer:
+    c = self.config
+    shapes = self._check_teacher_shapes(teachers)
+    generator = GroupStackGenerator(shapes, num_groups=c.groups, latent_dim=c.latent_dim,
+                                    width=c.generator_width, name="generator")
+    trainer = GeneratorTrainer(generator, teachers, rng=self._rng(1), batch_size=c.batch_size,
+                               learning_rate=c.generator_lr, alpha=c.alpha, beta=c.beta,
+                               gamma=c.gamma, dis_sign=c.dis_sign, jit=self.jit)
+    ckpt = loop.StageCheckpoint(self.wd.path("ckpt", "generator"), generator=generator,
+                                filters=trainer.filters, optimizer=trainer.optimizer,
+                                rng=trainer.rng)
+    start = time.time()
+    if self._done("generator"):
+      ckpt.restore()
+      return trainer
+    if self.progress:
+      print(f"[step I] group-stack generator, K={c.groups} (depths {generator.depths}), "
+            f"{c.generator_steps} steps")
+    loop.run_stage(trainer.step, stage="generator", steps=c.generator_steps, checkpoint=ckpt,
+                   every=c.checkpoint_every, log_dir=self.wd.path("logs"),
+                   progress=self.progress)
+    self._mark_done("generator", time.time() - start)
+    return trainer
+
+  def _check_teacher_shapes(self, teachers):
+    try:
+      blocknet.check_compatible(teachers, depths=range(len(teachers[0].blocks)))
+    except TeacherError:
+      raise
+    return teachers[0].feature_shapes
+
+  # ---------------------------------------------------------------- step II
+  def target_blocks(self, teachers, generator) -> Dict:
+    """Trains T^1..T^B in turn; returns the TargetNet, its filters and η^{b,m}."""
+    c = self.config
+    target_model = build_resnet(c.arch, len(self.task.labels), self._input_shape(),
+                                weights=self._imagenet(c.arch), name="target")
+    target = blocknet.split_model(target_model, label_names=list(self.task.labels))
+    num_blocks = len(target.blocks)
+    if target.feature_shapes[:num_blocks] != teachers[0].feature_shapes[:num_blocks]:
+      raise TeacherError(
+          f"TargetNet --arch={c.arch} has block shapes {target.feature_shapes} but the "
+          f"teachers have {teachers[0].feature_shapes}; choose the teachers' architecture.")
+    trainers = [BlockTrainer(target, b, generator, teachers, self.task, rng=self._rng(10 + b),
+                             batch_size=c.batch_size, steps=c.block_steps,
+                             learning_rate=c.target_lr, weight_decay=c.weight_decay,
+                             lambda_in=(c.lambda_in1, c.lambda_in2), jit=self.jit)
+                for b in range(1, num_blocks + 1)]
+    eta = {int(k): {int(m): v for m, v in e.items()}
+           for k, e in self.state.get("eta", {}).items()}
+    curves = self.state.get("block_curves", {})
+    for tr in trainers:
+      b = tr.block
+      stage = f"block{b}"
+      # Each block's checkpoint holds the whole TargetNet so far, every filter, and the
+      # running sums behind η^{b,m}, so a resumed block measures η exactly as an unbroken one.
+      eta_sum = tf.Variable(tf.zeros([self.task.num_teachers]), trainable=False)
+      eta_count = tf.Variable(0.0, trainable=False)
+      ckpt = loop.StageCheckpoint(
+          self.wd.path("ckpt", stage), target=target_model,
+          filters=[t.filters for t in trainers], optimizer=tr.optimizer, rng=tr.rng,
+          eta_sum=eta_sum, eta_count=eta_count)
+      if self._done(stage):
+        continue
+      if b > 1 and ckpt.manager.latest_checkpoint is None:
+        # Start from the end of block b-1 (the whole TargetNet and filters so far).
+        prev = tf.train.Checkpoint(target=target_model, filters=[t.filters for t in trainers])
+        prev.restore(tf.train.latest_checkpoint(self.wd.path("ckpt", f"block{b - 1}"))
+                     ).expect_partial()
+      start = time.time()
+      if self.progress:
+        print(f"[step II] TargetNet block {b}/{num_blocks}, {c.block_steps} steps")
+      # η^{b,m}: mean of L_dual^{b,m}(F_in^1) over the last 10% of the block's steps.
+      tail_start = c.block_steps - max(1, c.block_steps // 10)
+      curve = []
+
+      def on_step(step, values, curve=curve, tail_start=tail_start, eta_sum=eta_sum,
+                  eta_count=eta_count):
+        curve.append(values["loss"])
+        if step > tail_start:
+          eta_count.assign_add(1.0)
+          eta_sum.assign_add([values.get(f"dual_t{m + 1}", 0.0)
+                              for m in range(self.task.num_teachers)])
+
+      loop.run_stage(tr.step, stage=stage, steps=c.block_steps, checkpoint=ckpt,
+                     every=c.checkpoint_every, log_dir=self.wd.path("logs"),
+                     progress=self.progress, on_step=on_step)
+      sums, count = eta_sum.numpy(), max(float(eta_count.numpy()), 1.0)
+      eta[b] = {m: float(sums[m] / count) for m in self.task.active}
+      curves[str(b)] = curves.get(str(b), []) + curve
+      self._mark_done(stage, time.time() - start,
+                      eta={str(k): {str(m): v for m, v in e.items()} for k, e in eta.items()},
+                      block_curves=curves)
+    # Load the final state of the last block (also when every block was already done).
+    tf.train.Checkpoint(target=target_model, filters=[t.filters for t in trainers]).restore(
+        tf.train.latest_checkpoint(self.wd.path("ckpt", f"block{num_blocks}"))).expect_partial()
+    filters = {t.block: t.filters for t in trainers if t.filters}
+    return {"target": target, "model": target_model, "filters": filters, "eta": eta}
+
+  # ---------------------------------------------------------------- step III
+  def regrouped(self, teachers, generator, blocks) -> keras.Model:
+    c = self.config
+    num_blocks = len(blocks["target"].blocks)
+    if c.branch_out is not None:
+      if not 1 <= c.branch_out <= num_blocks:
+        raise ConfigError(f"--branch_out={c.branch_out} must be in 1..{num_blocks}.")
+      points = {m: c.branch_out for m in self.task.active}
+    else:
+      points = branch_out_blocks(blocks["eta"], self.task)
+    target_net = regroup(blocks["target"], teachers, blocks["filters"], points, self.task)
+    trainer = FinetuneTrainer(target_net, generator, teachers, self.task, rng=self._rng(20),
+                              batch_size=c.batch_size, steps=c.finetune_steps,
+                              learning_rate=c.target_lr * 0.1, weight_decay=c.weight_decay,
+                              jit=self.jit)
+    ckpt = loop.StageCheckpoint(self.wd.path("ckpt", "finetune"), target_net=target_net,
+                                optimizer=trainer.optimizer, rng=trainer.rng)
+    start = time.time()
+    if self._done("finetune"):
+      ckpt.restore()
+    else:
+      if self.progress:
+        print(f"[step III] regrouped T_u, branch-out blocks S_m = "
+              f"{ {f'teacher{m + 1}': s for m, s in points.items()} }, "
+              f"fine-tuning {c.finetune_steps} steps")
+      loop.run_stage(trainer.step, stage="finetune", steps=c.finetune_steps, checkpoint=ckpt,
+                     every=c.checkpoint_every, log_dir=self.wd.path("logs"),
+                     progress=self.progress)
+      self._mark_done("finetune", time.time() - start,
+                      branch_out={str(m + 1): s for m, s in points.items()})
+    return target_net
+
+  # ---------------------------------------------------------------- evaluation
+  def evaluate(self, teachers, target_net) -> Dict:
+    """Teacher and T_u AP on the real test split, both on the customized labels."""
+    c = self.config
+    start = time.time()
+    test = dfka_data.load(c.dataset, "test", data_dir=c.data_dir, image_size=c.image_size,
+                          batch_size=c.eval_batch_size)
+    columns = [self.dataset_labels.index(name) for name in self.task.labels]
+    teacher_fns = [tf.function(lambda x, t=t: t.tail(x, 0, training=False)["probs"])
+                   for t in teachers]
+    target_fn = tf.function(lambda x: target_net(x, training=False))
+    scores_t, scores_u, labels, ignore = [], [], [], []
+    total = dfka_data.num_examples(c.dataset, "test", c.data_dir)
+    bar = keras.utils.Progbar(total, unit_name="image", verbose=1 if self.progress else 0)
+    seen = 0
+    for batch in test:
+      probs = [fn(batch["image"]).numpy() for fn in teacher_fns]
+      parts = [probs[m][:, self.task.teacher_cols[m]] for m in self.task.active]
+      scores_t.append(np.concatenate(parts, axis=1)[:, self.task.order])
+      scores_u.append(target_fn(batch["image"]).numpy())
+      labels.append(batch["labels"].numpy()[:, columns])
+      ignore.append(batch["ignore"].numpy()[:, columns])
+      seen += len(labels[-1])
+      bar.update(seen)
+    scores_t, scores_u = np.concatenate(scores_t), np.concatenate(scores_u)
+    labels, ignore = np.concatenate(labels), np.concatenate(ignore)
+    ap_t = metrics.average_precision_per_label(scores_t, labels, ignore, kind="area")
+    ap_u = metrics.average_precision_per_label(scores_u, labels, ignore, kind="area")
+    out = {
+        "labels": list(self.task.labels),
+        "teacher_map": float(metrics.nanmean_ap(ap_t)[0]),
+        "target_map": float(metrics.nanmean_ap(ap_u)[0]),
+        "teacher_ap": dict(zip(self.task.labels, map(float, ap_t))),
+        "target_ap": dict(zip(self.task.labels, map(float, ap_u))),
+        "teacher_map_voc07": metrics.mean_ap(scores_t, labels, ignore, kind="voc07"),
+        "target_map_voc07": metrics.mean_ap(scores_u, labels, ignore, kind="voc07"),
+        "num_test_images": int(len(labels)),
+    }
+    if c.dataset.startswith("coco"):
+      out["teacher_top3"] = metrics.topk_metrics(scores_t, labels, k=3)
+      out["target_top3"] = metrics.topk_metrics(scores_u, labels, k=3)
+    out["target_over_teacher"] = out["target_map"] / max(out["teacher_map"], 1e-12)
+    self.state["times"]["evaluate"] = time.time() - start
+    return out
+
+  # ---------------------------------------------------------------- all stages
+  def run(self) -> Dict:
+    c = self.config
+    t0 = time.time()
+    with self.strategy.scope():
+      teachers = self.teachers()
+      gen_trainer = self.generator(teachers)
+      generator = gen_trainer.generator
+      blocks = self.target_blocks(teachers, generator)
+      target_net = self.regrouped(teachers, generator, blocks)
+    results = {
+        "config": json.loads(c.to_json()),
+        "labels": list(self.task.labels),
+        "teacher_labels": self.task.teacher_labels,
+        "eta": {str(b): {f"teacher{m + 1}": v for m, v in e.items()}
+                for b, e in blocks["eta"].items()},
+        "branch_out": self.state.get("branch_out"),
+        "params": {
+            "teachers": [int(t.num_params()) for t in teachers],
+            "teachers_total": int(sum(t.num_params() for t in teachers)),
+            "target_net": int(target_net.count_params()),
+            "generator": int(generator.count_params()),
+        },
+        "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
+        "jit": self.jit,
+    }
+    from dfka_tf import report  # pylint: disable=g-import-not-at-top
+    report.save_generated_grid(generator, self.wd.path("generated.png"), seed=c.seed,
+                               real=self._real_images() if c.evaluate else None)
+    report.save_block_curves(self.state.get("block_curves", {}), self.wd.path("block_losses.png"))
+    if c.evaluate and not c.teacher_paths:
+      results.update(self.evaluate(teachers, target_net))
+    if c.export:
+      from dfka_tf import export  # pylint: disable=g-import-not-at-top
+      start = time.time()
+      export.export_target_net(target_net, list(self.task.labels), self.wd.path("target_net"))
+      self.state["times"]["export"] = time.time() - start
+    results["stage_times"] = dict(self.state["times"])
+    results["total_time"] = float(sum(self.state["times"].values()))
+    results["wall_time_this_process"] = time.time() - t0
+    self.wd.write_json("progress.json", self.state)
+    self.wd.write_json("results.json", results)
+    return results
+
+  def _real_images(self, n=16):
+    c = self.config
+    test = dfka_data.load(c.dataset, "test", data_dir=c.data_dir, image_size=c.image_size,
+                          batch_size=n)
+    return next(iter(test))["image"].numpy()
+
+
+def run(config: RunConfig, *, progress: bool = True, resume: bool = False,
+        overwrite: bool = False) -> Dict:
+  """Runs every stage of `config`; returns (and writes) results.json's content."""
+  return Amalgamation(config, progress=progress, resume=resume, overwrite=overwrite).run()

@@ -1,0 +1,89 @@
+"""The loop every stage shares: progress bar, TensorBoard scalars, NaN guard, checkpoints."""
+
+import math
+import os
+from typing import Callable, Dict, Optional
+
+import keras
+import tensorflow as tf
+
+from dfka_tf.errors import CheckpointError, NonFiniteLossError
+
+
+def check_finite(measurements: Dict[str, float], stage: str, step: int):
+  """Raise NonFiniteLossError naming the stage, step and the first non-finite term."""
+  for name, value in measurements.items():
+    if not math.isfinite(float(value)):
+      raise NonFiniteLossError(
+          f"{stage}: loss term '{name}' became {float(value)} at step {step}; the last good "
+          "checkpoint is kept. Lower the learning rate or the loss weights, then rerun with "
+          "--resume.")
+
+
+class StageCheckpoint:
+  """A `tf.train.CheckpointManager` over one stage's state, with a step counter.
+
+  Restoring a corrupt or truncated checkpoint raises CheckpointError naming the directory,
+  instead of TensorFlow's internal error.
+  """
+
+  def __init__(self, directory: str, max_to_keep: int = 2, **trackables):
+    self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    self.directory = directory
+    self.checkpoint = tf.train.Checkpoint(step=self.step, **trackables)
+    self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep)
+
+  def restore(self) -> int:
+    """Restores the latest checkpoint if any; returns the step it reached (0 if none)."""
+    latest = self.manager.latest_checkpoint
+    if latest is None:
+      return 0
+    try:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+    except (tf.errors.OpError, ValueError, AssertionError) as e:
+      first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+      raise CheckpointError(
+          f"checkpoint {latest} is corrupt or does not match this run ({first}); delete "
+          f"{self.directory} to redo that stage, or rerun with --overwrite.") from None
+    return int(self.step.numpy())
+
+  def save(self, step: int):
+    self.step.assign(step)
+    self.manager.save(checkpoint_number=step)
+
+
+def run_stage(step_fn: Callable[[], Dict[str, tf.Tensor]], *, stage: str, steps: int,
+              checkpoint: Optional[StageCheckpoint] = None, every: int = 100,
+              log_dir: Optional[str] = None, progress: bool = True,
+              on_step: Optional[Callable[[int, Dict[str, float]], None]] = None,
+              log_every: int = 10) -> Dict[str, float]:
+  """Runs `step_fn` until `steps`, resuming from `checkpoint`; returns the last measurements.
+
+  Measurements are read back every `log_every` steps (and always on the last), checked for
+  NaN/inf, written to TensorBoard under `log_dir/stage` and shown on a progress bar. A
+  checkpoint is written every `every` steps and at the end; a non-finite loss stops the stage
+  before the next checkpoint, so the last good one stays the latest.
+  """
+  start = checkpoint.restore() if checkpoint is not None else 0
+  writer = tf.summary.create_file_writer(os.path.join(log_dir, stage)) if log_dir else None
+  bar = keras.utils.Progbar(steps, stateful_metrics=None, unit_name="step",
+                            verbose=1 if progress else 0) if steps > start else None
+  last: Dict[str, float] = {}
+  for step in range(start + 1, steps + 1):
+    out = step_fn()
+    if step % log_every == 0 or step == steps or on_step is not None:
+      last = {k: float(v) for k, v in out.items()}
+      check_finite(last, stage, step)
+      if on_step is not None:
+        on_step(step, last)
+      if writer is not None and (step % log_every == 0 or step == steps):
+        with writer.as_default(step=step):
+          for k, v in last.items():
+            tf.summary.scalar(k, v)
+      if bar is not None:
+        bar.update(step, values=[(k, v) for k, v in last.items()][:4], finalize=step == steps)
+    if checkpoint is not None and (step % every == 0 or step == steps):
+      checkpoint.save(step)
+  if writer is not None:
+    writer.flush()
+  return last

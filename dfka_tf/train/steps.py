@@ -1,0 +1,322 @@
+"""The three steps of Algorithm 1, each one `tf.function` step returning a dict of scalars.
+
+- `GeneratorTrainer`   Step I:   G and its teacher-level filters on L_joint (Eq. 12).
+- `BlockTrainer`       Step II:  TargetNet block T^b and its filters on L_u^b (Eq. 13–17).
+- `regroup` + `FinetuneTrainer` Step III: T_u (Eq. 18–20), fine-tuned against the teachers.
+
+Teachers are frozen and always called with training=False (batch norm in inference mode);
+their forward pass on the generated image is computed once per step and shared by every
+loss term that needs it.
+"""
+
+from typing import Dict, List, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dfka_tf import losses
+from dfka_tf.models.filters import TeacherFilter
+from dfka_tf.task import TaskMap
+
+
+def poly_sgd(base_lr: float, steps: int, *, power: float = 0.9, momentum: float = 0.9,
+             weight_decay: float = 5e-3) -> keras.optimizers.Optimizer:
+  """The paper's optimiser (§5.1): SGD with momentum, poly LR (base 0.01, power 0.9), wd 5e-3."""
+  schedule = keras.optimizers.schedules.PolynomialDecay(
+      base_lr, decay_steps=max(int(steps), 1), end_learning_rate=0.0, power=power)
+  return _maybe_loss_scaled(keras.optimizers.SGD(
+      schedule, momentum=momentum, weight_decay=weight_decay or None))
+
+
+def _maybe_loss_scaled(optimizer):
+  # Under mixed_float16 small float16 gradients underflow; Keras' loss scaling avoids it.
+  if keras.config.dtype_policy().name == "mixed_float16":
+    return keras.optimizers.LossScaleOptimizer(optimizer)
+  return optimizer
+
+
+def _gather(probs, cols):
+  return tf.gather(tf.cast(probs, tf.float32), cols, axis=1)
+
+
+class _Step:
+  """Shared plumbing: one compiled step, a trace counter, noise from a seeded generator."""
+
+  def __init__(self, rng: tf.random.Generator, batch_size: int, latent_dim: int, jit: bool):
+    self.rng = rng
+    self.batch_size = int(batch_size)
+    self.latent_dim = int(latent_dim)
+    self.trace_count = 0
+    self._compiled = tf.function(self._traced_step, jit_compile=bool(jit))
+
+  def _traced_step(self):
+    self.trace_count += 1  # Runs only while tracing: counts retraces.
+    return self._step()
+
+  def _noise(self):
+    return self.rng.normal([self.batch_size, self.latent_dim])
+
+  def step(self) -> Dict[str, tf.Tensor]:
+    return self._compiled()
+
+  def _step(self):
+    raise NotImplementedError
+
+  def _apply(self, tape, loss, variables):
+    grads = tape.gradient(loss, variables)
+    self.optimizer.apply(grads, variables)
+
+
+def _teacher_outputs(teachers, image):
+  return [t.tail(image, 0, training=False) for t in teachers]
+
+
+class GeneratorTrainer(_Step):
+  """Step I of Algorithm 1: train G = G^1..G^K and its filters f_m^j on L_joint (Eq. 12).
+
+  For each intermediate group j < K, teacher m judges f_m^j(F^j) with its blocks d_j+1..B
+  (D^j, Eq. 5); the image goes to every teacher unfiltered. Adam (β1 = 0.5) is used for G,
+  as DAFL's code does; the paper does not say.
+  """
+
+  def __init__(self, generator, teachers: Sequence, *, rng: tf.random.Generator,
+               batch_size: int, learning_rate: float = 1e-3, alpha: float = 1.0,
+               beta: float = 1.0, gamma: float = 5.0, dis_sign: str = "sparse",
+               filter_reduction: int = 4, jit: bool = False):
+    self.generator = generator
+    self.teachers = list(teachers)
+    self.weights = dict(alpha=alpha, beta=beta, gamma=gamma, dis_sign=dis_sign)
+    # One filter per teacher per intermediate group (the image is not filtered).
+    self.filters = [[TeacherFilter(filter_reduction, name=f"f{m + 1}_g{j + 1}")
+                     for m in range(len(self.teachers))]
+                    for j in range(len(generator.depths) - 1)]
+    self.optimizer = _maybe_loss_scaled(keras.optimizers.Adam(learning_rate, beta_1=0.5))
+    super().__init__(rng, batch_size, generator.latent_dim, jit)
+
+  @property
+  def trainable_variables(self):
+    return self.generator.trainable_variables + [
+        v for row in self.filters for f in row for v in f.trainable_variables]
+
+  def generated_predictions(self, outputs):
+    """O_gan of the image and of every intermediate F^j, plus the teachers' image features."""
+    image_out = _teacher_outputs(self.teachers, outputs[-1])
+    image_probs = tf.concat([tf.cast(o["probs"], tf.float32) for o in image_out], axis=1)
+    feature_probs = []
+    for j, depth in enumerate(self.generator.depths[:-1]):
+      feature_probs.append(tf.concat([
+          tf.cast(t.tail(self.filters[j][m](outputs[j]), depth, training=False)["probs"],
+                  tf.float32)
+          for m, t in enumerate(self.teachers)], axis=1))
+    return image_probs, [o["pre_logits"] for o in image_out], feature_probs
+
+  def _step(self):
+    z = self._noise()
+    with tf.GradientTape() as tape:
+      outputs = self.generator(z, training=True)
+      image_probs, pre_logits, feature_probs = self.generated_predictions(outputs)
+      total, terms = losses.joint_loss(image_probs, pre_logits, feature_probs, **self.weights)
+      scaled = self.optimizer.scale_loss(total)
+    self._apply(tape, scaled, self.trainable_variables)
+    return {"loss": total, **terms}
+
+
+class BlockTrainer(_Step):
+  """Step II of Algorithm 1 for one block b: train T^b (and f_m^b) on L_u^b (Eq. 17).
+
+  G and T^1..T^{b-1} are frozen (inference mode). The two input streams (Eq. 16) are
+  F_in^1 = T^{b-1..1}(I_gan) and F_in^2 = the generator output aligned with depth b-1. For
+  b = 1 both are the image, so the loss is computed once and weighted λ_in^1 + λ_in^2; where
+  no generator group aligns with depth b-1, only F_in^1 is used, with weight 1 (so no block
+  goes untrained under λ_in = {0, 1}; DESIGN.md, "Block alignment").
+
+  For b < B, teacher m reads f_m^b(F_u^b) with its blocks b+1..B (D_dual^{b,m}, Eq. 13); for
+  b = B the TargetNet's own head predicts Y_cst and each teacher's columns are compared with
+  g_m of its output. L_dual^{b,m} (Eq. 14) uses teacher m's prediction on I_gan as target.
+
+  Each step returns "loss" (L_u^b) and "dual_t<m>" = L_dual^{b,m}(F_in^1), whose mean over
+  the last steps is η^{b,m} of Eq. 18.
+  """
+
+  def __init__(self, target, block: int, generator, teachers: Sequence, task: TaskMap, *,
+               rng: tf.random.Generator, batch_size: int, steps: int,
+               learning_rate: float = 0.01, weight_decay: float = 5e-3,
+               lambda_in=(1.0, 1.0), lambda_m: Optional[Sequence[float]] = None,
+               filter_reduction: int = 4, jit: bool = False):
+    self.target = target
+    self.block = int(block)  # 1-based, as in the paper.
+    self.num_blocks = len(target.blocks)
+    self.generator = generator
+    self.teachers = list(teachers)
+    self.task = task
+    self.lambda_in = tuple(float(v) for v in lambda_in)
+    self.lambda_m = list(lambda_m) if lambda_m is not None else [1.0] * len(self.teachers)
+    self.filters = ([TeacherFilter(filter_reduction, name=f"f{m + 1}_t{self.block}")
+                     for m in range(len(self.teachers))]
+                    if self.block < self.num_blocks else [])
+    self.optimizer = poly_sgd(learning_rate, steps, weight_decay=weight_decay)
+    super().__init__(rng, batch_size, generator.latent_dim, jit)
+
+  @property
+  def trainable_variables(self):
+    block = self.target.blocks[self.block - 1]
+    return list(block.trainable_variables) + [
+        v for m in self.task.active if self.filters for v in self.filters[m].trainable_variables]
+
+  def _per_teacher_losses(self, features_u, targets):
+    out = {}
+    if self.block == self.num_blocks:
+      probs = features_u["probs"]
+      for m in self.task.active:
+        out[m] = losses.dual_loss_per_teacher(_gather(probs, self.task.cst_cols[m]), targets[m])
+    else:
+      for m in self.task.active:
+        probs = self.teachers[m].tail(self.filters[m](features_u), self.block,
+                                      training=False)["probs"]
+        out[m] = losses.dual_loss_per_teacher(_gather(probs, self.task.teacher_cols[m]),
+                                              targets[m])
+    return out
+
+  def _step(self):
+    b = self.block
+    z = self._noise()
+    outputs = self.generator(z, training=False)
+    image = outputs[-1]
+    targets = {m: _gather(self.teachers[m].tail(image, 0, training=False)["probs"],
+                          self.task.teacher_cols[m]) for m in self.task.active}
+    x1 = image
+    for i in range(b - 1):
+      x1 = self.target.blocks[i](x1, training=False)
+    x2 = image if b == 1 else self.generator.output_at_depth(outputs, b - 1)
+    block = self.target.blocks[b - 1]
+    with tf.GradientTape() as tape:
+      per1 = self._per_teacher_losses(block(x1, training=True), targets)
+      l1 = losses.dual_loss([per1[m] for m in self.task.active],
+                            [self.lambda_m[m] for m in self.task.active])
+      if b == 1:  # Both streams are I_gan: one forward pass, both weights.
+        total = losses.block_loss(l1, l1, *self.lambda_in)
+      elif x2 is None:
+        total = losses.block_loss(l1, None, 1.0, 0.0)
+      else:
+        per2 = self._per_teacher_losses(block(x2, training=True), targets)
+        l2 = losses.dual_loss([per2[m] for m in self.task.active],
+                              [self.lambda_m[m] for m in self.task.active])
+        total = losses.block_loss(l1, l2, *self.lambda_in)
+      scaled = self.optimizer.scale_loss(total)
+    self._apply(tape, scaled, self.trainable_variables)
+    return {"loss": total, **{f"dual_t{m + 1}": per1[m] for m in self.task.active}}
+
+
+def branch_out_blocks(eta: Dict[int, Dict[int, float]], task: TaskMap) -> Dict[int, int]:
+  """S_m = argmin_b η^{b,m} (Eq. 18), for every active teacher m.
+
+  Args:
+    eta: {block b (1-based): {teacher m: η^{b,m}}}.
+
+  Returns:
+    {m: S_m}; ties go to the deeper block (a smaller T_u needs fewer copied teacher blocks).
+  """
+  out = {}
+  for m in task.active:
+    values = {b: e[m] for b, e in eta.items() if m in e}
+    best = min(values.values())
+    out[m] = max(b for b, v in values.items() if v == best)
+  return out
+
+
+def regroup(target, teachers: Sequence, block_filters: Dict[int, Sequence[TeacherFilter]],
+            branch_points: Dict[int, int], task: TaskMap, name: str = "target_net"):
+  """T_u (Eq. 19–20): shared T^1..T^{min S_m}, then one branch per teacher.
+
+  T_m = [T^1..T^{S_m}, f_m^{S_m}, A_m^{S_m+1}..A_m^B, g_m] (Eq. 19). The teacher blocks are
+  trainable copies (the frozen teachers stay untouched: they are the fine-tuning targets);
+  for S_m = B the branch is the TargetNet's own head. The output is one probability vector
+  over Y_cst in the user's order.
+
+  Args:
+    target: the TargetNet (a BlockNet) after Step II.
+    teachers: the frozen teachers (BlockNets).
+    block_filters: {b: [f_1^b, ..., f_M^b]} trained in Step II.
+    branch_points: {m: S_m}.
+
+  Returns:
+    a functional keras.Model image -> probabilities [N, |Y_cst|].
+  """
+  num_blocks = len(target.blocks)
+  image = keras.Input(target.feature_shapes[0], name="image")
+  deepest = max(branch_points.values())
+  trunk = [image]
+  for i in range(min(deepest, num_blocks - 1)):
+    trunk.append(target.blocks[i](trunk[-1]))
+  pieces, head = [], None
+  for m in task.active:
+    s = branch_points[m]
+    if s == num_blocks:
+      if head is None:  # Teachers branching at B share T's own head: run it once.
+        head = target.blocks[-1](trunk[num_blocks - 1])["probs"]
+      pieces.append(_KeepColumns(task.cst_cols[m], name=f"g{m + 1}")(head))
+      continue
+    x = block_filters[s][m](trunk[s])
+    for i in range(s, num_blocks):
+      x = _trainable_copy(teachers[m].blocks[i], f"t{m + 1}_branch_block{i + 1}")(x)
+    pieces.append(_KeepColumns(task.teacher_cols[m], name=f"g{m + 1}")(x["probs"]))
+  merged = pieces[0] if len(pieces) == 1 else keras.layers.Concatenate(name="branches")(pieces)
+  out = _KeepColumns(task.order, name="probabilities")(merged)
+  return keras.Model(image, out, name=name)
+
+
+def _trainable_copy(model, name):
+  copy = keras.models.clone_model(model)
+  copy.set_weights(model.get_weights())
+  copy.trainable = True
+  copy._name = name  # pylint: disable=protected-access  (names must be unique in T_u)
+  return copy
+
+
+@keras.saving.register_keras_serializable(package="dfka_tf")
+class _KeepColumns(keras.layers.Layer):
+  """Task-level filter g_m: keep the given output columns, in the given order."""
+
+  def __init__(self, columns, **kwargs):
+    super().__init__(**kwargs)
+    self.columns = [int(c) for c in columns]
+
+  def call(self, x):
+    return keras.ops.take(keras.ops.cast(x, "float32"), self.columns, axis=1)
+
+  def get_config(self):
+    return {**super().get_config(), "columns": self.columns}
+
+
+class FinetuneTrainer(_Step):
+  """Step III, Algorithm 1 line 23: fine-tune T_u on generated images against the teachers.
+
+  The target is, for each customized label, the prediction of the teacher it comes from,
+  assembled in Y_cst order; the loss is plain distillation ℓ(T_u(I_gan), target).
+  """
+
+  def __init__(self, target_net: keras.Model, generator, teachers: Sequence, task: TaskMap, *,
+               rng: tf.random.Generator, batch_size: int, steps: int,
+               learning_rate: float = 0.01, weight_decay: float = 5e-3, jit: bool = False):
+    self.target_net = target_net
+    self.generator = generator
+    self.teachers = list(teachers)
+    self.task = task
+    self.optimizer = poly_sgd(learning_rate, steps, weight_decay=weight_decay)
+    super().__init__(rng, batch_size, generator.latent_dim, jit)
+
+  def teacher_targets(self, image):
+    """Every customized label's teacher prediction on `image`, in Y_cst order."""
+    parts = [_gather(self.teachers[m].tail(image, 0, training=False)["probs"],
+                     self.task.teacher_cols[m]) for m in self.task.active]
+    return tf.gather(tf.concat(parts, axis=1), self.task.order, axis=1)
+
+  def _step(self):
+    image = self.generator(self._noise(), training=False)[-1]
+    targets = self.teacher_targets(image)
+    with tf.GradientTape() as tape:
+      loss = losses.distillation_loss(self.target_net(image, training=True), targets)
+      scaled = self.optimizer.scale_loss(loss)
+    self._apply(tape, scaled, self.target_net.trainable_variables)
+    return {"loss": loss}

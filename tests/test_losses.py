@@ -1,0 +1,128 @@
+"""Every loss against values worked out by hand on 2x2 tensors (arithmetic in comments)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dfka_tf import losses
+
+# The probabilities most tests share; rows are samples, columns labels.
+P = [[0.8, 0.3], [0.5, 0.1]]
+
+
+class LossesTest(tf.test.TestCase):
+
+  def test_binary_cross_entropy(self):
+    # -(ln .8 + ln .7) / 2 = (0.22314355 + 0.35667494) / 2
+    self.assertAllClose(losses.binary_cross_entropy([[0.8, 0.3]], [[1.0, 0.0]]), 0.28990925)
+
+  def test_binary_cross_entropy_is_finite_at_saturation(self):
+    self.assertTrue(np.isfinite(losses.binary_cross_entropy([[1.0, 0.0]], [[0.0, 1.0]])))
+
+  def test_one_hot_loss_eq7(self):
+    # t = 1[y >= .5] = [[1, 0], [1, 0]] (0.5 counts as positive, Eq. 6).
+    # -ln .8, -ln .7, -ln .5, -ln .9 = .22314355, .35667494, .69314718, .10536052; mean:
+    self.assertAllClose(losses.one_hot_loss(P), 0.34458155)
+
+  def test_one_hot_loss_target_has_no_gradient(self):
+    y = tf.Variable([[0.8, 0.3]])
+    with tf.GradientTape() as tape:
+      loss = losses.one_hot_loss(y)
+    # d/dy of -ln y = -1/y over 2 elements: -1/(2*.8); d/dy -ln(1-y) = 1/(1-y)/2 = 1/1.4.
+    self.assertAllClose(tape.gradient(loss, y), [[-0.625, 1 / 1.4]])
+
+  def test_activation_loss_s_eq2(self):
+    # Teacher 1: mean |.| of [[1,-2],[3,0]] = 6/4 = 1.5; teacher 2: mean of [.5, 1.5] = 1.
+    # -(1.5 + 1.0) / 2 teachers.
+    loss = losses.activation_loss([tf.constant([[1.0, -2.0], [3.0, 0.0]]),
+                                   tf.constant([[0.5], [1.5]])])
+    self.assertAllClose(loss, -1.25)
+
+  def test_information_entropy_loss_s_eq3(self):
+    # Batch means p = [.4, .5]. H(.4) = .4 ln .4 + .6 ln .6 = -.36651629 - .30649537;
+    # H(.5) = ln .5 = -.69314718; (1/C) Σ = (-.67301166 - .69314718) / 2.
+    self.assertAllClose(losses.information_entropy_loss([[0.2, 0.5], [0.6, 0.5]]), -0.68307942)
+
+  def test_information_entropy_loss_prefers_balanced_labels(self):
+    balanced = losses.information_entropy_loss([[1.0, 0.0], [0.0, 1.0]])
+    collapsed = losses.information_entropy_loss([[1.0, 0.0], [1.0, 0.0]])
+    self.assertLess(balanced, collapsed)
+
+  def test_discrete_loss_eq8_both_signs(self):
+    # (1/C) Σ|y| averaged over the batch: (.2 + .4 + .6 + 0) / 4 = .3.
+    probs = [[0.2, 0.4], [0.6, 0.0]]
+    self.assertAllClose(losses.discrete_loss(probs, "sparse"), 0.3)
+    self.assertAllClose(losses.discrete_loss(probs, "printed"), -0.3)
+    with pytest.raises(ValueError, match="sign"):
+      losses.discrete_loss(probs, "up")
+
+  def test_gan_loss_eq9(self):
+    # oh = .34458155 (above); a = -1.5 (features [[1,-2],[3,0]]);
+    # ie: p = [.65, .2]: H(.65) = .65 ln .65 + .35 ln .35 = -.64744664,
+    #     H(.2) = .2 ln .2 + .8 ln .8 = -.50040242, mean -.57392453;
+    # dis (sparse) = mean(.8, .3, .5, .1) = .425.
+    # total = .34458155 - 1.5 - .57392453 + 5 * .425 = .39565702.
+    total, terms = losses.gan_loss(P, [tf.constant([[1.0, -2.0], [3.0, 0.0]])])
+    self.assertAllClose(terms["oh"], 0.34458155)
+    self.assertAllClose(terms["a"], -1.5)
+    self.assertAllClose(terms["ie"], -0.57392453)
+    self.assertAllClose(terms["dis"], 0.425)
+    self.assertAllClose(total, 0.39565702)
+    # Weights are applied: α=2, β=0, γ=0 -> .34458155 - 3.
+    total, _ = losses.gan_loss(P, [tf.constant([[1.0, -2.0], [3.0, 0.0]])], 2.0, 0.0, 0.0)
+    self.assertAllClose(total, 0.34458155 - 3.0)
+
+  def test_joint_loss_eq12(self):
+    # Feature-side predictions F = [[.6, .3], [.5, .2]] against image targets P (soft):
+    # t=.8,y=.6: -(.8 ln .6 + .2 ln .4) = .59191865;  t=.3,y=.3: .61086430;
+    # t=.5,y=.5: ln 2 = .69314718;                     t=.1,y=.2: -(.1 ln .2 + .9 ln .8) = .36177299
+    # mean = .56442578; averaged over two identical groups it stays .56442578.
+    f = tf.constant([[0.6, 0.3], [0.5, 0.2]])
+    feats = [tf.constant([[1.0, -2.0], [3.0, 0.0]])]
+    total, terms = losses.joint_loss(P, feats, [f, f])
+    self.assertAllClose(terms["align"], 0.56442578)
+    self.assertAllClose(terms["gan"], 0.39565702)
+    self.assertAllClose(total, 0.39565702 + 0.56442578)
+    # K = 1: no intermediate groups, L_joint = L_gan.
+    total, terms = losses.joint_loss(P, feats, [])
+    self.assertAllClose(total, 0.39565702)
+    self.assertAllClose(terms["align"], 0.0)
+
+  def test_joint_loss_alignment_targets_carry_no_gradient(self):
+    image = tf.Variable(P)
+    feature = tf.Variable([[0.6, 0.3], [0.5, 0.2]])
+    with tf.GradientTape(persistent=True) as tape:
+      _, terms = losses.joint_loss(image, [tf.ones([2, 1])], [feature])
+    self.assertIsNone(tape.gradient(terms["align"], image))
+    self.assertIsNotNone(tape.gradient(terms["align"], feature))
+
+  def test_dual_losses_eq14_15_17(self):
+    # Eq. 14 is ℓ against the teacher's soft prediction: same numbers as above.
+    self.assertAllClose(
+        losses.dual_loss_per_teacher([[0.6, 0.3], [0.5, 0.2]], P), 0.56442578)
+    # Eq. 15: 1 * .5 + 2 * .25.
+    self.assertAllClose(losses.dual_loss([0.5, 0.25], [1.0, 2.0]), 1.0)
+    self.assertAllClose(losses.dual_loss([0.5, 0.25]), 0.75)
+    with pytest.raises(ValueError, match="weights"):
+      losses.dual_loss([0.5, 0.25], [1.0])
+    # Eq. 17: λ1 * 1 + λ2 * .5.
+    self.assertAllClose(losses.block_loss(1.0, 0.5, 1.0, 1.0), 1.5)
+    self.assertAllClose(losses.block_loss(1.0, 0.5, 1.0, 0.0), 1.0)
+    self.assertAllClose(losses.block_loss(1.0, 0.5, 0.0, 1.0), 0.5)
+    self.assertAllClose(losses.block_loss(1.0, None, 1.0, 1.0), 1.0)
+
+  def test_distillation_loss(self):
+    self.assertAllClose(losses.distillation_loss([[0.6, 0.3], [0.5, 0.2]], P), 0.56442578)
+
+  def test_batchnorm_statistics_loss(self):
+    # Batch [[1, 2], [3, 6]]: means [2, 4], variances [1, 4] -> stds [1, 2] (+1e-5 inside).
+    # Running mean [2, 3], variance [1, 1]: ||Δμ||² = 0 + 1; ||Δσ||² = 0 + (2 - 1)² = 1.
+    loss = losses.batchnorm_statistics_loss(
+        [tf.constant([[1.0, 2.0], [3.0, 6.0]])],
+        [(tf.constant([2.0, 3.0]), tf.constant([1.0, 1.0]))])
+    self.assertAllClose(loss, 2.0, atol=1e-5)
+
+  def test_auxiliary_classifier_loss(self):
+    # Teacher [.9, .2] -> labels [1, 0]; BCE of [.8, .3] against them = .28990925.
+    self.assertAllClose(
+        losses.auxiliary_classifier_loss([[0.8, 0.3]], [[0.9, 0.2]]), 0.28990925)
