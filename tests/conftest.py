@@ -1,9 +1,19 @@
-"""Test setup: offline, quiet, deterministic and small."""
+"""Test setup: offline, quiet, deterministic and small.
+
+Tests marked `slow` are deselected by default (pytest reports them as deselected); run them
+with `python -m pytest -m slow tests`.
+"""
 
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", "slow: minutes-long test, deselected by default")
+  if not config.option.markexpr:
+    config.option.markexpr = "not slow"
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,0 +1,172 @@
+"""Steps I–III on tiny networks: each step moves exactly the variables it should."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dfka_tf.errors import ConfigError
+from dfka_tf.models import blocknet
+from dfka_tf.models.generator import GroupStackGenerator
+from dfka_tf.models.resnet import build_resnet
+from dfka_tf.task import TaskMap
+from dfka_tf.train import steps
+
+SHAPE = (16, 16, 3)
+BATCH = 4
+
+
+def _blocknet(num_labels, name, labels=None):
+  model = build_resnet("tiny", num_labels, SHAPE, name=name)
+  labels = labels or [f"{name}_{i}" for i in range(num_labels)]
+  return blocknet.split_model(model, label_names=labels)
+
+
+@pytest.fixture(scope="module")
+def world():
+  keras.utils.set_random_seed(0)
+  teachers = [_blocknet(3, "a"), _blocknet(2, "b")]
+  for t in teachers:
+    t.freeze()
+  # Y_cst mixes both teachers and reorders: b_1, a_0, a_2.
+  task = TaskMap.build([t.label_names for t in teachers], ["b_1", "a_0", "a_2"])
+  generator = GroupStackGenerator(teachers[0].feature_shapes, num_groups=2, latent_dim=8,
+                                  width=16)
+  return teachers, task, generator
+
+
+def _values(variables):
+  return [v.numpy().copy() for v in variables]
+
+
+def _changed(before, variables):
+  return [not np.array_equal(b, v.numpy()) for b, v in zip(before, variables)]
+
+
+def _rng():
+  return tf.random.Generator.from_seed(1)
+
+
+def test_task_map_orders_and_checks_labels():
+  task = TaskMap.build([["a", "b", "c"], ["d", "e"]], ["e", "a", "c"])
+  assert task.teacher_cols == [[0, 2], [1]]
+  assert task.cst_cols == [[1, 2], [0]]
+  # Concatenation is [a, c, e]; Y_cst order [e, a, c] takes positions 2, 0, 1.
+  assert task.order == [2, 0, 1]
+  assert TaskMap.build([["a"], ["b"]]).labels == ["a", "b"]
+  with pytest.raises(ConfigError, match="unknown label"):
+    TaskMap.build([["a"]], ["z"])
+  with pytest.raises(ConfigError, match="more than once"):
+    TaskMap.build([["a", "b"]], ["a", "a"])
+  with pytest.raises(ConfigError, match="empty"):
+    TaskMap.build([["a"]], [])
+
+
+def test_generator_step_moves_only_generator_and_filters(world):
+  teachers, _, generator = world
+  trainer = steps.GeneratorTrainer(generator, teachers, rng=_rng(), batch_size=BATCH)
+  trainer.step()  # Builds the optimizer's slots and the filters.
+  traces = trainer.trace_count
+  own = trainer.trainable_variables
+  frozen = [v for t in teachers for v in t.variables]
+  before_own, before_frozen = _values(own), _values(frozen)
+  out = trainer.step()
+  assert set(out) >= {"loss", "oh", "a", "ie", "dis", "align"}
+  assert all(np.isfinite(float(v)) for v in out.values())
+  changed = _changed(before_own, own)
+  assert all(changed[:len(generator.trainable_variables)])
+  assert any(changed[len(generator.trainable_variables):])  # the filters f_m^j
+  assert not any(_changed(before_frozen, frozen))
+  trainer.step()
+  assert trainer.trace_count == traces  # No retracing after the first step.
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 4])
+def test_block_step_moves_only_its_block(world, block):
+  teachers, task, generator = world
+  target = _blocknet(len(task.labels), f"target{block}", list(task.labels))
+  trainer = steps.BlockTrainer(target, block, generator, teachers, task, rng=_rng(),
+                               batch_size=BATCH, steps=10)
+  trainer.step()
+  traces = trainer.trace_count
+  others = [v for i, blk in enumerate(target.blocks) if i != block - 1 for v in blk.variables]
+  frozen = [v for t in teachers for v in t.variables] + generator.variables + others
+  own = trainer.trainable_variables
+  before_own, before_frozen = _values(own), _values(frozen)
+  out = trainer.step()
+  trainer.step()
+  assert {"loss", "dual_t1", "dual_t2"} <= set(out)
+  assert all(_changed(before_own, own)[:len(target.blocks[block - 1].trainable_variables)])
+  assert not any(_changed(before_frozen, frozen))
+  assert trainer.trace_count == traces
+  assert (len(trainer.filters) == 2) == (block < 4)
+
+
+def test_block_loss_uses_generator_link_where_aligned(world):
+  teachers, task, generator = world
+  target = _blocknet(len(task.labels), "target_link", list(task.labels))
+  # K = 2 aligns depth 2: block 3 has a link stream, block 2 has none.
+  assert generator.output_at_depth([None, "f1"], 2) is None or generator.depths == [2, 0]
+  assert generator.output_at_depth(["F1", "image"], 2) == "F1"
+  assert generator.output_at_depth(["F1", "image"], 1) is None
+  only_link = steps.BlockTrainer(target, 3, generator, teachers, task, rng=_rng(),
+                                 batch_size=BATCH, steps=5, lambda_in=(0.0, 1.0))
+  out = only_link.step()
+  # With λ_in = {0, 1} the loss is the link stream's alone, not the F_in^1 terms reported.
+  assert abs(float(out["loss"]) - (float(out["dual_t1"]) + float(out["dual_t2"]))) > 1e-6
+
+
+def test_branch_out_picks_argmin_and_deeper_on_ties():
+  task = TaskMap.build([["a"], ["b"]])
+  eta = {1: {0: 0.5, 1: 0.2}, 2: {0: 0.3, 1: 0.2}, 3: {0: 0.4, 1: 0.9}}
+  assert steps.branch_out_blocks(eta, task) == {0: 2, 1: 2}
+
+
+@pytest.mark.parametrize("points", [{0: 2, 1: 3}, {0: 4, 1: 4}, {0: 1, 1: 4}])
+def test_regroup_matches_hand_assembled_branches(world, points):
+  teachers, task, _ = world
+  target = _blocknet(len(task.labels), "target_rg", list(task.labels))
+  filters = {b: [steps.TeacherFilter(name=f"rg_f{m}_{b}") for m in range(2)] for b in (1, 2, 3)}
+  net = steps.regroup(target, teachers, filters, points, task)
+  x = tf.random.uniform((2,) + SHAPE)
+  got = net(x).numpy()
+  assert got.shape == (2, 3)
+  # By hand: T^1..T^S, f_m^S, teacher m's blocks S+1..B, then g_m; in Y_cst order.
+  feats = [x]
+  for blk in target.blocks[:-1]:
+    feats.append(blk(feats[-1]))
+  head = target.blocks[-1](feats[-1])["probs"].numpy()
+  def branch(m):
+    s = points[m]
+    if s == 4:
+      return head[:, task.cst_cols[m]]
+    out = teachers[m].tail(filters[s][m](feats[s]), s)["probs"].numpy()
+    return out[:, task.teacher_cols[m]]
+  want = np.zeros((2, 3))
+  for m in (0, 1):
+    want[:, task.cst_cols[m]] = branch(m)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_finetune_step_moves_target_net_not_teachers(world):
+  teachers, task, generator = world
+  target = _blocknet(len(task.labels), "target_ft", list(task.labels))
+  filters = {b: [steps.TeacherFilter(name=f"ft_f{m}_{b}") for m in range(2)] for b in (1, 2, 3)}
+  net = steps.regroup(target, teachers, filters, {0: 2, 1: 4}, task)
+  trainer = steps.FinetuneTrainer(net, generator, teachers, task, rng=_rng(), batch_size=BATCH,
+                                  steps=10)
+  trainer.step()
+  traces = trainer.trace_count
+  frozen = [v for t in teachers for v in t.variables] + generator.variables
+  before_own, before_frozen = _values(net.trainable_variables), _values(frozen)
+  trainer.step()
+  trainer.step()
+  assert any(_changed(before_own, net.trainable_variables))
+  assert not any(_changed(before_frozen, frozen))
+  assert trainer.trace_count == traces
+  # The teacher targets are in Y_cst order: b_1, a_0, a_2.
+  image = tf.random.uniform((2,) + SHAPE)
+  targets = trainer.teacher_targets(image).numpy()
+  a = teachers[0](image)["probs"].numpy()
+  b = teachers[1](image)["probs"].numpy()
+  np.testing.assert_allclose(targets, np.stack([b[:, 1], a[:, 0], a[:, 2]], 1), rtol=1e-5)
