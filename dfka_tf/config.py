@@ -12,7 +12,7 @@ METHODS = ("dfka", "teacher", "ka", "similar", "diff", "noise", "dafl")
 # fits in 10 minutes on 2 CPU cores; voc2007/coco2014 follow the paper (§5.1): ResNet-101 at
 # 224 px, batch 16, SGD with poly LR base 0.01, power 0.9, weight decay 5e-3.
 PRESETS = {
-    "scenes20": dict(arch="small", image_size=32, batch_size=64, teacher_steps=1500,
+    "scenes20": dict(arch="small", image_size=32, batch_size=64, teacher_steps=600,
                      teacher_lr=0.05, generator_steps=300, generator_lr=1e-3,
                      block_steps=150, target_lr=0.05, finetune_steps=200, latent_dim=128,
                      generator_width=64, eval_batch_size=250),
@@ -44,7 +44,7 @@ class RunConfig:
   batch_size: int = 64
   eval_batch_size: int = 250
   seed: int = 0
-  teacher_steps: int = 1500
+  teacher_steps: int = 600
   teacher_lr: float = 0.05
   generator_steps: int = 300
   generator_lr: float = 1e-3

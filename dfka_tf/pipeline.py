@@ -36,8 +36,9 @@ from dfka_tf.models.generator import GroupStackGenerator
 from dfka_tf.models.resnet import build_resnet
 from dfka_tf.task import TaskMap
 from dfka_tf.train import loop
-from dfka_tf.train.steps import (BlockTrainer, FinetuneTrainer, GeneratorTrainer,
-                                 branch_out_blocks, regroup)
+from dfka_tf.train.steps import (BlockTrainer, DatasetSource, FinetuneTrainer,
+                                 GeneratorSource, GeneratorTrainer, NoiseSource,
+                                 branch_out_blocks, regroup, teacher_ensemble)
 from dfka_tf.train.teachers import TeacherTrainer
 
 logger = logging.getLogger(__name__)
@@ -228,11 +229,15 @@ class Amalgamation:
   def generator(self, teachers) -> GeneratorTrainer:
     c = self.config
     shapes = self._check_teacher_shapes(teachers)
-    generator = GroupStackGenerator(shapes, num_groups=c.groups, latent_dim=c.latent_dim,
-                                    width=c.generator_width, name="generator")
+    # DAFL: one generator judged by the teachers on the image, L_oh + α L_a + β L_ie.
+    dafl = c.method == "dafl"
+    generator = GroupStackGenerator(shapes, num_groups=1 if dafl else c.groups,
+                                    latent_dim=c.latent_dim, width=c.generator_width,
+                                    name="generator")
     trainer = GeneratorTrainer(generator, teachers, rng=self._rng(1), batch_size=c.batch_size,
                                learning_rate=c.generator_lr, alpha=c.alpha, beta=c.beta,
-                               gamma=c.gamma, dis_sign=c.dis_sign, jit=self.jit)
+                               gamma=0.0 if dafl else c.gamma, dis_sign=c.dis_sign,
+                               jit=self.jit)
     ckpt = loop.StageCheckpoint(self.wd.path("ckpt", "generator"), generator=generator,
                                 filters=trainer.filters, optimizer=trainer.optimizer,
                                 rng=trainer.rng)
@@ -256,6 +261,30 @@ class Amalgamation:
       raise
     return teachers[0].feature_shapes
 
+  # ---------------------------------------------------------------- image sources
+  COMPANIONS = {"ka": None, "similar": "scenes20_similar", "diff": "scenes20_different"}
+
+  def _source(self, generator, stream: int):
+    """Where Steps II–III get their images: G, real unlabeled images, or noise."""
+    c = self.config
+    if c.method in ("dfka", "dafl"):
+      return GeneratorSource(generator, self._rng(stream), c.batch_size)
+    if c.method == "noise":
+      return NoiseSource(self._input_shape(), self._rng(stream), c.batch_size)
+    name = self.COMPANIONS[c.method] or c.dataset
+    if c.image_size != 32 and name.startswith("scenes20_"):
+      name += f"_{c.image_size}"
+    images = dfka_data.load(name, "train", data_dir=c.data_dir, image_size=c.image_size,
+                            batch_size=c.batch_size, shuffle=True, seed=c.seed + stream,
+                            drop_remainder=True)
+    return DatasetSource(images)
+
+  def _source_state(self, source) -> Dict:
+    """The checkpointable state of a source (noise generator or data iterator)."""
+    if isinstance(source, DatasetSource):
+      return {"data": source.iterator}
+    return {"rng": source.rng}
+
   # ---------------------------------------------------------------- step II
   def target_blocks(self, teachers, generator) -> Dict:
     """Trains T^1..T^B in turn; returns the TargetNet, its filters and η^{b,m}."""
@@ -268,7 +297,7 @@ class Amalgamation:
       raise TeacherError(
           f"TargetNet --arch={c.arch} has block shapes {target.feature_shapes} but the "
           f"teachers have {teachers[0].feature_shapes}; choose the teachers' architecture.")
-    trainers = [BlockTrainer(target, b, generator, teachers, self.task, rng=self._rng(10 + b),
+    trainers = [BlockTrainer(target, b, self._source(generator, 10 + b), teachers, self.task,
                              batch_size=c.batch_size, steps=c.block_steps,
                              learning_rate=c.target_lr, weight_decay=c.weight_decay,
                              lambda_in=(c.lambda_in1, c.lambda_in2), jit=self.jit)
@@ -285,8 +314,8 @@ class Amalgamation:
       eta_count = tf.Variable(0.0, trainable=False)
       ckpt = loop.StageCheckpoint(
           self.wd.path("ckpt", stage), target=target_model,
-          filters=[t.filters for t in trainers], optimizer=tr.optimizer, rng=tr.rng,
-          eta_sum=eta_sum, eta_count=eta_count)
+          filters=[t.filters for t in trainers], optimizer=tr.optimizer,
+          eta_sum=eta_sum, eta_count=eta_count, **self._source_state(tr.source))
       if self._done(stage):
         continue
       if b > 1 and ckpt.manager.latest_checkpoint is None:
@@ -335,12 +364,13 @@ class Amalgamation:
     else:
       points = branch_out_blocks(blocks["eta"], self.task)
     target_net = regroup(blocks["target"], teachers, blocks["filters"], points, self.task)
-    trainer = FinetuneTrainer(target_net, generator, teachers, self.task, rng=self._rng(20),
+    trainer = FinetuneTrainer(target_net, self._source(generator, 20), teachers, self.task,
                               batch_size=c.batch_size, steps=c.finetune_steps,
                               learning_rate=c.target_lr * 0.1, weight_decay=c.weight_decay,
                               jit=self.jit)
     ckpt = loop.StageCheckpoint(self.wd.path("ckpt", "finetune"), target_net=target_net,
-                                optimizer=trainer.optimizer, rng=trainer.rng)
+                                optimizer=trainer.optimizer,
+                                **self._source_state(trainer.source))
     start = time.time()
     if self._done("finetune"):
       ckpt.restore()
@@ -355,6 +385,34 @@ class Amalgamation:
       self._mark_done("finetune", time.time() - start,
                       branch_out={str(m + 1): s for m, s in points.items()})
     return target_net
+
+  def distilled(self, teachers, generator) -> keras.Model:
+    """DAFL's second stage: plain distillation of a whole TargetNet on generated images.
+
+    It gets the step budget of Steps II + III together (B × block_steps + finetune_steps),
+    so the Table 1 rows compare methods, not budgets.
+    """
+    c = self.config
+    model = build_resnet(c.arch, len(self.task.labels), self._input_shape(),
+                         weights=self._imagenet(c.arch), name="target_net")
+    steps = 4 * c.block_steps + c.finetune_steps
+    trainer = FinetuneTrainer(model, self._source(generator, 20), teachers, self.task,
+                              batch_size=c.batch_size, steps=steps, learning_rate=c.target_lr,
+                              weight_decay=c.weight_decay, jit=self.jit)
+    ckpt = loop.StageCheckpoint(self.wd.path("ckpt", "distill"), target_net=model,
+                                optimizer=trainer.optimizer,
+                                **self._source_state(trainer.source))
+    start = time.time()
+    if self._done("distill"):
+      ckpt.restore()
+      return model
+    if self.progress:
+      print(f"[dafl] distilling a TargetNet on generated images, {steps} steps")
+    loop.run_stage(trainer.step, stage="distill", steps=steps, checkpoint=ckpt,
+                   every=c.checkpoint_every, log_dir=self.wd.path("logs"),
+                   progress=self.progress)
+    self._mark_done("distill", time.time() - start)
+    return model
 
   # ---------------------------------------------------------------- evaluation
   def evaluate(self, teachers, target_net) -> Dict:
@@ -405,14 +463,22 @@ class Amalgamation:
   def run(self) -> Dict:
     c = self.config
     t0 = time.time()
+    generator, blocks = None, {"eta": {}}
     with self.strategy.scope():
       teachers = self.teachers()
-      gen_trainer = self.generator(teachers)
-      generator = gen_trainer.generator
-      blocks = self.target_blocks(teachers, generator)
-      target_net = self.regrouped(teachers, generator, blocks)
+      if c.method == "teacher":
+        target_net = teacher_ensemble(teachers, self.task)
+      else:
+        if c.method in ("dfka", "dafl"):
+          generator = self.generator(teachers).generator
+        if c.method == "dafl":
+          target_net = self.distilled(teachers, generator)
+        else:
+          blocks = self.target_blocks(teachers, generator)
+          target_net = self.regrouped(teachers, generator, blocks)
     results = {
         "config": json.loads(c.to_json()),
+        "method": c.method,
         "labels": list(self.task.labels),
         "teacher_labels": self.task.teacher_labels,
         "eta": {str(b): {f"teacher{m + 1}": v for m, v in e.items()}
@@ -422,14 +488,15 @@ class Amalgamation:
             "teachers": [int(t.num_params()) for t in teachers],
             "teachers_total": int(sum(t.num_params() for t in teachers)),
             "target_net": int(target_net.count_params()),
-            "generator": int(generator.count_params()),
+            "generator": int(generator.count_params()) if generator is not None else 0,
         },
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
         "jit": self.jit,
     }
     from dfka_tf import report  # pylint: disable=g-import-not-at-top
-    report.save_generated_grid(generator, self.wd.path("generated.png"), seed=c.seed,
-                               real=self._real_images() if c.evaluate else None)
+    if generator is not None:
+      report.save_generated_grid(generator, self.wd.path("generated.png"), seed=c.seed,
+                                 real=self._real_images() if c.evaluate else None)
     report.save_block_curves(self.state.get("block_curves", {}), self.wd.path("block_losses.png"))
     if c.evaluate and not c.teacher_paths:
       results.update(self.evaluate(teachers, target_net))

@@ -47,6 +47,10 @@ def _rng():
   return tf.random.Generator.from_seed(1)
 
 
+def _source(generator):
+  return steps.GeneratorSource(generator, _rng(), BATCH)
+
+
 def test_task_map_orders_and_checks_labels():
   task = TaskMap.build([["a", "b", "c"], ["d", "e"]], ["e", "a", "c"])
   assert task.teacher_cols == [[0, 2], [1]]
@@ -85,7 +89,7 @@ def test_generator_step_moves_only_generator_and_filters(world):
 def test_block_step_moves_only_its_block(world, block):
   teachers, task, generator = world
   target = _blocknet(len(task.labels), f"target{block}", list(task.labels))
-  trainer = steps.BlockTrainer(target, block, generator, teachers, task, rng=_rng(),
+  trainer = steps.BlockTrainer(target, block, _source(generator), teachers, task,
                                batch_size=BATCH, steps=10)
   trainer.step()
   traces = trainer.trace_count
@@ -106,10 +110,9 @@ def test_block_loss_uses_generator_link_where_aligned(world):
   teachers, task, generator = world
   target = _blocknet(len(task.labels), "target_link", list(task.labels))
   # K = 2 aligns depth 2: block 3 has a link stream, block 2 has none.
-  assert generator.output_at_depth([None, "f1"], 2) is None or generator.depths == [2, 0]
-  assert generator.output_at_depth(["F1", "image"], 2) == "F1"
-  assert generator.output_at_depth(["F1", "image"], 1) is None
-  only_link = steps.BlockTrainer(target, 3, generator, teachers, task, rng=_rng(),
+  _, link = _source(generator).sample()
+  assert sorted(link) == [0, 2]
+  only_link = steps.BlockTrainer(target, 3, _source(generator), teachers, task,
                                  batch_size=BATCH, steps=5, lambda_in=(0.0, 1.0))
   out = only_link.step()
   # With λ_in = {0, 1} the loss is the link stream's alone, not the F_in^1 terms reported.
@@ -153,7 +156,7 @@ def test_finetune_step_moves_target_net_not_teachers(world):
   target = _blocknet(len(task.labels), "target_ft", list(task.labels))
   filters = {b: [steps.TeacherFilter(name=f"ft_f{m}_{b}") for m in range(2)] for b in (1, 2, 3)}
   net = steps.regroup(target, teachers, filters, {0: 2, 1: 4}, task)
-  trainer = steps.FinetuneTrainer(net, generator, teachers, task, rng=_rng(), batch_size=BATCH,
+  trainer = steps.FinetuneTrainer(net, _source(generator), teachers, task, batch_size=BATCH,
                                   steps=10)
   trainer.step()
   traces = trainer.trace_count

@@ -125,10 +125,6 @@ class GroupStackGenerator(keras.Model):
       outputs.append(x)
     return outputs
 
-  def output_at_depth(self, outputs, depth: int):
-    """The generator output aligned with teacher depth `depth`, or None if no group is."""
-    return outputs[self.depths.index(depth)] if depth in self.depths else None
-
   def get_config(self):
     return {**super().get_config(), "feature_shapes": self.feature_shapes,
             "num_groups": self.num_groups, "latent_dim": self.latent_dim,

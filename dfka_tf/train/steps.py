@@ -43,7 +43,8 @@ def _gather(probs, cols):
 class _Step:
   """Shared plumbing: one compiled step, a trace counter, noise from a seeded generator."""
 
-  def __init__(self, rng: tf.random.Generator, batch_size: int, latent_dim: int, jit: bool):
+  def __init__(self, rng: Optional[tf.random.Generator], batch_size: int, latent_dim: int,
+               jit: bool):
     self.rng = rng
     self.batch_size = int(batch_size)
     self.latent_dim = int(latent_dim)
@@ -70,6 +71,55 @@ class _Step:
 
 def _teacher_outputs(teachers, image):
   return [t.tail(image, 0, training=False) for t in teachers]
+
+
+class GeneratorSource:
+  """Generated batches for Steps II–III: I_gan and every group's output, from frozen G."""
+
+  def __init__(self, generator, rng: tf.random.Generator, batch_size: int):
+    self.generator, self.rng, self.batch_size = generator, rng, int(batch_size)
+
+  def sample(self):
+    """Returns (image, {teacher depth: generator output aligned with it})."""
+    z = self.rng.normal([self.batch_size, self.generator.latent_dim])
+    outputs = self.generator(z, training=False)
+    return outputs[-1], dict(zip(self.generator.depths, outputs))
+
+  @property
+  def variables(self):
+    return self.generator.variables
+
+
+class DatasetSource:
+  """Real images without labels (the KA, Similar Data and Diff Data rows of Table 1).
+
+  Reading a tf.data iterator cannot be compiled by XLA, so steps fed by it run without jit.
+  """
+
+  jit_ok = False
+
+  def __init__(self, dataset: tf.data.Dataset):
+    self.iterator = iter(dataset.map(lambda ex: ex["image"] if isinstance(ex, dict) else ex)
+                         .repeat())
+    self.rng = None
+
+  def sample(self):
+    return next(self.iterator), {}
+
+  variables = []
+
+
+class NoiseSource:
+  """Gaussian-noise images, N(0.5, 0.25²) clipped to [0, 1] (the Random Noise row)."""
+
+  def __init__(self, image_shape, rng: tf.random.Generator, batch_size: int):
+    self.shape = [int(batch_size)] + [int(v) for v in image_shape]
+    self.rng = rng
+
+  def sample(self):
+    return tf.clip_by_value(0.5 + 0.25 * self.rng.normal(self.shape), 0.0, 1.0), {}
+
+  variables = []
 
 
 class GeneratorTrainer(_Step):
@@ -139,15 +189,15 @@ class BlockTrainer(_Step):
   the last steps is η^{b,m} of Eq. 18.
   """
 
-  def __init__(self, target, block: int, generator, teachers: Sequence, task: TaskMap, *,
-               rng: tf.random.Generator, batch_size: int, steps: int,
-               learning_rate: float = 0.01, weight_decay: float = 5e-3,
-               lambda_in=(1.0, 1.0), lambda_m: Optional[Sequence[float]] = None,
-               filter_reduction: int = 4, jit: bool = False):
+  def __init__(self, target, block: int, source, teachers: Sequence, task: TaskMap, *,
+               batch_size: int, steps: int, learning_rate: float = 0.01,
+               weight_decay: float = 5e-3, lambda_in=(1.0, 1.0),
+               lambda_m: Optional[Sequence[float]] = None, filter_reduction: int = 4,
+               jit: bool = False):
     self.target = target
     self.block = int(block)  # 1-based, as in the paper.
     self.num_blocks = len(target.blocks)
-    self.generator = generator
+    self.source = source
     self.teachers = list(teachers)
     self.task = task
     self.lambda_in = tuple(float(v) for v in lambda_in)
@@ -156,7 +206,7 @@ class BlockTrainer(_Step):
                      for m in range(len(self.teachers))]
                     if self.block < self.num_blocks else [])
     self.optimizer = poly_sgd(learning_rate, steps, weight_decay=weight_decay)
-    super().__init__(rng, batch_size, generator.latent_dim, jit)
+    super().__init__(source.rng, batch_size, 0, jit and getattr(source, "jit_ok", True))
 
   @property
   def trainable_variables(self):
@@ -180,23 +230,21 @@ class BlockTrainer(_Step):
 
   def _step(self):
     b = self.block
-    z = self._noise()
-    outputs = self.generator(z, training=False)
-    image = outputs[-1]
+    image, link = self.source.sample()
     targets = {m: _gather(self.teachers[m].tail(image, 0, training=False)["probs"],
                           self.task.teacher_cols[m]) for m in self.task.active}
     x1 = image
     for i in range(b - 1):
       x1 = self.target.blocks[i](x1, training=False)
-    x2 = image if b == 1 else self.generator.output_at_depth(outputs, b - 1)
+    x2 = image if b == 1 else link.get(b - 1)
     block = self.target.blocks[b - 1]
     with tf.GradientTape() as tape:
       per1 = self._per_teacher_losses(block(x1, training=True), targets)
       l1 = losses.dual_loss([per1[m] for m in self.task.active],
                             [self.lambda_m[m] for m in self.task.active])
-      if b == 1:  # Both streams are I_gan: one forward pass, both weights.
+      if b == 1 and link:  # Both streams are I_gan: one forward pass, both weights.
         total = losses.block_loss(l1, l1, *self.lambda_in)
-      elif x2 is None:
+      elif x2 is None or not link:  # No generator link (or no generator at all).
         total = losses.block_loss(l1, None, 1.0, 0.0)
       else:
         per2 = self._per_teacher_losses(block(x2, training=True), targets)
@@ -266,6 +314,19 @@ def regroup(target, teachers: Sequence, block_filters: Dict[int, Sequence[Teache
   return keras.Model(image, out, name=name)
 
 
+def teacher_ensemble(teachers: Sequence, task: TaskMap, name: str = "teachers") -> keras.Model:
+  """The teachers side by side as one model over Y_cst (the "Teacher" row of Table 1)."""
+  image = keras.Input(teachers[0].feature_shapes[0], name="image")
+  pieces = []
+  for m in task.active:
+    x = image
+    for i, blk in enumerate(teachers[m].blocks):
+      x = blk(x, training=False)
+    pieces.append(_KeepColumns(task.teacher_cols[m], name=f"g{m + 1}")(x["probs"]))
+  merged = pieces[0] if len(pieces) == 1 else keras.layers.Concatenate(name="branches")(pieces)
+  return keras.Model(image, _KeepColumns(task.order, name="probabilities")(merged), name=name)
+
+
 def _trainable_copy(model, name):
   copy = keras.models.clone_model(model)
   copy.set_weights(model.get_weights())
@@ -293,18 +354,19 @@ class FinetuneTrainer(_Step):
   """Step III, Algorithm 1 line 23: fine-tune T_u on generated images against the teachers.
 
   The target is, for each customized label, the prediction of the teacher it comes from,
-  assembled in Y_cst order; the loss is plain distillation ℓ(T_u(I_gan), target).
+  assembled in Y_cst order; the loss is plain distillation ℓ(T_u(I_gan), target). The same
+  step distils a whole TargetNet for the DAFL baseline.
   """
 
-  def __init__(self, target_net: keras.Model, generator, teachers: Sequence, task: TaskMap, *,
-               rng: tf.random.Generator, batch_size: int, steps: int,
-               learning_rate: float = 0.01, weight_decay: float = 5e-3, jit: bool = False):
+  def __init__(self, target_net: keras.Model, source, teachers: Sequence, task: TaskMap, *,
+               batch_size: int, steps: int, learning_rate: float = 0.01,
+               weight_decay: float = 5e-3, jit: bool = False):
     self.target_net = target_net
-    self.generator = generator
+    self.source = source
     self.teachers = list(teachers)
     self.task = task
     self.optimizer = poly_sgd(learning_rate, steps, weight_decay=weight_decay)
-    super().__init__(rng, batch_size, generator.latent_dim, jit)
+    super().__init__(source.rng, batch_size, 0, jit and getattr(source, "jit_ok", True))
 
   def teacher_targets(self, image):
     """Every customized label's teacher prediction on `image`, in Y_cst order."""
@@ -313,10 +375,12 @@ class FinetuneTrainer(_Step):
     return tf.gather(tf.concat(parts, axis=1), self.task.order, axis=1)
 
   def _step(self):
-    image = self.generator(self._noise(), training=False)[-1]
+    image, _ = self.source.sample()
     targets = self.teacher_targets(image)
     with tf.GradientTape() as tape:
-      loss = losses.distillation_loss(self.target_net(image, training=True), targets)
+      out = self.target_net(image, training=True)
+      out = out["probs"] if isinstance(out, dict) else out
+      loss = losses.distillation_loss(out, targets)
       scaled = self.optimizer.scale_loss(loss)
     self._apply(tape, scaled, self.target_net.trainable_variables)
     return {"loss": loss}
