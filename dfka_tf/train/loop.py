@@ -40,7 +40,7 @@ class StageCheckpoint:
       return 0
     try:
       self.checkpoint.restore(latest).assert_existing_objects_matched()
-    except (tf.errors.OpError, ValueError, AssertionError) as e:
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError, OSError) as e:
       first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
       raise CheckpointError(
           f"checkpoint {latest} is corrupt or does not match this run ({first}); delete "
@@ -59,10 +59,10 @@ def run_stage(step_fn: Callable[[], Dict[str, tf.Tensor]], *, stage: str, steps:
               log_every: int = 10) -> Dict[str, float]:
   """Runs `step_fn` until `steps`, resuming from `checkpoint`; returns the last measurements.
 
-  Measurements are read back every `log_every` steps (and always on the last), checked for
-  NaN/inf, written to TensorBoard under `log_dir/stage` and shown on a progress bar. A
-  checkpoint is written every `every` steps and at the end; a non-finite loss stops the stage
-  before the next checkpoint, so the last good one stays the latest.
+  Measurements are read back and checked for NaN/inf every step; every `log_every` steps (and
+  on the last) they are written to TensorBoard under `log_dir/stage` and shown on a progress
+  bar. A checkpoint is written every `every` steps and at the end; a non-finite loss stops
+  the stage at once, before the next checkpoint, so the last good one stays the latest.
   """
   start = checkpoint.restore() if checkpoint is not None else 0
   writer = tf.summary.create_file_writer(os.path.join(log_dir, stage)) if log_dir else None
@@ -71,18 +71,21 @@ def run_stage(step_fn: Callable[[], Dict[str, tf.Tensor]], *, stage: str, steps:
   last: Dict[str, float] = {}
   for step in range(start + 1, steps + 1):
     out = step_fn()
-    if step % log_every == 0 or step == steps or on_step is not None:
-      last = {k: float(v) for k, v in out.items()}
-      check_finite(last, stage, step)
-      if on_step is not None:
-        on_step(step, last)
-      if writer is not None and (step % log_every == 0 or step == steps):
-        with writer.as_default(step=step):
-          for k, v in last.items():
-            tf.summary.scalar(k, v)
-      if bar is not None:
-        bar.update(step, values=[(k, v) for k, v in last.items()][:4], finalize=step == steps)
-    if checkpoint is not None and (step % every == 0 or step == steps):
+    saving = checkpoint is not None and (step % every == 0 or step == steps)
+    logging_now = step % log_every == 0 or step == steps
+    # Scalars are read back every step (one small sync) so a NaN stops the stage at the step
+    # it appears, before any checkpoint could hold it.
+    last = {k: float(v) for k, v in out.items()}
+    check_finite(last, stage, step)
+    if on_step is not None:
+      on_step(step, last)
+    if writer is not None and logging_now:
+      with writer.as_default(step=step):
+        for k, v in last.items():
+          tf.summary.scalar(k, v)
+    if bar is not None and logging_now:
+      bar.update(step, values=[(k, v) for k, v in last.items()][:4], finalize=step == steps)
+    if saving:
       checkpoint.save(step)
   if writer is not None:
     writer.flush()
