@@ -137,12 +137,19 @@ class Amalgamation:
   def _check_inputs(self):
     """Every check that can fail fast runs before the workdir is touched."""
     c = self.config
+    from dfka_tf.models.generator import aligned_depths  # pylint: disable=g-import-not-at-top
+    aligned_depths(4, c.groups)  # K must divide B = 4 whatever the teachers are.
+    self._loaded_teachers = None
     if c.teacher_paths:
       self.dataset_labels = None
-      for p in c.teacher_paths:
-        if not os.path.exists(p):
-          raise TeacherError(f"teacher file {p} does not exist; pass the path of a .keras "
-                             "file or SavedModel directory to --teacher.")
+      teachers = [blocknet.load_teacher(p, block_outputs=list(c.teacher_blocks) or None)
+                  for p in c.teacher_paths]
+      blocknet.check_compatible(teachers, depths=range(len(teachers[0].blocks)))
+      self.task = TaskMap.build([t.label_names for t in teachers],
+                                None if c.labels is None else list(c.labels))
+      # The images the teachers take decide the generator's output size.
+      self.config = c = dataclasses.replace(c, image_size=int(teachers[0].feature_shapes[0][0]))
+      self._loaded_teachers = teachers
     else:
       self.dataset_labels = dfka_data.label_names(c.dataset)
       self.teacher_splits = dfka_data.teacher_label_split(c.dataset, c.num_teachers)
@@ -150,14 +157,9 @@ class Amalgamation:
         labels = dfka_data.resolve_labels(list(c.labels), self.dataset_labels)
         self.config = c = dataclasses.replace(c, labels=tuple(labels))
       self.task = TaskMap.build(self.teacher_splits, c.labels)
-      if self._needs_teacher_training() or c.evaluate:
-        dfka_data.check_prepared(c.dataset, c.data_dir)
-    # K must divide B (4) whatever the teachers are.
-    from dfka_tf.models.generator import aligned_depths  # pylint: disable=g-import-not-at-top
-    aligned_depths(4, c.groups)
-
-  def _needs_teacher_training(self) -> bool:
-    return not self.config.teacher_paths
+      dfka_data.check_prepared(c.dataset, c.data_dir)
+      if c.method in self.COMPANIONS and self.COMPANIONS[c.method]:
+        dfka_data.check_prepared(self.COMPANIONS[c.method], c.data_dir)
 
   # ---------------------------------------------------------------- helpers
   def _done(self, stage) -> bool:
@@ -184,11 +186,8 @@ class Amalgamation:
   # ---------------------------------------------------------------- stage 0: teachers
   def teachers(self) -> List[blocknet.BlockNet]:
     c = self.config
-    if c.teacher_paths:
-      teachers = [blocknet.load_teacher(p, block_outputs=list(c.teacher_blocks) or None)
-                  for p in c.teacher_paths]
-      labels = None if c.labels is None else list(c.labels)
-      self.task = TaskMap.build([t.label_names for t in teachers], labels)
+    if self._loaded_teachers is not None:
+      teachers = self._loaded_teachers
     else:
       teachers = [self._train_or_load_teacher(m) for m in range(c.num_teachers)]
     for t in teachers:
@@ -212,6 +211,7 @@ class Amalgamation:
                            batch_size=c.batch_size, shuffle=True, seed=c.seed + m,
                            augment=True, drop_remainder=True).repeat()
     iterator = iter(train)
+    trainer.optimizer.build(model.trainable_variables)  # Slots exist before any restore.
     ckpt = loop.StageCheckpoint(self.wd.path("ckpt", stage), model=model,
                                 optimizer=trainer.optimizer, data=iterator)
     if self.progress:
@@ -237,7 +237,7 @@ class Amalgamation:
     trainer = GeneratorTrainer(generator, teachers, rng=self._rng(1), batch_size=c.batch_size,
                                learning_rate=c.generator_lr, alpha=c.alpha, beta=c.beta,
                                gamma=0.0 if dafl else c.gamma, dis_sign=c.dis_sign,
-                               jit=self.jit)
+                               jit=self.jit).build()
     ckpt = loop.StageCheckpoint(self.wd.path("ckpt", "generator"), generator=generator,
                                 filters=trainer.filters, optimizer=trainer.optimizer,
                                 rng=trainer.rng)
@@ -255,10 +255,7 @@ class Amalgamation:
     return trainer
 
   def _check_teacher_shapes(self, teachers):
-    try:
-      blocknet.check_compatible(teachers, depths=range(len(teachers[0].blocks)))
-    except TeacherError:
-      raise
+    blocknet.check_compatible(teachers, depths=range(len(teachers[0].blocks)))
     return teachers[0].feature_shapes
 
   # ---------------------------------------------------------------- image sources
@@ -300,7 +297,7 @@ class Amalgamation:
     trainers = [BlockTrainer(target, b, self._source(generator, 10 + b), teachers, self.task,
                              batch_size=c.batch_size, steps=c.block_steps,
                              learning_rate=c.target_lr, weight_decay=c.weight_decay,
-                             lambda_in=(c.lambda_in1, c.lambda_in2), jit=self.jit)
+                             lambda_in=(c.lambda_in1, c.lambda_in2), jit=self.jit).build()
                 for b in range(1, num_blocks + 1)]
     eta = {int(k): {int(m): v for m, v in e.items()}
            for k, e in self.state.get("eta", {}).items()}
@@ -367,7 +364,7 @@ class Amalgamation:
     trainer = FinetuneTrainer(target_net, self._source(generator, 20), teachers, self.task,
                               batch_size=c.batch_size, steps=c.finetune_steps,
                               learning_rate=c.target_lr * 0.1, weight_decay=c.weight_decay,
-                              jit=self.jit)
+                              jit=self.jit).build()
     ckpt = loop.StageCheckpoint(self.wd.path("ckpt", "finetune"), target_net=target_net,
                                 optimizer=trainer.optimizer,
                                 **self._source_state(trainer.source))
@@ -398,7 +395,7 @@ class Amalgamation:
     steps = 4 * c.block_steps + c.finetune_steps
     trainer = FinetuneTrainer(model, self._source(generator, 20), teachers, self.task,
                               batch_size=c.batch_size, steps=steps, learning_rate=c.target_lr,
-                              weight_decay=c.weight_decay, jit=self.jit)
+                              weight_decay=c.weight_decay, jit=self.jit).build()
     ckpt = loop.StageCheckpoint(self.wd.path("ckpt", "distill"), target_net=model,
                                 optimizer=trainer.optimizer,
                                 **self._source_state(trainer.source))

@@ -116,6 +116,7 @@ class GroupStackGenerator(keras.Model):
                     min_width=self.min_width, name=f"G{j + 1}")
         for j in range(self.num_groups)
     ]
+    self.built = True  # Every group is a built functional model: nothing is created lazily.
 
   def call(self, z, training=False):
     """Returns [F^1, ..., F^K]; the last entry is the image in [0, 1]."""

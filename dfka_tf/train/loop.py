@@ -84,6 +84,7 @@ def run_stage(step_fn: Callable[[], Dict[str, tf.Tensor]], *, stage: str, steps:
         for k, v in last.items():
           tf.summary.scalar(k, v)
     if bar is not None and logging_now:
+      bar.stateful_metrics.update(last)  # Show current values, not running averages.
       bar.update(step, values=[(k, v) for k, v in last.items()][:4], finalize=step == steps)
     if saving:
       checkpoint.save(step)

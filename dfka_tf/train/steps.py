@@ -61,6 +61,20 @@ class _Step:
   def step(self) -> Dict[str, tf.Tensor]:
     return self._compiled()
 
+  def build(self):
+    """Creates every variable the step trains (filters, optimizer slots) before a restore.
+
+    Keras 3 creates layer weights and optimizer slots on first use, where TensorFlow's
+    deferred checkpoint restoration cannot reach them; building first makes a resumed stage
+    restore all of its state.
+    """
+    self._build_layers()
+    self.optimizer.build(self.trainable_variables)
+    return self
+
+  def _build_layers(self):
+    pass
+
   def _step(self):
     raise NotImplementedError
 
@@ -149,6 +163,11 @@ class GeneratorTrainer(_Step):
     return self.generator.trainable_variables + [
         v for row in self.filters for f in row for v in f.trainable_variables]
 
+  def _build_layers(self):
+    for j, depth in enumerate(self.generator.depths[:-1]):
+      for f in self.filters[j]:
+        f.build((None,) + tuple(self.generator.feature_shapes[depth]))
+
   def generated_predictions(self, outputs):
     """O_gan of the image and of every intermediate F^j, plus the teachers' image features."""
     image_out = _teacher_outputs(self.teachers, outputs[-1])
@@ -207,6 +226,10 @@ class BlockTrainer(_Step):
                     if self.block < self.num_blocks else [])
     self.optimizer = poly_sgd(learning_rate, steps, weight_decay=weight_decay)
     super().__init__(source.rng, batch_size, 0, jit and getattr(source, "jit_ok", True))
+
+  def _build_layers(self):
+    for f in self.filters:
+      f.build((None,) + tuple(self.target.feature_shapes[self.block]))
 
   @property
   def trainable_variables(self):
@@ -382,5 +405,9 @@ class FinetuneTrainer(_Step):
       out = out["probs"] if isinstance(out, dict) else out
       loss = losses.distillation_loss(out, targets)
       scaled = self.optimizer.scale_loss(loss)
-    self._apply(tape, scaled, self.target_net.trainable_variables)
+    self._apply(tape, scaled, self.trainable_variables)
     return {"loss": loss}
+
+  @property
+  def trainable_variables(self):
+    return self.target_net.trainable_variables
