@@ -206,6 +206,11 @@ class SceneStyle:
   class_color_prob: float = 0.7
   hue_jitter: float = 0.04
   shading: float = 0.15
+  object_saturation: tuple[float, float] = (0.5, 1.0)
+  object_value: tuple[float, float] = (0.35, 1.0)
+  background_saturation: tuple[float, float] = (0.0, 0.35)
+  background_value: tuple[float, float] = (0.15, 0.95)
+  background_noise_chroma: float = 0.3
   background_noise: tuple[float, float] = (0.05, 0.25)
   pixel_noise: tuple[float, float] = (0.01, 0.06)
   strokes_under: tuple[int, int] = (2, 5)
@@ -224,11 +229,11 @@ def _class_hue(cls: int) -> float:
   return ((int(cls) * 7) % 20) / 20
 
 
-def _random_color(rng, hue=None):
-  # HSV-ish: random hue, mostly saturated, not too dark, so shapes read against clutter.
+def _random_color(rng, hue=None, saturation=(0.25, 1.0), value=(0.3, 1.0)):
+  # HSV to RGB; the hue is uniform unless given.
   h = rng.random() if hue is None else hue
-  s = rng.uniform(0.25, 1.0)
-  val = rng.uniform(0.3, 1.0)
+  s = rng.uniform(*saturation)
+  val = rng.uniform(*value)
   k = (np.array([5.0, 3.0, 1.0]) + h * 6) % 6
   return val - val * s * np.clip(np.minimum(k, 4 - k), 0, 1)
 
@@ -246,11 +251,15 @@ def sample_scene(rng: np.random.Generator, num_classes: int, style: SceneStyle =
   Returns:
     A dict of numpy arrays (see `render_scenes`).
   """
-  c0, c1 = _random_color(rng), _random_color(rng)
+  c0 = _random_color(rng, saturation=style.background_saturation, value=style.background_value)
+  c1 = _random_color(rng, saturation=style.background_saturation, value=style.background_value)
   angle = rng.uniform(0, 2 * np.pi)
   p = {
       "bg_c0": c0, "bg_c1": c1, "bg_dir": np.array([np.cos(angle), np.sin(angle)]),
-      "bg_noise": rng.normal(size=(_NOISE_GRID, _NOISE_GRID, 3)) * rng.uniform(*style.background_noise),
+      # Blotches mostly of brightness, a little of colour.
+      "bg_noise": (rng.normal(size=(_NOISE_GRID, _NOISE_GRID, 1))
+                   + style.background_noise_chroma * rng.normal(size=(_NOISE_GRID, _NOISE_GRID, 3)))
+                  * rng.uniform(*style.background_noise),
       "pixel_noise_std": rng.uniform(*style.pixel_noise),
   }
 
@@ -284,7 +293,7 @@ def sample_scene(rng: np.random.Generator, num_classes: int, style: SceneStyle =
       typical = rng.random() < style.class_color_prob
       for _ in range(30):
         hue = (_class_hue(cls) + rng.normal() * style.hue_jitter) % 1.0 if typical else None
-        col = _random_color(rng, hue)
+        col = _random_color(rng, hue, style.object_saturation, style.object_value)
         ok = np.linalg.norm(col - bg_at(*c)) >= style.min_contrast
         ok &= all(np.linalg.norm(col - objects[j, 8:]) >= style.min_contrast for j in range(k))
         if ok:

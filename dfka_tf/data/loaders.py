@@ -1,0 +1,202 @@
+"""tf.data pipelines of canonical examples {"image", "labels", "ignore"}.
+
+"image" is float32 RGB in [0, 1] (each teacher normalises its own input), "labels" a float32
+multi-hot vector, "ignore" 1 where a label must not count in evaluation (VOC's
+difficult-only objects, as the VOC devkit does).
+
+Datasets: scenes20 (embedded, rendered locally), scenes20_similar / scenes20_different (its
+companions), voc2007 and coco2014 through TFDS (prepared beforehand: never downloaded here),
+and COCO from an official annotation JSON with pycocotools (`load_coco_json`).
+"""
+
+import os
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from dfka_tf.data import builders  # pylint: disable=unused-import  (registers the builders)
+from dfka_tf.data import labels as labels_lib
+from dfka_tf.errors import ConfigError, DataNotFoundError
+
+# Our dataset name -> (TFDS name, {our split: TFDS split}).
+TFDS_NAMES = {
+    "scenes20": ("scenes20/32", {"train": "train", "test": "test"}),
+    "scenes20_64": ("scenes20/64", {"train": "train", "test": "test"}),
+    "scenes20_similar": ("scenes20_similar/32", {"train": "train"}),
+    "scenes20_similar_64": ("scenes20_similar/64", {"train": "train"}),
+    "scenes20_different": ("scenes20_different/32", {"train": "train"}),
+    "scenes20_different_64": ("scenes20_different/64", {"train": "train"}),
+    # Teachers train on VOC trainval and COCO train; evaluation uses VOC test, COCO val.
+    "voc2007": ("voc/2007", {"train": "train+validation", "test": "test"}),
+    "coco2014": ("coco/2014", {"train": "train", "test": "validation"}),
+}
+
+_PREPARE_HINT = {
+    "voc2007": ("run `tfds build voc/2007 --data_dir={d}` on a machine with internet (or copy "
+                "a prepared voc/2007 folder into {d})"),
+    "coco2014": ("download COCO 2014 and run `tfds build coco/2014 --data_dir={d} "
+                 "--manual_dir=<folder with the zips>`, or read it from its annotation JSON "
+                 "with dfka_tf.data.load_coco_json"),
+}
+
+
+def _tfds(dataset: str):
+  if dataset not in TFDS_NAMES:
+    raise ConfigError(f"unknown dataset {dataset!r}; use one of {', '.join(TFDS_NAMES)}.")
+  return TFDS_NAMES[dataset]
+
+
+def _is_local(dataset: str) -> bool:
+  return dataset.startswith("scenes20")
+
+
+def check_prepared(dataset: str, data_dir: Optional[str] = None):
+  """Makes sure `dataset` is on disk, in seconds, without any download.
+
+  The embedded datasets are rendered on first use. VOC/COCO must be prepared beforehand:
+  offline, a plain `tfds.load` would retry downloads for minutes.
+
+  Raises:
+    DataNotFoundError: naming the dataset, the folder and how to prepare it.
+  """
+  name, _ = _tfds(dataset)
+  builder = tfds.builder(name, data_dir=data_dir)
+  if builder.is_prepared():
+    return builder
+  if _is_local(dataset):
+    builder.download_and_prepare()
+    return builder
+  where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
+  raise DataNotFoundError(
+      f"{dataset} ({name}) is not prepared in {where}; "
+      + _PREPARE_HINT[dataset].format(d=where) + ".")
+
+
+def num_examples(dataset: str, split: str, data_dir: Optional[str] = None) -> int:
+  name, splits = _tfds(dataset)
+  return int(tfds.builder(name, data_dir=data_dir).info.splits[splits[split]].num_examples)
+
+
+def voc_example(ex):
+  """VOC devkit labels: 1 if any non-difficult object; ignore if only difficult ones."""
+  label = tf.one_hot(ex["objects"]["label"], 20)
+  n = tf.shape(label)[0]
+  # Real VOC has one flag per object; align anyway (tfds mock data draws lengths apart).
+  difficult = tf.cast(ex["objects"]["is_difficult"], tf.float32)
+  difficult = tf.pad(difficult, [[0, tf.maximum(n - tf.shape(difficult)[0], 0)]])[:n, None]
+  easy = tf.reduce_max(tf.concat([label * (1.0 - difficult), tf.zeros([1, 20])], 0), axis=0)
+  present = tf.reduce_max(tf.concat([label, tf.zeros([1, 20])], 0), axis=0)
+  return {"image": ex["image"], "labels": easy, "ignore": present - easy}
+
+
+def coco_example(ex):
+  label = tf.one_hot(ex["objects"]["label"], 80)
+  labels = tf.reduce_max(tf.concat([label, tf.zeros([1, 80])], 0), axis=0)
+  return {"image": ex["image"], "labels": labels, "ignore": tf.zeros([80])}
+
+
+def scenes_example(ex):
+  labels = tf.cast(ex["labels"], tf.float32)
+  return {"image": ex["image"], "labels": labels, "ignore": tf.zeros_like(labels)}
+
+
+_CONVERT = {"voc2007": voc_example, "coco2014": coco_example}
+
+
+def to_unit_range(ex):
+  """uint8 image -> float32 in [0, 1]."""
+  return dict(ex, image=tf.cast(ex["image"], tf.float32) / 255.0)
+
+
+def resize(size: int):
+  def fn(ex):
+    image = tf.image.resize(ex["image"], (size, size), antialias=True)
+    return dict(ex, image=tf.clip_by_value(image, 0.0, 1.0))  # Antialiasing overshoots.
+  return fn
+
+
+def random_flip(seed: int):
+  """Horizontal flip, stateless in (seed, index): checkpointable and reproducible."""
+  def fn(index, ex):
+    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)])
+    return dict(ex, image=tf.image.stateless_random_flip_left_right(ex["image"], key))
+  return fn
+
+
+def _finish(ds, *, image_size, batch_size, shuffle, seed, augment, cache, drop_remainder,
+            cache_ok):
+  ds = ds.map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)
+  if image_size:
+    ds = ds.map(resize(image_size), num_parallel_calls=tf.data.AUTOTUNE)
+  if cache and cache_ok:
+    ds = ds.cache()
+  if shuffle:
+    ds = ds.shuffle(10000, seed=seed, reshuffle_each_iteration=True)
+  if augment:
+    # Indices are taken after the shuffle, so each epoch flips a different half.
+    ds = ds.enumerate().map(random_flip(seed), num_parallel_calls=tf.data.AUTOTUNE)
+  if batch_size:
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def load(dataset: str, split: str, *, data_dir: Optional[str] = None,
+         image_size: Optional[int] = None, batch_size: Optional[int] = None,
+         shuffle: bool = False, seed: int = 0, augment: bool = False, cache: bool = True,
+         drop_remainder: bool = False) -> tf.data.Dataset:
+  """A tf.data pipeline of canonical examples.
+
+  Args:
+    dataset: scenes20[_64], scenes20_similar[_64], scenes20_different[_64], voc2007,
+      coco2014.
+    split: "train" (teachers' training split) or "test" (evaluation split).
+    image_size: resize to this square size (None: keep the stored size).
+    cache: cache decoded images in memory (only for the small embedded datasets).
+
+  Raises:
+    DataNotFoundError: the data is not prepared (see `check_prepared`).
+    ConfigError: unknown dataset or split.
+  """
+  name, splits = _tfds(dataset)
+  if split not in splits:
+    raise ConfigError(f"{dataset} has no {split!r} split; use one of {sorted(splits)}.")
+  builder = check_prepared(dataset, data_dir)
+  ds = builder.as_dataset(split=splits[split], shuffle_files=False,
+                          read_config=tfds.ReadConfig(shuffle_seed=seed))
+  ds = ds.map(_CONVERT.get(dataset, scenes_example), num_parallel_calls=tf.data.AUTOTUNE)
+  return _finish(ds, image_size=image_size, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                 augment=augment, cache=cache, drop_remainder=drop_remainder,
+                 cache_ok=_is_local(dataset))
+
+
+def load_coco_json(annotation_json: str, image_dir: str, *, image_size: int = 224,
+                   batch_size: Optional[int] = None, shuffle: bool = False, seed: int = 0,
+                   augment: bool = False) -> tf.data.Dataset:
+  """COCO from an official `instances_*.json` and its image folder, through pycocotools.
+
+  Category ids map to the 80 contiguous indices of COCO_LABELS (ascending id order).
+  """
+  from pycocotools.coco import COCO  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(annotation_json):
+    raise DataNotFoundError(f"COCO annotation file {annotation_json} not found; pass the "
+                            "instances_<split>.json of the official release.")
+  coco = COCO(annotation_json)
+  cat_ids = sorted(coco.getCatIds())
+  index = {c: i for i, c in enumerate(cat_ids)}
+  paths, labels = [], []
+  for img_id in sorted(coco.getImgIds()):
+    info = coco.loadImgs(img_id)[0]
+    row = np.zeros(len(cat_ids), np.float32)
+    for ann in coco.loadAnns(coco.getAnnIds(imgIds=img_id, iscrowd=None)):
+      row[index[ann["category_id"]]] = 1.0
+    paths.append(os.path.join(image_dir, info["file_name"]))
+    labels.append(row)
+  ds = tf.data.Dataset.from_tensor_slices({"path": paths, "labels": np.stack(labels)})
+  ds = ds.map(lambda ex: {"image": tf.io.decode_image(tf.io.read_file(ex["path"]), channels=3,
+                                                      expand_animations=False),
+                          "labels": ex["labels"], "ignore": tf.zeros_like(ex["labels"])},
+              num_parallel_calls=tf.data.AUTOTUNE)
+  return _finish(ds, image_size=image_size, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                 augment=augment, cache=False, drop_remainder=False, cache_ok=False)
