@@ -52,6 +52,7 @@ flags.DEFINE_integer("branch_out", None, "Force S_m for every teacher (default: 
 flags.DEFINE_enum("jit", "auto", ["auto", "true", "false"],
                   "XLA: auto = on with a GPU, off on CPU (slower there).")
 flags.DEFINE_bool("mixed_precision", False, "mixed_float16 (GPU).")
+flags.DEFINE_integer("checkpoint_every", None, "Steps between checkpoints (default 100).")
 flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its checkpoints.")
 flags.DEFINE_bool("overwrite", False, "Discard whatever --workdir holds and start over.")
 flags.DEFINE_bool("evaluate", True, "Evaluate teachers and T_u on the real test split.")
@@ -70,6 +71,7 @@ def config_from_flags():
       generator_lr=f.generator_lr, target_lr=f.target_lr, alpha=f.alpha, beta=f.beta,
       gamma=f.gamma, dis_sign=f.dis_sign, lambda_in1=f.lambda_in1, lambda_in2=f.lambda_in2,
       branch_out=f.branch_out, mixed_precision=f.mixed_precision, evaluate=f.evaluate,
+      checkpoint_every=f.checkpoint_every,
       method=f.method, jit=None if f.jit == "auto" else f.jit == "true")
   if f.labels is not None:
     overrides["labels"] = tuple(f.labels)
