@@ -13,7 +13,7 @@ METHODS = ("dfka", "teacher", "ka", "similar", "diff", "noise", "dafl")
 # 224 px, batch 16, SGD with poly LR base 0.01, power 0.9, weight decay 5e-3.
 PRESETS = {
     "scenes20": dict(arch="small", image_size=32, batch_size=64, teacher_steps=600,
-                     teacher_lr=0.05, generator_steps=300, generator_lr=1e-3,
+                     teacher_lr=0.3, generator_steps=300, generator_lr=1e-3,
                      block_steps=150, target_lr=0.05, finetune_steps=200, latent_dim=128,
                      generator_width=64, eval_batch_size=250),
     "voc2007": dict(arch="resnet101", image_size=224, batch_size=16, teacher_steps=20000,
@@ -45,7 +45,7 @@ class RunConfig:
   eval_batch_size: int = 250
   seed: int = 0
   teacher_steps: int = 600
-  teacher_lr: float = 0.05
+  teacher_lr: float = 0.3
   generator_steps: int = 300
   generator_lr: float = 1e-3
   block_steps: int = 150

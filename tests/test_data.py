@@ -74,10 +74,21 @@ def test_coco_json_through_pycocotools(tmp_path):
   path = tmp_path / "instances_val.json"
   path.write_text(json.dumps(ann))
   batch = next(iter(data.load_coco_json(str(path), str(tmp_path), image_size=4, batch_size=2)))
-  np.testing.assert_array_equal(batch["labels"].numpy(), [[0, 0, 1], [1, 1, 0]])
+  # Always the 80 COCO_LABELS columns: person = 0, car = 2, toothbrush (id 90) = 79.
+  expected = np.zeros([2, 80])
+  expected[0, 79] = expected[1, 0] = expected[1, 2] = 1
+  np.testing.assert_array_equal(batch["labels"].numpy(), expected)
+  assert batch["ignore"].numpy().sum() == 0
+  assert batch["image"].shape == (2, 4, 4, 3)
   np.testing.assert_allclose(batch["image"].numpy()[:, 0, 0, 0], [0.0, 1.0])
   with pytest.raises(DataNotFoundError):
     data.load_coco_json(str(tmp_path / "missing.json"), str(tmp_path))
+  with pytest.raises(DataNotFoundError):
+    data.load_coco_json(str(path), str(tmp_path / "no_such_folder"))
+  ann["categories"][1]["name"] = "truck"  # Id 3 is car in COCO.
+  path.write_text(json.dumps(ann))
+  with pytest.raises(ConfigError, match="truck"):
+    data.load_coco_json(str(path), str(tmp_path))
 
 
 def test_scenes_renderer_is_deterministic_and_multi_label():
@@ -123,3 +134,26 @@ def test_scenes20_builder_prepares_offline(tmp_path, monkeypatch):
   it = iter(ds.repeat())
   next(it)
   tf.train.Checkpoint(data=it).write(str(tmp_path / "it"))
+
+
+def test_label_aliases_errors_and_more_splits():
+  coco = data.label_names("coco2014")
+  assert len(coco) == 80 and coco[0] == "person" and coco[-1] == "toothbrush"
+  assert data.resolve_labels(["TV", "motor", "Dining_Table", "plane"], coco) == [
+      "tv", "motorcycle", "dining table", "airplane"]
+  assert data.resolve_labels(["Plane", "motorcycle"], data.label_names("voc2007")) == [
+      "aeroplane", "motorbike"]
+  with pytest.raises(ConfigError, match="twice"):
+    data.resolve_labels(["tv", "tvmonitor"], data.label_names("voc2007"))
+  with pytest.raises(ConfigError, match="empty"):
+    data.resolve_labels([], data.label_names("voc2007"))
+  y1, y2 = data.teacher_label_split("voc2007", 2)
+  assert y1 == ["aeroplane", "bicycle", "bird", "boat", "bus", "car", "horse", "motorbike",
+                "person", "train"]
+  assert sorted(y1 + y2) == sorted(data.label_names("voc2007"))
+  c1, c2 = data.teacher_label_split("coco2014", 2)
+  assert c1 == coco[:40] and c2 == coco[40:]
+  assert [len(s) for s in data.teacher_label_split("scenes20", 3)] == [7, 7, 6]
+  assert data.teacher_label_split("scenes20", 1) == [data.label_names("scenes20")]
+  with pytest.raises(ConfigError, match="1..20"):
+    data.teacher_label_split("voc2007", 21)

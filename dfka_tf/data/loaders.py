@@ -176,23 +176,40 @@ def load_coco_json(annotation_json: str, image_dir: str, *, image_size: int = 22
                    augment: bool = False) -> tf.data.Dataset:
   """COCO from an official `instances_*.json` and its image folder, through pycocotools.
 
-  Category ids map to the 80 contiguous indices of COCO_LABELS (ascending id order).
+  Labels are always the 80 columns of COCO_LABELS (ascending official category id), the
+  same columns as the coco2014 TFDS pipeline, whichever categories the file lists.
+
+  Raises:
+    DataNotFoundError: the annotation file or the image folder does not exist.
+    ConfigError: the file uses a category id or name that is not one of COCO's 80.
   """
   from pycocotools.coco import COCO  # pylint: disable=g-import-not-at-top
   if not os.path.isfile(annotation_json):
     raise DataNotFoundError(f"COCO annotation file {annotation_json} not found; pass the "
                             "instances_<split>.json of the official release.")
+  if not os.path.isdir(image_dir):
+    raise DataNotFoundError(f"COCO image folder {image_dir} not found; pass the folder that "
+                            "holds the images named in the annotation file (e.g. val2014/).")
   coco = COCO(annotation_json)
-  cat_ids = sorted(coco.getCatIds())
-  index = {c: i for i, c in enumerate(cat_ids)}
+  index = {cat_id: i for i, cat_id in enumerate(labels_lib.COCO_CATEGORY_IDS)}
+  for cat in coco.loadCats(coco.getCatIds()):
+    i = index.get(cat["id"])
+    if i is None or labels_lib.COCO_LABELS[i] != cat["name"]:
+      raise ConfigError(
+          f"{annotation_json} has category {cat['id']} {cat['name']!r}, which is not one of "
+          "COCO's 80 (id, name) pairs; use an official instances_*.json.")
+  num = len(labels_lib.COCO_LABELS)
   paths, labels = [], []
   for img_id in sorted(coco.getImgIds()):
     info = coco.loadImgs(img_id)[0]
-    row = np.zeros(len(cat_ids), np.float32)
+    row = np.zeros(num, np.float32)
     for ann in coco.loadAnns(coco.getAnnIds(imgIds=img_id, iscrowd=None)):
       row[index[ann["category_id"]]] = 1.0
     paths.append(os.path.join(image_dir, info["file_name"]))
     labels.append(row)
+  if not paths:
+    raise DataNotFoundError(f"{annotation_json} lists no images; pass an instances_*.json "
+                            "of the official release.")
   ds = tf.data.Dataset.from_tensor_slices({"path": paths, "labels": np.stack(labels)})
   ds = ds.map(lambda ex: {"image": tf.io.decode_image(tf.io.read_file(ex["path"]), channels=3,
                                                       expand_animations=False),
