@@ -14,7 +14,7 @@ METHODS = ("dfka", "teacher", "ka", "similar", "diff", "noise", "dafl")
 PRESETS = {
     "scenes20": dict(arch="small", image_size=32, batch_size=64, teacher_steps=600,
                      teacher_lr=0.3, generator_steps=300, generator_lr=1e-3,
-                     block_steps=150, target_lr=0.05, finetune_steps=200, latent_dim=128,
+                     block_steps=300, target_lr=0.3, finetune_steps=400, latent_dim=128,
                      generator_width=64, eval_batch_size=250),
     "voc2007": dict(arch="resnet101", image_size=224, batch_size=16, teacher_steps=20000,
                     teacher_lr=0.01, generator_steps=20000, generator_lr=1e-3,
@@ -48,9 +48,9 @@ class RunConfig:
   teacher_lr: float = 0.3
   generator_steps: int = 300
   generator_lr: float = 1e-3
-  block_steps: int = 150
-  target_lr: float = 0.05
-  finetune_steps: int = 200
+  block_steps: int = 300
+  target_lr: float = 0.3
+  finetune_steps: int = 400
   weight_decay: float = 5e-3
   latent_dim: int = 128
   generator_width: int = 64
@@ -58,6 +58,8 @@ class RunConfig:
   beta: float = 1.0
   gamma: float = 5.0
   dis_sign: str = "sparse"
+  bns_weight: float = 0.0
+  image_bn: bool = True
   lambda_in1: float = 1.0
   lambda_in2: float = 1.0
   branch_out: Optional[int] = None
@@ -99,6 +101,8 @@ class RunConfig:
       raise ConfigError(f"--method={self.method!r} is unknown; use one of {', '.join(METHODS)}.")
     if self.dis_sign not in ("sparse", "printed"):
       raise ConfigError(f"--dis_sign={self.dis_sign!r}; use 'sparse' or 'printed'.")
+    if self.bns_weight < 0:
+      raise ConfigError(f"--bns_weight={self.bns_weight} must be >= 0 (0 turns L_bns off).")
     if self.lambda_in1 < 0 or self.lambda_in2 < 0 or self.lambda_in1 + self.lambda_in2 == 0:
       raise ConfigError(f"--lambda_in1={self.lambda_in1}, --lambda_in2={self.lambda_in2}: "
                         "both must be >= 0 and not both 0.")

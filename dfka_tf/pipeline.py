@@ -233,11 +233,11 @@ class Amalgamation:
     dafl = c.method == "dafl"
     generator = GroupStackGenerator(shapes, num_groups=1 if dafl else c.groups,
                                     latent_dim=c.latent_dim, width=c.generator_width,
-                                    name="generator")
+                                    image_bn=c.image_bn, name="generator")
     trainer = GeneratorTrainer(generator, teachers, rng=self._rng(1), batch_size=c.batch_size,
                                learning_rate=c.generator_lr, alpha=c.alpha, beta=c.beta,
                                gamma=0.0 if dafl else c.gamma, dis_sign=c.dis_sign,
-                               jit=self.jit).build()
+                               bns_weight=c.bns_weight, jit=self.jit).build()
     ckpt = loop.StageCheckpoint(self.wd.path("ckpt", "generator"), generator=generator,
                                 filters=trainer.filters, optimizer=trainer.optimizer,
                                 rng=trainer.rng)
@@ -325,22 +325,30 @@ class Amalgamation:
         print(f"[step II] TargetNet block {b}/{num_blocks}, {c.block_steps} steps")
       # η^{b,m}: mean of L_dual^{b,m}(F_in^1) over the last 10% of the block's steps.
       tail_start = c.block_steps - max(1, c.block_steps // 10)
-      curve = []
+      # L_u^b per step. Its part up to each checkpoint goes to progress.json with it, so a
+      # block resumed from checkpoint step s (named ckpt-s) starts from the first s losses.
+      latest = ckpt.manager.latest_checkpoint
+      reached = int(latest.rsplit("-", 1)[-1]) if latest else 0
+      curve = list(self.state.get("partial_curve", {}).get(str(b), []))[:reached]
 
-      def on_step(step, values, curve=curve, tail_start=tail_start, eta_sum=eta_sum,
+      def on_step(step, values, b=b, curve=curve, tail_start=tail_start, eta_sum=eta_sum,
                   eta_count=eta_count):
         curve.append(values["loss"])
         if step > tail_start:
           eta_count.assign_add(1.0)
           eta_sum.assign_add([values.get(f"dual_t{m + 1}", 0.0)
                               for m in range(self.task.num_teachers)])
+        if step % c.checkpoint_every == 0 or step == c.block_steps:  # run_stage saves next.
+          self.state["partial_curve"] = {str(b): list(curve)}
+          self.wd.write_json("progress.json", self.state)
 
       loop.run_stage(tr.step, stage=stage, steps=c.block_steps, checkpoint=ckpt,
                      every=c.checkpoint_every, log_dir=self.wd.path("logs"),
                      progress=self.progress, on_step=on_step)
       sums, count = eta_sum.numpy(), max(float(eta_count.numpy()), 1.0)
       eta[b] = {m: float(sums[m] / count) for m in self.task.active}
-      curves[str(b)] = curves.get(str(b), []) + curve
+      curves[str(b)] = curve
+      self.state.pop("partial_curve", None)
       self._mark_done(stage, time.time() - start,
                       eta={str(k): {str(m): v for m, v in e.items()} for k, e in eta.items()},
                       block_curves=curves)

@@ -17,6 +17,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
+from dfka_tf.config import METHODS  # pylint: disable=g-import-not-at-top  (no TensorFlow)
+
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "scenes20", ["scenes20", "voc2007", "coco2014"],
                   "Dataset the teachers come from and T_u is evaluated on.")
@@ -27,7 +29,12 @@ flags.DEFINE_multi_string("teacher", [], "Bring your own teacher: a .keras file 
 flags.DEFINE_list("teacher_blocks", [], "Layer names ending blocks 1..B-1 of your teachers "
                   "(default: block1_out,block2_out,block3_out).")
 flags.DEFINE_list("labels", None, "Customized labels Y_cst in output order (default: all).")
-flags.DEFINE_enum("method", "dfka", ["dfka"], "Method (baselines: see experiments/tables).")
+flags.DEFINE_enum("method", "dfka", list(METHODS),
+                  "dfka (this method) or a Table 1 baseline: teacher (the teachers "
+                  "themselves), ka / similar / diff (block-wise training on unlabeled scenes20 / "
+                  "scenes20_similar / scenes20_different images), noise (Gaussian noise "
+                  "images), dafl (one generator, then plain distillation). The experiment "
+                  "suites (experiments/table1.py, ...) run them side by side.")
 flags.DEFINE_integer("groups", None, "K, generator groups; must divide B = 4 (default 2).")
 flags.DEFINE_string("arch", None, "Teacher/TargetNet ResNet (small, tiny, resnet18, resnet50, "
                     "resnet101; default per dataset).")
@@ -46,6 +53,10 @@ flags.DEFINE_float("alpha", None, "Weight of L_a (S-Table 1: 1).")
 flags.DEFINE_float("beta", None, "Weight of L_ie (S-Table 1: 1).")
 flags.DEFINE_float("gamma", None, "Weight of L_dis (S-Table 1: 5).")
 flags.DEFINE_enum("dis_sign", None, ["sparse", "printed"], "Reading of L_dis (Eq. 8).")
+flags.DEFINE_float("bns_weight", None, "Weight of L_bns, DeepInversion's BN-statistics prior "
+                   "(beyond the paper; 0 = off).")
+flags.DEFINE_bool("image_bn", None, "End G in a batch norm without affine before the sigmoid "
+                  "(DAFL's generator; default on).")
 flags.DEFINE_float("lambda_in1", None, "λ_in^1 of Eq. 17 (F_in^1 stream).")
 flags.DEFINE_float("lambda_in2", None, "λ_in^2 of Eq. 17 (generator link stream).")
 flags.DEFINE_integer("branch_out", None, "Force S_m for every teacher (default: Eq. 18).")
@@ -69,13 +80,18 @@ def config_from_flags():
       teacher_steps=f.teacher_steps, generator_steps=f.generator_steps,
       block_steps=f.block_steps, finetune_steps=f.finetune_steps, teacher_lr=f.teacher_lr,
       generator_lr=f.generator_lr, target_lr=f.target_lr, alpha=f.alpha, beta=f.beta,
-      gamma=f.gamma, dis_sign=f.dis_sign, lambda_in1=f.lambda_in1, lambda_in2=f.lambda_in2,
+      gamma=f.gamma, dis_sign=f.dis_sign, bns_weight=f.bns_weight, image_bn=f.image_bn, lambda_in1=f.lambda_in1, lambda_in2=f.lambda_in2,
       branch_out=f.branch_out, mixed_precision=f.mixed_precision, evaluate=f.evaluate,
       checkpoint_every=f.checkpoint_every,
       method=f.method, jit=None if f.jit == "auto" else f.jit == "true")
   if f.labels is not None:
     overrides["labels"] = tuple(f.labels)
   if f.teacher:
+    if f.method in ("ka", "similar", "diff"):
+      from dfka_tf.errors import ConfigError  # pylint: disable=g-import-not-at-top
+      raise ConfigError(f"--method={f.method} trains on unlabeled images of a dataset; with "
+                        "your own --teacher files there is none. Use dfka, dafl, noise or "
+                        "teacher.")
     overrides.update(teacher_paths=tuple(f.teacher), teacher_blocks=tuple(f.teacher_blocks),
                      evaluate=False, num_teachers=len(f.teacher))
   dataset = "byo" if f.teacher else f.dataset

@@ -91,6 +91,12 @@ def test_groups_must_divide_blocks(tmp_path):
   assert_user_error(proc, "--groups=3", "[1, 2, 4]")
 
 
+def test_negative_bn_prior_weight(tmp_path):
+  proc = run_cli("--bns_weight=-1", f"--workdir={tmp_path / 'w'}", "--quiet")
+  assert_user_error(proc, "--bns_weight=-1")
+  assert not os.path.exists(tmp_path / "w")
+
+
 def test_teacher_file_missing(tmp_path):
   proc = run_cli(f"--teacher={tmp_path / 'nope.keras'}", f"--workdir={tmp_path / 'w'}")
   assert_user_error(proc, "nope.keras", "not found")

@@ -173,3 +173,50 @@ def test_finetune_step_moves_target_net_not_teachers(world):
   a = teachers[0](image)["probs"].numpy()
   b = teachers[1](image)["probs"].numpy()
   np.testing.assert_allclose(targets, np.stack([b[:, 1], a[:, 0], a[:, 2]], 1), rtol=1e-5)
+
+
+def test_batchnorm_taps_share_the_teacher_forward_pass(world):
+  teachers, _, _ = world
+  tap, stats = blocknet.batchnorm_taps(teachers[0])
+  x = tf.random.uniform((3,) + SHAPE)
+  out = tap(x, training=False)
+  want = teachers[0](x)
+  np.testing.assert_allclose(out["probs"], want["probs"], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out["pre_logits"], want["pre_logits"], rtol=1e-5, atol=1e-6)
+  bns = [l for l in teachers[0].model._flatten_layers(include_self=False)  # pylint: disable=protected-access
+         if isinstance(l, keras.layers.BatchNormalization)]
+  assert len(out["bn_inputs"]) == len(stats) == len(bns)
+  # The first BN reads the stem convolution's output: its channels match the BN's stats.
+  assert out["bn_inputs"][0].shape[-1] == stats[0][0].shape[0]
+
+
+def test_generator_step_with_bn_prior_adds_it_and_moves_only_generator(world):
+  teachers, _, generator = world
+  trainer = steps.GeneratorTrainer(generator, teachers, rng=_rng(), batch_size=BATCH,
+                                   bns_weight=0.5)
+  trainer.step()
+  traces = trainer.trace_count
+  frozen = [v for t in teachers for v in t.variables]
+  before_frozen = _values(frozen)
+  out = trainer.step()
+  assert float(out["bns"]) > 0
+  parts = float(out["gan"]) + float(out["align"]) + 0.5 * float(out["bns"])
+  assert abs(float(out["loss"]) - parts) < 1e-4
+  assert not any(_changed(before_frozen, frozen))
+  trainer.step()
+  assert trainer.trace_count == traces
+
+
+def test_image_batch_norm_keeps_generated_channels_standardised():
+  shapes = [(8, 8, 3), (4, 4, 8), (2, 2, 8), (2, 2, 8)]
+  z = tf.random.normal((16, 4))
+  for image_bn in (True, False):
+    g = GroupStackGenerator(shapes, num_groups=1, latent_dim=4, width=8, image_bn=image_bn)
+    image = g(z, training=True)[-1]
+    logits = tf.math.log(image / (1 - image))  # Undo the sigmoid.
+    mean, var = tf.nn.moments(logits, axes=[0, 1, 2])
+    if image_bn:  # Batch norm without affine: zero mean, unit variance per channel.
+      np.testing.assert_allclose(mean, 0.0, atol=1e-3)
+      np.testing.assert_allclose(var, 1.0, rtol=1e-2)
+    else:
+      assert np.abs(var.numpy() - 1.0).max() > 0.05

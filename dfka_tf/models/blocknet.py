@@ -552,3 +552,40 @@ def check_compatible(teachers, depths):
         raise TeacherError(f"teacher {i} ({t.name}) has {what} {b} but teacher 0 "
                            f"({ref.name}) has {a}; use teachers with the same input size and "
                            "feature shapes at the aligned depths")
+
+
+def batchnorm_taps(teacher: "BlockNet") -> keras.Model:
+  """image -> {"probs", "pre_logits", "bn_inputs": [...]}: one forward pass with BN taps.
+
+  For L_bns (DeepInversion's BN-statistics prior, an option beyond the paper): the input of
+  every BatchNormalization layer of the teacher's source model, next to its usual outputs, so
+  the prior costs no extra teacher forward pass. Returns the model and the matching list of
+  (moving_mean, moving_variance) variables.
+
+  Raises:
+    TeacherError: the teacher has no source model, no BN layers, or a BN layer used twice.
+  """
+  model = teacher.model
+  if model is None:
+    raise TeacherError(f"teacher {teacher.name!r} was not cut from a whole model; the "
+                       "batch-norm prior (--bns_weight) needs one")
+  bns = [l for l in model._flatten_layers(include_self=False)  # pylint: disable=protected-access
+         if isinstance(l, keras.layers.BatchNormalization)]
+  if not bns:
+    raise TeacherError(f"teacher {teacher.name!r} has no BatchNormalization layer; use "
+                       "--bns_weight=0")
+  try:
+    taps = [bn.input for bn in bns]
+  except (AttributeError, ValueError) as e:
+    raise TeacherError(f"teacher {teacher.name!r}: a batch-norm layer is used more than once "
+                       f"({_first_line(e)}); use --bns_weight=0") from None
+  out = model.output
+  if isinstance(out, dict):
+    probs, pre = out["probs"], out["pre_logits"]
+  else:
+    probs = tree.flatten(out)[0]
+    pre = model.get_layer(teacher.pre_logits_name).output
+  tap = keras.Model(model.inputs, {"probs": probs, "pre_logits": pre, "bn_inputs": taps},
+                    name=f"{teacher.name}_bn_taps")
+  tap.trainable = False
+  return tap, [(bn.moving_mean, bn.moving_variance) for bn in bns]

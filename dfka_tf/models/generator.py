@@ -45,7 +45,8 @@ def _upsample_count(source: int, target: int, group: int) -> int:
 
 
 def build_group(input_shape: Sequence[int], output_shape: Sequence[int], *, is_image: bool,
-                width: int = 128, min_width: int = 32, name: str = "group") -> keras.Model:
+                width: int = 128, min_width: int = 32, image_bn: bool = True,
+                name: str = "group") -> keras.Model:
   """One group G^j (S-Fig. 2): [dense] -> (upsample ×2, conv 3×3, BN, LeakyReLU)* -> output.
 
   A DAFL-style stack. The first group reads the latent vector through a dense layer onto a
@@ -80,6 +81,12 @@ def build_group(input_shape: Sequence[int], output_shape: Sequence[int], *, is_i
     x = keras.layers.LeakyReLU(0.2, name=f"{name}_lrelu{i}")(x)
   x = keras.layers.Conv2D(channels, 3, padding="same", name=f"{name}_out")(x)
   if is_image:
+    if image_bn:
+      # DAFL's generator ends in a batch norm without affine parameters: every channel of
+      # the batch keeps zero mean and unit variance before the squashing, so G cannot
+      # collapse onto saturated, nearly constant images (which L_a alone rewards).
+      x = keras.layers.BatchNormalization(momentum=0.9, center=False, scale=False,
+                                          name=f"{name}_image_bn")(x)
     x = keras.layers.Activation("sigmoid", name=f"{name}_image")(x)
   else:
     x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_out_bn")(x)
@@ -101,19 +108,21 @@ class GroupStackGenerator(keras.Model):
   """
 
   def __init__(self, feature_shapes: Sequence[Sequence[int]], num_groups: int = 2,
-               latent_dim: int = 128, width: int = 128, min_width: int = 32, **kwargs):
+               latent_dim: int = 128, width: int = 128, min_width: int = 32,
+               image_bn: bool = True, **kwargs):
     super().__init__(**kwargs)
     self.feature_shapes = [tuple(int(v) for v in s) for s in feature_shapes]
     self.num_groups = int(num_groups)
     self.latent_dim = int(latent_dim)
     self.width = int(width)
     self.min_width = int(min_width)
+    self.image_bn = bool(image_bn)
     self.depths = aligned_depths(len(self.feature_shapes), self.num_groups)
     shapes = [self.feature_shapes[d] for d in self.depths]
     inputs = [(self.latent_dim,)] + shapes[:-1]
     self.groups = [
         build_group(inputs[j], shapes[j], is_image=(self.depths[j] == 0), width=self.width,
-                    min_width=self.min_width, name=f"G{j + 1}")
+                    min_width=self.min_width, image_bn=self.image_bn, name=f"G{j + 1}")
         for j in range(self.num_groups)
     ]
     self.built = True  # Every group is a built functional model: nothing is created lazily.
@@ -129,4 +138,4 @@ class GroupStackGenerator(keras.Model):
   def get_config(self):
     return {**super().get_config(), "feature_shapes": self.feature_shapes,
             "num_groups": self.num_groups, "latent_dim": self.latent_dim,
-            "width": self.width, "min_width": self.min_width}
+            "width": self.width, "min_width": self.min_width, "image_bn": self.image_bn}

@@ -84,7 +84,7 @@ _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 class InputNormalization(keras.layers.Layer):
   """Maps [0, 1] RGB images to the input range a backbone was trained with.
 
-  Modes (same names as dfka_tf.data.preprocess):
+  Modes (the data pipelines give [0, 1] images; each model normalises its own input):
     "imagenet": (x - mean) / std with ImageNet RGB statistics.
     "caffe": RGB -> BGR, scale to [0, 255], subtract the ImageNet BGR means (what
       keras.applications.resnet.preprocess_input does to [0, 255] images).

@@ -20,8 +20,26 @@ def check_finite(measurements: Dict[str, float], stage: str, step: int):
           "--resume.")
 
 
+def _keras_variables(value):
+  """Every variable of the Keras layers/models/optimizers in `value` (nested lists, dicts)."""
+  if isinstance(value, (keras.layers.Layer, keras.optimizers.Optimizer)):
+    return list(value.variables)
+  if isinstance(value, (list, tuple)):
+    return [v for item in value for v in _keras_variables(item)]
+  if isinstance(value, dict):
+    return [v for item in value.values() for v in _keras_variables(item)]
+  return []
+
+
 class StageCheckpoint:
   """A `tf.train.CheckpointManager` over one stage's state, with a step counter.
+
+  Every variable of the Keras objects given is saved, also those TensorFlow's object graph
+  cannot reach: Keras 3 hides layers kept in Python lists of a subclassed model (such as the
+  generator's groups) from `tf.train.Checkpoint`, so their non-trainable variables (batch-norm
+  moving statistics) would otherwise be lost, and their trainable ones saved only through the
+  optimizer. Those are tracked explicitly under `keras_state/<name>/<i>`; a checkpoint whose
+  objects were all reachable keeps exactly its former layout.
 
   Restoring a corrupt or truncated checkpoint raises CheckpointError naming the directory,
   instead of TensorFlow's internal error.
@@ -31,6 +49,15 @@ class StageCheckpoint:
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     self.directory = directory
     self.checkpoint = tf.train.Checkpoint(step=self.step, **trackables)
+    reachable = {id(t) for t in tf.train.TrackableView(self.checkpoint).descendants()}
+    hidden = {}
+    for name, value in trackables.items():
+      missing = [v for v in _keras_variables(value) if id(v) not in reachable]
+      if missing:
+        hidden[name] = missing
+        reachable.update(id(v) for v in missing)
+    if hidden:
+      self.checkpoint.keras_state = hidden
     self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep)
 
   def restore(self) -> int:

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from dfka_tf import losses
+from dfka_tf.models import blocknet
 from dfka_tf.models.filters import TeacherFilter
 from dfka_tf.task import TaskMap
 
@@ -147,10 +148,15 @@ class GeneratorTrainer(_Step):
   def __init__(self, generator, teachers: Sequence, *, rng: tf.random.Generator,
                batch_size: int, learning_rate: float = 1e-3, alpha: float = 1.0,
                beta: float = 1.0, gamma: float = 5.0, dis_sign: str = "sparse",
-               filter_reduction: int = 4, jit: bool = False):
+               bns_weight: float = 0.0, filter_reduction: int = 4, jit: bool = False):
     self.generator = generator
     self.teachers = list(teachers)
     self.weights = dict(alpha=alpha, beta=beta, gamma=gamma, dis_sign=dis_sign)
+    self.bns_weight = float(bns_weight)
+    # L_bns (beyond the paper) reads every teacher BN layer's input from the same forward
+    # pass that gives the image's predictions.
+    self.taps = ([blocknet.batchnorm_taps(t) for t in self.teachers]
+                 if self.bns_weight > 0 else None)
     # One filter per teacher per intermediate group (the image is not filtered).
     self.filters = [[TeacherFilter(filter_reduction, name=f"f{m + 1}_g{j + 1}")
                      for m in range(len(self.teachers))]
@@ -169,8 +175,17 @@ class GeneratorTrainer(_Step):
         f.build((None,) + tuple(self.generator.feature_shapes[depth]))
 
   def generated_predictions(self, outputs):
-    """O_gan of the image and of every intermediate F^j, plus the teachers' image features."""
-    image_out = _teacher_outputs(self.teachers, outputs[-1])
+    """O_gan of the image and of every intermediate F^j, plus the teachers' image features.
+
+    With L_bns on, also the L_bns value of the image (else None).
+    """
+    bns = None
+    if self.taps is None:
+      image_out = _teacher_outputs(self.teachers, outputs[-1])
+    else:
+      image_out = [tap(outputs[-1], training=False) for tap, _ in self.taps]
+      bns = tf.add_n([losses.batchnorm_statistics_loss(o["bn_inputs"], stats)
+                      for o, (_, stats) in zip(image_out, self.taps)]) / len(self.taps)
     image_probs = tf.concat([tf.cast(o["probs"], tf.float32) for o in image_out], axis=1)
     feature_probs = []
     for j, depth in enumerate(self.generator.depths[:-1]):
@@ -178,14 +193,17 @@ class GeneratorTrainer(_Step):
           tf.cast(t.tail(self.filters[j][m](outputs[j]), depth, training=False)["probs"],
                   tf.float32)
           for m, t in enumerate(self.teachers)], axis=1))
-    return image_probs, [o["pre_logits"] for o in image_out], feature_probs
+    return image_probs, [o["pre_logits"] for o in image_out], feature_probs, bns
 
   def _step(self):
     z = self._noise()
     with tf.GradientTape() as tape:
       outputs = self.generator(z, training=True)
-      image_probs, pre_logits, feature_probs = self.generated_predictions(outputs)
+      image_probs, pre_logits, feature_probs, bns = self.generated_predictions(outputs)
       total, terms = losses.joint_loss(image_probs, pre_logits, feature_probs, **self.weights)
+      if bns is not None:
+        terms["bns"] = bns
+        total = total + self.bns_weight * bns
       scaled = self.optimizer.scale_loss(total)
     self._apply(tape, scaled, self.trainable_variables)
     return {"loss": total, **terms}
