@@ -97,6 +97,14 @@ def test_negative_bn_prior_weight(tmp_path):
   assert not os.path.exists(tmp_path / "w")
 
 
+def test_dataset_baseline_needs_a_dataset(teachers, tmp_path):
+  # --method takes every baseline; KA-style ones read real images, which BYO teachers lack.
+  proc = run_cli(f"--teacher={teachers['a']}", f"--teacher={teachers['b']}", "--method=ka",
+                 f"--workdir={tmp_path / 'w'}", *TINY)
+  assert_user_error(proc, "--method=ka", "dfka, dafl, noise or teacher")
+  assert not os.path.exists(tmp_path / "w")
+
+
 def test_teacher_file_missing(tmp_path):
   proc = run_cli(f"--teacher={tmp_path / 'nope.keras'}", f"--workdir={tmp_path / 'w'}")
   assert_user_error(proc, "nope.keras", "not found")

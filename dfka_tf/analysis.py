@@ -1,0 +1,92 @@
+"""What the teachers see in generated images: label histograms (paper Fig. 5) and diversity.
+
+Fig. 5 of the paper plots, for generators trained without and with L_dis, how often each
+label is predicted by the teachers on generated images; L_dis is meant to make that
+distribution more even. `label_histogram` measures it; `image_statistics` gives the numbers
+behind an image grid (Fig. 4), e.g. whether the generator collapsed to one image.
+"""
+
+from typing import Dict, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+
+def generated_images(generator, n: int, seed: int = 0, batch_size: int = 250) -> np.ndarray:
+  """n images from the last group of G, [n, H, W, 3] in [0, 1], from a stateless seed."""
+  out = []
+  for i, start in enumerate(range(0, n, batch_size)):
+    b = min(batch_size, n - start)
+    z = tf.random.stateless_normal([b, generator.latent_dim], seed=[seed, 1000 + i])
+    out.append(generator(z, training=False)[-1].numpy())
+  return np.concatenate(out)[:n]
+
+
+def teacher_predictions(images: np.ndarray, teachers: Sequence, batch_size: int = 250
+                        ) -> np.ndarray:
+  """O_gan (Eq. 11): every teacher's sigmoid outputs, concatenated, [N, Σ_m |Y_m|]."""
+  shape = [None] + [int(d) for d in teachers[0].image_shape]
+  fn = tf.function(lambda x: tf.concat(
+      [tf.cast(t.tail(x, 0, training=False)["probs"], tf.float32) for t in teachers], axis=1),
+                   input_signature=[tf.TensorSpec(shape, tf.float32)])
+  return np.concatenate([fn(tf.constant(images[i:i + batch_size], tf.float32)).numpy()
+                         for i in range(0, len(images), batch_size)])
+
+
+def histogram_of(probs: np.ndarray, names: Sequence[str], threshold: float = 0.5) -> Dict:
+  """Label histogram of predictions p > threshold, with summary numbers.
+
+  Returns:
+    counts: images predicted positive per label; fraction: counts / N;
+    evenness: entropy of counts / Σ counts, divided by log C (1 = every label equally
+      often, 0 = one label only; 0 when nothing is predicted);
+    labels_per_image: mean number of positive labels per image;
+    empty_fraction: share of images with no positive label;
+    mean_prob: mean output per label.
+  """
+  positive = probs > threshold
+  counts = positive.sum(axis=0).astype(np.int64)
+  total = counts.sum()
+  if total > 0 and len(counts) > 1:
+    p = counts[counts > 0] / total
+    evenness = float(-(p * np.log(p)).sum() / np.log(len(counts)))
+  else:
+    evenness = 0.0
+  return {
+      "labels": list(names),
+      "num_images": int(len(probs)),
+      "threshold": float(threshold),
+      "counts": counts.tolist(),
+      "fraction": (counts / max(len(probs), 1)).tolist(),
+      "evenness": evenness,
+      "labels_per_image": float(positive.sum(axis=1).mean()) if len(probs) else 0.0,
+      "empty_fraction": float((~positive.any(axis=1)).mean()) if len(probs) else 0.0,
+      "mean_prob": probs.mean(axis=0).tolist(),
+  }
+
+
+def label_histogram(generator, teachers: Sequence, n: int = 1000, seed: int = 0,
+                    threshold: float = 0.5) -> Dict:
+  """Fig. 5: how often each teacher label is predicted (p > threshold) on n generated images.
+
+  Args:
+    generator: a trained GroupStackGenerator (its last group's output is the image).
+    teachers: the frozen teachers (BlockNets) the generator was trained against.
+    n: number of generated images; seed: the stateless seed of their latent codes.
+
+  Returns:
+    `histogram_of`'s dict over the concatenated teacher labels.
+  """
+  images = generated_images(generator, n, seed)
+  names = [name for t in teachers for name in t.label_names]
+  return histogram_of(teacher_predictions(images, teachers), names, threshold)
+
+
+def image_statistics(images: np.ndarray) -> Dict:
+  """Mean pixel value, and diversity: per-pixel std across the images, averaged.
+
+  A collapsed generator (every sample the same image) has diversity near 0.
+  """
+  images = np.asarray(images, np.float32)
+  return {"mean": float(images.mean()), "diversity": float(images.std(axis=0).mean()),
+          "saturated_fraction": float(((images < 0.02) | (images > 0.98)).mean())}

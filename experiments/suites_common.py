@@ -1,0 +1,603 @@
+"""What every experiment suite shares: flags, the stage cache, aggregation and writers.
+
+A suite (experiments/table1.py, table2.py, table4.py, table_s3.py, table_s5.py, fig4.py,
+fig5.py) is a list of rows; a row is one `RunConfig`. The expensive stages are computed
+once per distinct setting under --workdir_root and reused by every row and every suite:
+
+  <root>/teachers/<key>/    the teachers of one (num_teachers, seed, teacher settings)
+  <root>/generators/<key>/  Step I of one generator setting (teachers copied in)
+  <root>/runs/<key>/        one row, a full pipeline workdir named after its config
+
+A row's workdir starts as a copy of its teachers (and, for dfka/dafl, of its generator's
+checkpoint), with progress.json marking those stages done; `pipeline.run(resume=True)` then
+runs only the remaining stages. No row trains its teachers in-process, so rows sharing
+teachers start from the same random state whether they run first or last. A rerun reuses
+finished rows (their results.json) and resumes unfinished ones. Keys hash exactly the
+config fields a stage depends on, so two suites asking for the same row (Table 4's
+{1, 1} is Table 2's DFKA row) run it once.
+
+The library never reads flags: suites call `Stages` and the writers with plain arguments,
+and tests call each suite's `run_suite(...)` directly.
+"""
+
+import ast
+import contextlib
+import csv
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from typing import Dict, Iterable, List, Optional, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from absl import logging as absl_logging
+
+# Flags every suite takes (defined once here, so suites can share one process in tests).
+flags.DEFINE_string("out", "results", "Folder for <suite>.md, <suite>.csv and the plot.")
+flags.DEFINE_string("workdir_root", os.path.join("runs", "suites"),
+                    "Where the shared teachers, generators and row workdirs go.")
+flags.DEFINE_bool("quick", False, "Smoke run: one seed, arch=tiny, a few steps per stage "
+                  "(numbers are meaningless; used by tests/test_suites.py).")
+flags.DEFINE_integer("seeds", None, "Number of seeds (0..N-1); default per suite.")
+flags.DEFINE_list("set", [], "Extra RunConfig overrides for every row, e.g. "
+                  "--set=generator_steps=600,block_steps=300.")
+flags.DEFINE_float("bns_weight", 1.0, "L_bns weight of the 'dfka+bns' row (beyond the "
+                   "paper; 0 drops the row).")
+flags.DEFINE_bool("quiet", False, "No per-stage progress bars (one line per row remains).")
+flags.DEFINE_list("rows", None, "Run only these rows (by their name in the table, e.g. "
+                  "--rows=teacher,dfka); default every row.")
+flags.DEFINE_integer("teachers", None, "Number of teachers M (table4, table_s3, fig4, fig5; "
+                     "default per suite).")
+flags.DEFINE_list("labels", None, "Customized labels Y_cst (table4, table_s3, table_s5; "
+                  "default per suite).")
+
+DATASET = "scenes20"
+
+# --quick: every stage takes a handful of steps; only the plumbing is exercised.
+QUICK = dict(arch="tiny", teacher_steps=20, generator_steps=5, block_steps=5,
+             finetune_steps=5, batch_size=8, image_size=32)
+
+# Fields a stage's result depends on (besides the dataset). Fields in
+# RunConfig.RESUMABLE (evaluation, export, checkpoint spacing, jit, data_dir) never count.
+TEACHER_FIELDS = ("dataset", "num_teachers", "arch", "image_size", "batch_size", "seed",
+                  "teacher_steps", "teacher_lr", "weight_decay", "imagenet_init",
+                  "mixed_precision")
+GENERATOR_FIELDS = TEACHER_FIELDS + ("method", "groups", "latent_dim", "generator_width",
+                                     "generator_lr", "generator_steps", "alpha", "beta",
+                                     "gamma", "dis_sign", "bns_weight", "image_bn")
+# A Step III-only change: rows differing from another only here can share its Step II.
+STEP3_FIELDS = ("branch_out", "finetune_steps")
+
+
+def parse_set(items: Sequence[str]) -> Dict:
+  """['block_steps=300', 'dis_sign=printed'] -> {'block_steps': 300, 'dis_sign': 'printed'}."""
+  out = {}
+  for item in items:
+    if "=" not in item:
+      raise ValueError(f"--set entry {item!r} is not key=value.")
+    key, value = item.split("=", 1)
+    try:
+      value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      pass
+    out[key.strip()] = value
+  return out
+
+
+def base_overrides(quick: bool, extra: Optional[Dict] = None) -> Dict:
+  """RunConfig overrides every row of a suite starts from."""
+  base = dict(QUICK) if quick else {}
+  base.update(export=False)  # Suites compare numbers; the SavedModel is not needed.
+  base.update(extra or {})
+  return base
+
+
+def scenes_labels(first: Optional[int] = None) -> List[str]:
+  from dfka_tf import data  # pylint: disable=g-import-not-at-top
+  names = data.label_names(DATASET)
+  return names if first is None else names[:first]
+
+
+def make_config(overrides: Dict):
+  """A scenes20 RunConfig; labels are resolved to canonical names (so keys are stable)."""
+  from dfka_tf import data  # pylint: disable=g-import-not-at-top
+  from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
+  overrides = dict(overrides)
+  dataset = overrides.pop("dataset", DATASET)
+  if dataset != DATASET:
+    raise ValueError(f"the suites run on {DATASET}, not {dataset}.")
+  overrides.setdefault("workdir", "unset")
+  if overrides.get("labels") is not None:
+    overrides["labels"] = tuple(data.resolve_labels(list(overrides["labels"]),
+                                                    data.label_names(DATASET)))
+  return RunConfig.for_dataset(DATASET, **overrides)
+
+
+def _key(values: Dict) -> str:
+  text = json.dumps(values, sort_keys=True, default=list)
+  return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _fields(config, names) -> Dict:
+  d = dataclasses.asdict(config)
+  return {k: (list(d[k]) if isinstance(d[k], tuple) else d[k]) for k in names}
+
+
+def generator_fields(config) -> Dict:
+  """The settings Step I depends on, with what DAFL forces (one group, no L_dis)."""
+  g = _fields(config, GENERATOR_FIELDS)
+  if config.method == "dafl":
+    g.update(groups=1, gamma=0.0)
+  if g["gamma"] == 0:
+    g["dis_sign"] = None
+  if config.method not in ("dfka", "dafl"):
+    raise ValueError(f"method {config.method!r} has no generator.")
+  return g
+
+
+def row_key(config) -> str:
+  from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
+  d = dataclasses.asdict(config)
+  return _key({k: v for k, v in d.items() if k != "workdir" and k not in RunConfig.RESUMABLE})
+
+
+@contextlib.contextmanager
+def _locked(path: str):
+  """An exclusive lock beside `path`, so suites run side by side build each cache once."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".lock", "w") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _read_json(path, default=None):
+  if not os.path.exists(path):
+    return default
+  with open(path) as f:
+    return json.load(f)
+
+
+def _write_json(path, value):
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+class Stages:
+  """Runs rows under one root, training each distinct teacher set and generator once."""
+
+  def __init__(self, root: str, *, progress: bool = False, log=print):
+    self.root = os.path.abspath(root)
+    self.progress = progress
+    self.log = log
+
+  # ------------------------------------------------------------------ teachers
+  def teachers(self, config) -> str:
+    """The workdir holding `config`'s trained teachers (trained here on first use)."""
+    fields = _fields(config, TEACHER_FIELDS)
+    name = f"m{config.num_teachers}-seed{config.seed}-{_key(fields)}"
+    tdir = os.path.join(self.root, "teachers", name)
+    with _locked(tdir):
+      if not self._has_stages(tdir, self._teacher_stages(config)):
+        tconfig = make_config(dict(fields, method="teacher", labels=None, workdir=tdir,
+                                   evaluate=False, export=False,
+                                   checkpoint_every=config.checkpoint_every,
+                                   data_dir=config.data_dir, jit=config.jit))
+        start = time.time()
+        self.log(f"  [shared] training {config.num_teachers} teacher(s), seed {config.seed}"
+                 f" -> {tdir}")
+        am = self._amalgamation(tconfig)
+        with am.strategy.scope():
+          am.teachers()
+        self.log(f"  [shared] teachers done in {time.time() - start:.0f}s")
+    return tdir
+
+  @staticmethod
+  def _teacher_stages(config) -> List[str]:
+    return [f"teacher{m + 1}" for m in range(config.num_teachers)]
+
+  @staticmethod
+  def _has_stages(workdir, stages) -> bool:
+    done = (_read_json(os.path.join(workdir, "progress.json")) or {}).get("done", [])
+    return all(s in done for s in stages)
+
+  def _amalgamation(self, config):
+    from dfka_tf import pipeline  # pylint: disable=g-import-not-at-top
+    return pipeline.Amalgamation(config, progress=self.progress, resume=True)
+
+  def _seed_workdir(self, workdir, config, tdir, extra_stages=(), source=None, state=None):
+    """A fresh workdir whose teachers (and `extra_stages` from `source`) are done."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    os.makedirs(workdir)
+    shutil.copytree(os.path.join(tdir, "teachers"), os.path.join(workdir, "teachers"))
+    tstate = _read_json(os.path.join(tdir, "progress.json"))
+    stages = self._teacher_stages(config)
+    progress = {"done": list(stages), "times": {s: tstate["times"][s] for s in stages}}
+    if source is not None:
+      sstate = _read_json(os.path.join(source, "progress.json"))
+      for stage in extra_stages:
+        shutil.copytree(os.path.join(source, "ckpt", stage),
+                        os.path.join(workdir, "ckpt", stage))
+        if os.path.isdir(os.path.join(source, "logs", stage)):
+          shutil.copytree(os.path.join(source, "logs", stage),
+                          os.path.join(workdir, "logs", stage))
+        progress["done"].append(stage)
+        progress["times"][stage] = sstate["times"][stage]
+    progress.update(state or {})
+    _write_json(os.path.join(workdir, "progress.json"), progress)
+
+  # ------------------------------------------------------------------ generators
+  def generator_dir(self, config) -> str:
+    """The workdir holding `config`'s trained Step I generator (trained on first use)."""
+    fields = generator_fields(config)
+    name = f"{config.method}-m{config.num_teachers}-seed{config.seed}-{_key(fields)}"
+    gdir = os.path.join(self.root, "generators", name)
+    tdir = self.teachers(config)
+    with _locked(gdir):
+      if not self._has_stages(gdir, ["generator"]):
+        gconfig = make_config(dict({k: v for k, v in fields.items() if v is not None},
+                                   labels=None, workdir=gdir, evaluate=False, export=False,
+                                   checkpoint_every=config.checkpoint_every,
+                                   data_dir=config.data_dir, jit=config.jit))
+        if not os.path.exists(os.path.join(gdir, "config.json")):
+          self._seed_workdir(gdir, gconfig, tdir)
+        start = time.time()
+        self.log(f"  [shared] Step I generator ({config.method}, K={fields['groups']}, "
+                 f"gamma={fields['gamma']} {fields['dis_sign'] or ''}, "
+                 f"bns={fields['bns_weight']}) -> {gdir}")
+        am = self._amalgamation(gconfig)
+        with am.strategy.scope():
+          am.generator(am.teachers())
+        self.log(f"  [shared] generator done in {time.time() - start:.0f}s")
+    return gdir
+
+  def load_generator(self, config):
+    """(generator, teachers) of `config`, restored from the shared Step I checkpoint."""
+    gdir = self.generator_dir(config)
+    from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
+    with open(os.path.join(gdir, "config.json")) as f:
+      gconfig = RunConfig.from_json(f.read())
+    am = self._amalgamation(gconfig)
+    with am.strategy.scope():
+      teachers = am.teachers()
+      generator = am.generator(teachers).generator
+    return generator, teachers
+
+  def load_teachers(self, config) -> List:
+    """`config`'s frozen teachers (BlockNets), trained on first use."""
+    from dfka_tf.models import blocknet  # pylint: disable=g-import-not-at-top
+    tdir = self.teachers(config)
+    teachers = [blocknet.load_teacher(os.path.join(tdir, "teachers", f"{s}.keras"))
+                for s in self._teacher_stages(config)]
+    for t in teachers:
+      t.freeze()
+    return teachers
+
+  # ------------------------------------------------------------------ rows
+  def row_dir(self, config, prefix: str) -> str:
+    return os.path.join(self.root, "runs",
+                        f"{prefix}-m{config.num_teachers}-seed{config.seed}-{row_key(config)}")
+
+  def run(self, config, prefix: Optional[str] = None, *, blocks_from: Optional[str] = None
+          ) -> Dict:
+    """Runs (or reuses) one row; returns its results.json content, plus "workdir".
+
+    Args:
+      config: the row's RunConfig (its workdir is replaced by the row's own).
+      prefix: readable start of the row's folder name (default: the method). The folder
+        is named after the config, so identical rows of different suites share it.
+      blocks_from: the workdir of a finished row that differs from `config` only in
+        Step III fields (branch_out, finetune_steps): Steps I–II are copied from it.
+    """
+    workdir = self.row_dir(config, prefix or config.method)
+    with _locked(workdir):  # A suite running beside this one waits, then reuses the row.
+      return self._run(dataclasses.replace(config, workdir=workdir), blocks_from)
+
+  def _run(self, config, blocks_from):
+    from dfka_tf import pipeline  # pylint: disable=g-import-not-at-top
+    from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
+    workdir = config.workdir
+    results_path = os.path.join(workdir, "results.json")
+    existing = _read_json(os.path.join(workdir, "config.json"))
+    if existing is not None and config.differences(RunConfig.from_json(json.dumps(existing))):
+      existing = None  # A hash collision or an edited folder: start it over.
+    if existing is not None and os.path.exists(results_path):
+      results = _read_json(results_path)
+      if results.get("target_map") is not None or not config.evaluate:
+        return dict(results, workdir=workdir, reused=True)
+    if existing is None:
+      tdir = self.teachers(config)
+      if blocks_from is not None:
+        self._check_step3_only(config, blocks_from)
+        sstate = _read_json(os.path.join(blocks_from, "progress.json"))
+        blocks = sorted((s for s in sstate["done"] if s.startswith("block")),
+                        key=lambda s: int(s[5:]))
+        stages = (["generator"] if "generator" in sstate["done"] else []) + blocks
+        self._seed_workdir(workdir, config, tdir, stages, blocks_from,
+                           {k: sstate[k] for k in ("eta", "block_curves") if k in sstate})
+      elif config.method in ("dfka", "dafl"):
+        self._seed_workdir(workdir, config, tdir, ["generator"], self.generator_dir(config))
+      else:
+        self._seed_workdir(workdir, config, tdir)
+    start = time.time()
+    results = pipeline.run(config, progress=self.progress, resume=True)
+    results = dict(results, workdir=workdir, reused=False, wall_time=time.time() - start)
+    return results
+
+  @staticmethod
+  def _check_step3_only(config, source):
+    from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
+    other = RunConfig.from_json(open(os.path.join(source, "config.json")).read())
+    diff = [k for k in config.differences(other) if k not in STEP3_FIELDS + ("workdir",)]
+    if diff:
+      raise ValueError(f"cannot share Steps I-II of {source}: configs differ in {diff}.")
+
+
+# ---------------------------------------------------------------------- aggregation
+def mean_std(values: Iterable[float]):
+  """Mean and sample standard deviation (0 for a single value), ignoring NaN."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+  v = v[np.isfinite(v)]
+  if v.size == 0:
+    return float("nan"), float("nan")
+  return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def pct(x) -> float:
+  return float("nan") if x is None else 100.0 * float(x)
+
+
+def fmt(mean, std=None, digits=1) -> str:
+  if mean != mean:  # NaN
+    return "—"
+  if std is None:
+    return f"{mean:.{digits}f}"
+  return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def summarize(name: str, runs: List[Dict], labels: Sequence[str]) -> Dict:
+  """One table row from the per-seed results of one row: mAP and per-label AP, in %."""
+  out = {"row": name, "method": runs[0]["method"], "seeds": len(runs)}
+  out["map_mean"], out["map_std"] = mean_std(pct(r.get("target_map")) for r in runs)
+  out["map_voc07_mean"], out["map_voc07_std"] = mean_std(
+      pct(r.get("target_map_voc07")) for r in runs)
+  for label in labels:
+    out[f"{label}_mean"], out[f"{label}_std"] = mean_std(
+        pct(r.get("target_ap", {}).get(label)) for r in runs)
+  out["teacher_map_mean"], _ = mean_std(pct(r.get("teacher_map")) for r in runs)
+  out["target_params"] = runs[0]["params"]["target_net"]
+  out["teacher_params"] = runs[0]["params"]["teachers_total"]
+  out["time_s_mean"], _ = mean_std(r.get("total_time") for r in runs)
+  return out
+
+
+def per_seed_rows(name: str, runs: List[Dict], labels: Sequence[str]) -> List[Dict]:
+  rows = []
+  for r in runs:
+    row = {"row": name, "method": r["method"], "seed": r["config"]["seed"],
+           "map": pct(r.get("target_map")), "map_voc07": pct(r.get("target_map_voc07")),
+           "teacher_map": pct(r.get("teacher_map"))}
+    row.update({label: pct(r.get("target_ap", {}).get(label)) for label in labels})
+    row.update(target_params=r["params"]["target_net"],
+               teacher_params=r["params"]["teachers_total"],
+               branch_out=json.dumps(r.get("branch_out")), total_time=r.get("total_time"),
+               workdir=r.get("workdir"))
+    rows.append(row)
+  return rows
+
+
+# ---------------------------------------------------------------------- writers
+def write_csv(path: str, rows: List[Dict], columns: Optional[List[str]] = None):
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  columns = columns or list(dict.fromkeys(k for r in rows for k in r))
+  with open(path, "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+      w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+  lines = ["| " + " | ".join(map(str, header)) + " |",
+           "| " + " | ".join("---" for _ in header) + " |"]
+  lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+  return "\n".join(lines)
+
+
+def write_md(path: str, title: str, sections: Sequence[str]):
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  with open(path, "w") as f:
+    f.write(f"# {title}\n\n" + "\n\n".join(s.strip() for s in sections if s) + "\n")
+
+
+def setting_note(config, seeds: Sequence[int], quick: bool, seconds: float) -> str:
+  """The lines every suite's Markdown ends with: settings, seeds and runtime."""
+  keys = ("arch", "image_size", "batch_size", "teacher_steps", "generator_steps",
+          "block_steps", "finetune_steps", "groups", "gamma", "dis_sign", "bns_weight")
+  settings = ", ".join(f"{k}={getattr(config, k)}" for k in keys)
+  note = (f"Dataset scenes20 (embedded, 2000 test images); AP is the area under the PR curve "
+          f"in %. Seeds: {list(seeds)}. Settings (where a row does not set them): "
+          f"{settings}. Wall time of this suite "
+          f"(cached stages are reused): {seconds:.0f} s.")
+  if quick:
+    note = "**--quick smoke run: the numbers are meaningless.** " + note
+  return note
+
+
+def bar_plot(path: str, names: Sequence[str], means: Sequence[float], stds: Sequence[float],
+             *, ylabel: str = "mAP (%)", title: str = "", paper: Optional[Sequence] = None):
+  """Bars with error bars; the paper's values (VOC07) as black markers where given."""
+  from dfka_tf import report  # pylint: disable=g-import-not-at-top,unused-import  (Agg backend)
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  x = np.arange(len(names))
+  fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(names) + 1.5), 3.2))
+  ax.bar(x, np.nan_to_num(means), yerr=np.nan_to_num(stds), capsize=3, color="#4c72b0",
+         label="ours (scenes20)")
+  if paper is not None and any(p is not None for p in paper):
+    px = [i for i, p in enumerate(paper) if p is not None]
+    ax.scatter(px, [paper[i] for i in px], marker="_", s=400, color="black", zorder=3,
+               label="paper (VOC07)")
+    ax.legend(fontsize=7)
+  ax.set_xticks(x)
+  ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+  ax.set_ylabel(ylabel)
+  ax.set_ylim(0, 100)
+  ax.set_title(title, fontsize=9)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def real_images(config, n: int):
+  """The first n real test images of the dataset, [n, H, W, 3] in [0, 1]."""
+  from dfka_tf import data  # pylint: disable=g-import-not-at-top
+  test = data.load(config.dataset, "test", data_dir=config.data_dir,
+                   image_size=config.image_size, batch_size=n)
+  return next(iter(test))["image"].numpy()
+
+
+def seeds_from(flag_value: Optional[int], default: int, quick: bool) -> List[int]:
+  n = 1 if quick else (default if flag_value is None else flag_value)
+  if n < 1:
+    raise ValueError(f"--seeds={n} must be >= 1.")
+  return list(range(n))
+
+
+def settings_from_flags(*, setting_flags: bool = True) -> Dict:
+  """The arguments every `run_suite` takes, read from the shared flags.
+
+  With setting_flags, also --teachers and --labels (as `teachers`, `labels`); suites whose
+  setting is fixed by the paper pass False and refuse those flags.
+  """
+  f = flags.FLAGS
+  if not f["verbosity"].present:  # TFDS logs every dataset it opens at INFO.
+    absl_logging.set_verbosity(absl_logging.WARNING)
+  out = dict(out=f.out, workdir_root=f.workdir_root, quick=f.quick, seeds=f.seeds,
+             overrides=parse_set(f.set), progress=not f.quiet, rows=f.rows)
+  if setting_flags:
+    out.update(teachers=f.teachers, labels=f.labels)
+  elif f.teachers is not None or f.labels is not None:
+    raise app.UsageError("--teachers/--labels are fixed by this table's setting; use "
+                     "table4/table_s3/table_s5 for other settings.")
+  return out
+
+
+# ---------------------------------------------------------------------- the table driver
+@dataclasses.dataclass
+class Row:
+  """One row of a table: its name, its RunConfig overrides and the paper's mAP (VOC07).
+
+  `name` is what --rows and the CSV use; `label` (default: the name) is shown in Markdown.
+  """
+  name: str
+  overrides: Dict
+  paper: Optional[float] = None
+  label: Optional[str] = None
+
+  @property
+  def shown(self) -> str:
+    return self.label or self.name
+
+
+def select(rows: Sequence[Row], names: Optional[Sequence[str]]) -> List[Row]:
+  """The rows named in `names` (all when None), in table order."""
+  if not names:
+    return list(rows)
+  known = [r.name for r in rows]
+  unknown = [n for n in names if n not in known]
+  if unknown:
+    raise app.UsageError(f"--rows: unknown row(s) {unknown}; this table has {known}.")
+  return [r for r in rows if r.name in names]
+
+
+def row_config(row: Row, *, setting: Dict, quick: bool, seed: int, overrides: Dict):
+  """The RunConfig of `row` at `seed`: quick/--set overrides, then the setting, then the row."""
+  values = dict(base_overrides(quick, overrides), **setting)
+  values.update(row.overrides, seed=seed)
+  return make_config(values)
+
+
+def run_rows(name: str, rows: Sequence[Row], stages: Stages, *, setting: Dict, quick: bool,
+             seeds: Sequence[int], overrides: Dict, log=print):
+  """Runs (or reuses) every row at every seed; returns ({row name: [results]}, last config)."""
+  runs: Dict[str, List[Dict]] = {r.name: [] for r in rows}
+  config = None
+  for seed in seeds:
+    for row in rows:
+      config = row_config(row, setting=setting, quick=quick, seed=seed, overrides=overrides)
+      t0 = time.time()
+      results = stages.run(config)
+      runs[row.name].append(results)
+      log(f"[{name}] seed {seed} {row.name:>10}: T_u mAP {pct(results.get('target_map')):5.1f}"
+          f" (teachers {pct(results.get('teacher_map')):5.1f}) "
+          f"{'reused' if results.get('reused') else f'{time.time() - t0:.0f}s'}")
+  return runs, config
+
+
+def run_table(name: str, title: str, rows: Sequence[Row], *, setting: Dict, out: str,
+              workdir_root: str, quick: bool, seeds: Sequence[int], overrides: Dict,
+              progress: bool = False, per_label: bool = True, notes: Sequence[str] = (),
+              paper_header: str = "paper mAP (VOC07)", only: Optional[Sequence[str]] = None,
+              log=print) -> Dict:
+  """Runs rows × seeds and writes <out>/<name>.md, .csv (one line per row), _seeds.csv, .png.
+
+  Args:
+    setting: RunConfig overrides shared by every row (num_teachers, labels, ...).
+    overrides: the suite's base overrides (quick settings, --set), applied under the rows'.
+    only: names of the rows to run (--rows); None runs them all.
+
+  Returns:
+    {"summaries": [one dict per row], "runs": {row name: [results per seed]}, "seconds"}.
+  """
+  start = time.time()
+  rows = select(rows, only)
+  stages = Stages(workdir_root, progress=progress, log=log)
+  runs, _ = run_rows(name, rows, stages, setting=setting, quick=quick, seeds=seeds,
+                     overrides=overrides, log=log)
+  config = row_config(Row("base", {}), setting=setting, quick=quick, seed=seeds[0],
+                      overrides=overrides)
+  labels = runs[rows[0].name][0]["labels"]
+  summaries = [summarize(r.name, runs[r.name], labels) for r in rows]
+  for s, r in zip(summaries, rows):
+    s["paper_map"] = r.paper
+  seconds = time.time() - start
+
+  label_cols = list(labels) if per_label else []
+  header = ["row"] + label_cols + ["mAP", paper_header, "T_u params", "S_m"]
+  body = []
+  for s, r in zip(summaries, rows):
+    branch = runs[r.name][0].get("branch_out")
+    body.append([r.shown] + [fmt(s[f"{label}_mean"]) for label in label_cols]
+                + [fmt(s["map_mean"], s["map_std"]), fmt(r.paper if r.paper is not None
+                                                         else float("nan")),
+                   f"{s['target_params']:,}", json.dumps(branch) if branch else "—"])
+  teacher_params = summaries[0]["teacher_params"]
+  sections = [md_table(header, body),
+              f"Teachers' parameters (all together): {teacher_params:,}. mAP is mean ± "
+              f"sample std over {len(seeds)} seed(s); per-label columns are means. "
+              f"S_m: branch-out block per teacher (Eq. 18), seed {seeds[0]}.",
+              *notes, setting_note(config, seeds, quick, seconds)]
+  os.makedirs(out, exist_ok=True)
+  write_md(os.path.join(out, f"{name}.md"), title, sections)
+  write_csv(os.path.join(out, f"{name}.csv"), summaries)
+  write_csv(os.path.join(out, f"{name}_seeds.csv"),
+            [x for r in rows for x in per_seed_rows(r.name, runs[r.name], labels)])
+  bar_plot(os.path.join(out, f"{name}.png"), [r.shown for r in rows],
+           [s["map_mean"] for s in summaries], [s["map_std"] for s in summaries],
+           title=title, paper=[r.paper for r in rows])
+  log(f"[{name}] wrote {os.path.join(out, name)}.md/.csv/.png in {seconds:.0f}s")
+  return {"summaries": summaries, "runs": runs, "seconds": seconds}

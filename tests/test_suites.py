@@ -1,0 +1,189 @@
+"""The experiment suites (experiments/table*.py, fig*.py) in --quick mode, in-process.
+
+Every suite writes its Markdown, CSV and plot into a temporary folder. All tests share one
+--workdir_root, so the teachers (one set per number of teachers) and each generator are
+trained once for the whole file, and rows that two suites share (Table 4's {1, 1} is
+Table 1's DFKA row) run once. To stay within a few minutes on 2 CPU cores the default tests
+run a subset of each suite's rows (--rows); `test_every_row_of_every_suite` (marked slow)
+runs every row of every suite.
+"""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dfka_tf import analysis
+from experiments import (fig4, fig5, suites_common, table1, table2, table4, table_s3,
+                         table_s5)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIRST10 = ["circle", "square", "triangle", "star", "plus", "ring", "diamond", "hexagon",
+           "heart", "crescent"]
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("suite_runs"))
+
+
+def _csv(path, key):
+  with open(path) as f:
+    return [r[key] for r in csv.DictReader(f)]
+
+
+def _assert_outputs(out, name, key, expected, plot=None):
+  for suffix in (".md", ".csv"):
+    assert os.path.getsize(os.path.join(out, name + suffix)) > 0, name + suffix
+  assert os.path.getsize(os.path.join(out, (plot or name) + ".png")) > 1000
+  assert _csv(os.path.join(out, name + ".csv"), key) == expected
+  with open(os.path.join(out, name + ".md")) as f:
+    text = f.read()
+  assert "--quick smoke run" in text
+  return text
+
+
+def _quick(tmp_path, runs_root):
+  return dict(out=str(tmp_path / "out"), workdir_root=runs_root, quick=True, progress=False)
+
+
+def test_histogram_by_hand():
+  probs = np.array([[0.9, 0.1, 0.6], [0.7, 0.2, 0.1], [0.2, 0.3, 0.4], [0.8, 0.9, 0.2]])
+  h = analysis.histogram_of(probs, ["a", "b", "c"])
+  assert h["counts"] == [3, 1, 1]
+  assert h["fraction"] == [0.75, 0.25, 0.25]
+  assert h["labels_per_image"] == pytest.approx(5 / 4)
+  assert h["empty_fraction"] == pytest.approx(1 / 4)
+  p = np.array([3, 1, 1]) / 5
+  assert h["evenness"] == pytest.approx(-(p * np.log(p)).sum() / np.log(3))
+  assert analysis.histogram_of(np.zeros((2, 3)), ["a", "b", "c"])["evenness"] == 0.0
+  even = analysis.histogram_of(np.eye(3), ["a", "b", "c"])
+  assert even["evenness"] == pytest.approx(1.0)
+
+
+def test_set_overrides_and_row_selection():
+  assert suites_common.parse_set(["block_steps=300", "dis_sign=printed", "gamma=0.5"]) == {
+      "block_steps": 300, "dis_sign": "printed", "gamma": 0.5}
+  rows = table1.table_rows(1.0)
+  assert [r.name for r in rows] == ["teacher", "ka", "similar", "diff", "noise", "dafl",
+                                    "dfka", "dfka+bns"]
+  assert [r.name for r in table1.table_rows(0.0)][-1] == "dfka"
+  assert [r.name for r in suites_common.select(rows, ["dfka", "teacher"])] == [
+      "teacher", "dfka"]
+  with pytest.raises(Exception, match="unknown row"):
+    suites_common.select(rows, ["nope"])
+
+
+def test_table1(tmp_path, runs_root):
+  out = table1.run_suite(rows=["teacher", "dfka"], **_quick(tmp_path, runs_root))
+  text = _assert_outputs(str(tmp_path / "out"), "table1", "row", ["teacher", "dfka"])
+  assert "73.6" in text and "86.0" in text  # The paper's numbers are in the table.
+  runs = out["runs"]
+  assert runs["teacher"][0]["labels"] == FIRST10
+  assert len(runs["teacher"][0]["target_ap"]) == 10
+  # Each row loads the one shared set of teachers: they score the same on every row.
+  assert len({r[0]["teacher_map"] for r in runs.values()}) == 1
+  folders = [d for d in os.listdir(os.path.join(runs_root, "teachers"))
+             if not d.endswith(".lock")]
+  assert len(folders) == 1 and folders[0].startswith("m1-seed0-")
+  assert _csv(str(tmp_path / "out" / "table1_seeds.csv"), "seed") == ["0", "0"]
+
+
+def test_table4_reuses_shared_rows(tmp_path, runs_root):
+  # With one teacher on the first 10 labels, {1, 1} is exactly Table 1's DFKA row.
+  out = table4.run_suite(rows=["in1", "in1+in2"], teachers=1, labels=FIRST10,
+                         **_quick(tmp_path, runs_root))
+  text = _assert_outputs(str(tmp_path / "out"), "table4", "row", ["in1", "in1+in2"])
+  assert "| {1, 0} |" in text and "| {1, 1} |" in text
+  assert out["runs"]["in1+in2"][0]["reused"]
+  # Rows differing only in Step II share one generator.
+  assert (out["runs"]["in1"][0]["stage_times"]["generator"]
+          == out["runs"]["in1+in2"][0]["stage_times"]["generator"])
+
+
+def test_table_s3(tmp_path, runs_root):
+  out = table_s3.run_suite(rows=["K=2"], teachers=1, labels=FIRST10,
+                           **_quick(tmp_path, runs_root))
+  _assert_outputs(str(tmp_path / "out"), "table_s3", "row", ["K=2"])
+  assert out["runs"]["K=2"][0]["config"]["groups"] == 2
+
+
+def test_fig5(tmp_path, runs_root):
+  out = fig5.run_suite(rows=["sparse"], num_images=64, **_quick(tmp_path, runs_root))
+  _assert_outputs(str(tmp_path / "out"), "fig5", "setting", ["sparse", "real"])
+  h = out["histograms"]["sparse"][0]
+  assert h["num_images"] == 64 and len(h["counts"]) == 20
+  assert 0.0 <= h["evenness"] <= 1.0
+
+
+def test_fig4(tmp_path, runs_root):
+  out = fig4.run_suite(rows=["dfka"], bns_weight=0.0, num_images=32,
+                       **_quick(tmp_path, runs_root))
+  _assert_outputs(str(tmp_path / "out"), "fig4", "panel", ["real", "noise", "dfka"])
+  stats = {r["panel"]: r for r in out["rows"]}
+  assert stats["real"]["diversity"] > 0.05  # Real images differ from each other.
+
+
+def test_table2(tmp_path, runs_root):
+  out = table2.run_suite(rows=["teacher"], **_quick(tmp_path, runs_root))
+  _assert_outputs(str(tmp_path / "out"), "table2", "row", ["teacher"])
+  assert len(out["runs"]["teacher"][0]["labels"]) == 20
+
+
+def test_table_s5(tmp_path, runs_root):
+  out = table_s5.run_suite(rows=["teacher"], curves=["dfka"], **_quick(tmp_path, runs_root))
+  text = _assert_outputs(str(tmp_path / "out"), "table_s5", "row", ["teacher", "dfka"])
+  assert "Per block" in text
+  assert out["runs"]["dfka"][0]["labels"] == ["circle", "arrow"]
+  blocks = out["blocks"]
+  assert [b["block"] for b in blocks] == [1, 2, 3, 4]
+  assert _csv(str(tmp_path / "out" / "table_s5_blocks.csv"), "row") == [
+      f"dfka@block{b}" for b in range(1, 5)]
+  # Branching deeper keeps fewer teacher blocks; at b = B, T_u is the TargetNet alone.
+  params = [b["target_params"] for b in blocks]
+  assert params == sorted(params, reverse=True)
+  assert all(np.isfinite(b["eta_teacher1_mean"]) for b in blocks)
+
+
+def test_cli_reuses_rows(tmp_path, runs_root):
+  # The absl entry point end to end; the row is cached by test_table1, so this is cheap.
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.table4", "--quick", "--quiet", "--rows=in1+in2",
+       "--teachers=1", f"--labels={','.join(FIRST10)}", f"--out={tmp_path / 'cli'}",
+       f"--workdir_root={runs_root}"], cwd=ROOT, env=env, capture_output=True, text=True,
+      timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert _csv(str(tmp_path / "cli" / "table4.csv"), "row") == ["in1+in2"]
+
+
+@pytest.mark.slow
+def test_every_row_of_every_suite(tmp_path):
+  """Every row of every suite, --quick (about 15 minutes on 2 CPU cores)."""
+  kw = dict(workdir_root=str(tmp_path / "runs"), quick=True, progress=False)
+  out = str(tmp_path / "out")
+  table1.run_suite(out=out, **kw)
+  assert _csv(os.path.join(out, "table1.csv"), "row") == [
+      "teacher", "ka", "similar", "diff", "noise", "dafl", "dfka", "dfka+bns"]
+  table2.run_suite(out=out, **kw)
+  assert _csv(os.path.join(out, "table2.csv"), "row") == ["teacher", "dafl", "dfka",
+                                                          "dfka+bns"]
+  table4.run_suite(out=out, **kw)
+  assert _csv(os.path.join(out, "table4.csv"), "row") == ["in1", "in2", "in1+in2"]
+  table_s3.run_suite(out=out, **kw)
+  assert _csv(os.path.join(out, "table_s3.csv"), "row") == ["K=1", "K=2", "K=4"]
+  table_s5.run_suite(out=out, **kw)
+  assert _csv(os.path.join(out, "table_s5.csv"), "row") == [
+      "teacher", "noise", "ka", "dfka_k1", "dfka"]
+  assert len(_csv(os.path.join(out, "table_s5_blocks.csv"), "row")) == 12
+  fig4.run_suite(out=out, **kw)
+  assert _csv(os.path.join(out, "fig4.csv"), "panel") == [
+      "real", "noise", "dafl", "dfka", "dfka+bns"]
+  fig5.run_suite(out=out, **kw)
+  assert _csv(os.path.join(out, "fig5.csv"), "setting") == ["gamma0", "sparse", "printed",
+                                                            "real"]
+  for name in ("table1", "table2", "table4", "table_s3", "table_s5", "fig4", "fig5"):
+    assert os.path.exists(os.path.join(out, name + ".png"))
