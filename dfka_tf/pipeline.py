@@ -52,9 +52,17 @@ def default_jit() -> bool:
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
-  """MirroredStrategy across GPUs when several are visible, else the default strategy."""
-  if len(tf.config.list_physical_devices("GPU")) > 1:
-    return tf.distribute.MirroredStrategy()
+  """The default (single-device) strategy; with several GPUs only the first is used.
+
+  The steps are called directly, not through `strategy.run`, so building them under a
+  MirroredStrategy fails ("DistributedVariable.handle is not available outside the replica
+  context"). Data-parallel steps need strategy.run, distributed datasets, per-replica loss
+  scaling and synchronized batch statistics; until then one GPU runs the whole job.
+  """
+  gpus = tf.config.list_physical_devices("GPU")
+  if len(gpus) > 1:
+    logger.warning("%d GPUs visible; dfka_tf runs on one (multi-GPU steps are not "
+                   "implemented yet). Set CUDA_VISIBLE_DEVICES to choose it.", len(gpus))
   return tf.distribute.get_strategy()
 
 
