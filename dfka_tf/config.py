@@ -108,6 +108,10 @@ class RunConfig:
                         "both must be >= 0 and not both 0.")
     if self.labels is not None and len(self.labels) == 0:
       raise ConfigError("--labels is empty; name at least one label or leave it unset.")
+    if self.teacher_paths and self.method in ("ka", "similar", "diff"):
+      raise ConfigError(f"--method={self.method} trains on unlabeled images of a dataset; with "
+                        "your own --teacher files there is none. Use dfka, dafl, noise or "
+                        "teacher.")
     if self.teacher_paths and len(self.teacher_paths) < 1:
       raise ConfigError("--teacher needs at least one file.")
 

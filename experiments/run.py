@@ -87,11 +87,6 @@ def config_from_flags():
   if f.labels is not None:
     overrides["labels"] = tuple(f.labels)
   if f.teacher:
-    if f.method in ("ka", "similar", "diff"):
-      from dfka_tf.errors import ConfigError  # pylint: disable=g-import-not-at-top
-      raise ConfigError(f"--method={f.method} trains on unlabeled images of a dataset; with "
-                        "your own --teacher files there is none. Use dfka, dafl, noise or "
-                        "teacher.")
     overrides.update(teacher_paths=tuple(f.teacher), teacher_blocks=tuple(f.teacher_blocks),
                      evaluate=False, num_teachers=len(f.teacher))
   dataset = "byo" if f.teacher else f.dataset

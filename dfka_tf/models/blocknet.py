@@ -554,7 +554,7 @@ def check_compatible(teachers, depths):
                            "feature shapes at the aligned depths")
 
 
-def batchnorm_taps(teacher: "BlockNet") -> keras.Model:
+def batchnorm_taps(teacher: "BlockNet"):
   """image -> {"probs", "pre_logits", "bn_inputs": [...]}: one forward pass with BN taps.
 
   For L_bns (DeepInversion's BN-statistics prior, an option beyond the paper): the input of
