@@ -59,6 +59,7 @@ class RunConfig:
   gamma: float = 5.0
   dis_sign: str = "sparse"
   bns_weight: float = 0.0
+  lh_weight: float = 0.0
   image_bn: bool = True
   lambda_in1: float = 1.0
   lambda_in2: float = 1.0
@@ -103,6 +104,8 @@ class RunConfig:
       raise ConfigError(f"--dis_sign={self.dis_sign!r}; use 'sparse' or 'printed'.")
     if self.bns_weight < 0:
       raise ConfigError(f"--bns_weight={self.bns_weight} must be >= 0 (0 turns L_bns off).")
+    if self.lh_weight < 0:
+      raise ConfigError(f"--lh_weight={self.lh_weight} must be >= 0 (0 turns L_H off).")
     if self.lambda_in1 < 0 or self.lambda_in2 < 0 or self.lambda_in1 + self.lambda_in2 == 0:
       raise ConfigError(f"--lambda_in1={self.lambda_in1}, --lambda_in2={self.lambda_in2}: "
                         "both must be >= 0 and not both 0.")

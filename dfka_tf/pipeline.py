@@ -245,10 +245,12 @@ class Amalgamation:
     trainer = GeneratorTrainer(generator, teachers, rng=self._rng(1), batch_size=c.batch_size,
                                learning_rate=c.generator_lr, alpha=c.alpha, beta=c.beta,
                                gamma=0.0 if dafl else c.gamma, dis_sign=c.dis_sign,
-                               bns_weight=c.bns_weight, jit=self.jit).build()
+                               bns_weight=c.bns_weight, lh_weight=c.lh_weight,
+                               jit=self.jit).build()
+    extra = {"aux": trainer.aux} if trainer.aux else {}  # Old checkpoints have no aux.
     ckpt = loop.StageCheckpoint(self.wd.path("ckpt", "generator"), generator=generator,
                                 filters=trainer.filters, optimizer=trainer.optimizer,
-                                rng=trainer.rng)
+                                rng=trainer.rng, **extra)
     start = time.time()
     if self._done("generator"):
       ckpt.restore()

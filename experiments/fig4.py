@@ -35,7 +35,7 @@ DESCRIPTION = {"real": "real test images", "noise": "Random Noise", "dafl": "DAF
 
 
 def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,
-              rows=None, teachers=None, labels=None, bns_weight=1.0, grid_images=16,
+              rows=None, teachers=None, labels=None, bns_weight=20.0, grid_images=16,
               num_images=500, log=print):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from dfka_tf import analysis  # pylint: disable=g-import-not-at-top
@@ -47,7 +47,7 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
   setting = dict(num_teachers=teachers or 1)
   generators = [common.Row("dafl", {"method": "dafl"}), common.Row("dfka", {"method": "dfka"})]
   if bns_weight > 0:
-    generators.append(common.Row("dfka+bns", {"method": "dfka", "bns_weight": bns_weight}))
+    generators.append(common.bns_row(bns_weight))
   generators = common.select(generators, rows)
   configs = {r.name: common.row_config(r, setting=setting, quick=quick, seed=seed,
                                        overrides=overrides or {}) for r in generators}

@@ -16,6 +16,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
+from absl import logging as absl_logging
 
 from dfka_tf.config import METHODS  # pylint: disable=g-import-not-at-top  (no TensorFlow)
 
@@ -55,6 +56,8 @@ flags.DEFINE_float("gamma", None, "Weight of L_dis (S-Table 1: 5).")
 flags.DEFINE_enum("dis_sign", None, ["sparse", "printed"], "Reading of L_dis (Eq. 8).")
 flags.DEFINE_float("bns_weight", None, "Weight of L_bns, DeepInversion's BN-statistics prior "
                    "(beyond the paper; 0 = off).")
+flags.DEFINE_float("lh_weight", None, "Weight of L_H, IFHE's auxiliary-classifier loss on the "
+                   "teachers' concatenated intermediate features (beyond the paper; 0 = off).")
 flags.DEFINE_bool("image_bn", None, "End G in a batch norm without affine before the sigmoid "
                   "(DAFL's generator; default on).")
 flags.DEFINE_float("lambda_in1", None, "λ_in^1 of Eq. 17 (F_in^1 stream).")
@@ -80,7 +83,8 @@ def config_from_flags():
       teacher_steps=f.teacher_steps, generator_steps=f.generator_steps,
       block_steps=f.block_steps, finetune_steps=f.finetune_steps, teacher_lr=f.teacher_lr,
       generator_lr=f.generator_lr, target_lr=f.target_lr, alpha=f.alpha, beta=f.beta,
-      gamma=f.gamma, dis_sign=f.dis_sign, bns_weight=f.bns_weight, image_bn=f.image_bn, lambda_in1=f.lambda_in1, lambda_in2=f.lambda_in2,
+      gamma=f.gamma, dis_sign=f.dis_sign, bns_weight=f.bns_weight, lh_weight=f.lh_weight, image_bn=f.image_bn,
+      lambda_in1=f.lambda_in1, lambda_in2=f.lambda_in2,
       branch_out=f.branch_out, mixed_precision=f.mixed_precision, evaluate=f.evaluate,
       checkpoint_every=f.checkpoint_every,
       method=f.method, jit=None if f.jit == "auto" else f.jit == "true")
@@ -114,6 +118,8 @@ def summary(results) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}; every option is a --flag.")
+  if not FLAGS["verbosity"].present:  # TF logs every checkpoint and export line at INFO.
+    absl_logging.set_verbosity(absl_logging.WARNING)
   from dfka_tf import pipeline  # pylint: disable=g-import-not-at-top
   from dfka_tf.errors import DfkaError  # pylint: disable=g-import-not-at-top
   try:

@@ -207,6 +207,38 @@ def test_generator_step_with_bn_prior_adds_it_and_moves_only_generator(world):
   assert trainer.trace_count == traces
 
 
+def test_generator_step_with_aux_classifier_trains_h_with_g_and_freezes_teachers(world):
+  teachers, _, generator = world
+  trainer = steps.GeneratorTrainer(generator, teachers, rng=_rng(), batch_size=BATCH,
+                                   lh_weight=2.0)
+  trainer.step()
+  frozen = [v for t in teachers for v in t.variables]
+  aux = [v for h in trainer.aux for v in h.trainable_variables]
+  # h_m reads the pooled F^1..F^{B-1} of teacher m and predicts its labels.
+  assert [int(h.kernel.shape[0]) for h in trainer.aux] == [
+      sum(s[-1] for s in t.feature_shapes[1:]) for t in teachers]
+  assert [int(h.kernel.shape[1]) for h in trainer.aux] == [3, 2]
+  before_frozen, before_aux = _values(frozen), _values(aux)
+  before_g = _values(generator.trainable_variables)
+  out = trainer.step()
+  assert not any(_changed(before_frozen, frozen))
+  assert all(_changed(before_aux, aux))
+  assert any(_changed(before_g, generator.trainable_variables))
+  parts = float(out["gan"]) + float(out["align"]) + 2.0 * float(out["lh"])
+  assert abs(float(out["loss"]) - parts) < 1e-4
+  # The L_H term equals its definition recomputed in numpy: per teacher, BCE of h_m on the
+  # pooled, concatenated F^1..F^{B-1} against the teacher's thresholded labels; then the mean.
+  outputs = generator(tf.random.normal((BATCH, generator.latent_dim), seed=3), training=False)
+  lh = float(trainer.generated_predictions(outputs)[4])
+  want = []
+  for h, t in zip(trainer.aux, teachers):
+    feats, head = t.features(outputs[-1], with_outputs=True)
+    p = h(np.concatenate([f.numpy().mean(axis=(1, 2)) for f in feats], axis=-1)).numpy()
+    y = (head["probs"].numpy() >= 0.5).astype(np.float32)
+    want.append(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+  np.testing.assert_allclose(lh, np.mean(want), rtol=1e-4)
+
+
 def test_image_batch_norm_keeps_generated_channels_standardised():
   shapes = [(8, 8, 3), (4, 4, 8), (2, 2, 8), (2, 2, 8)]
   z = tf.random.normal((16, 4))

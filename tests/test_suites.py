@@ -71,6 +71,11 @@ def test_set_overrides_and_row_selection():
   assert [r.name for r in rows] == ["teacher", "ka", "similar", "diff", "noise", "dafl",
                                     "dfka", "dfka+bns"]
   assert [r.name for r in table1.table_rows(0.0)][-1] == "dfka"
+  assert [r.name for r in table1.table_rows(0.0, 1.0)][-1] == "dfka+lh"
+  # An option added later stays out of the cache keys while it is off, so finished rows
+  # keep their keys; turned on, it makes a new key.
+  assert suites_common._key({"a": 1, "lh_weight": 0.0}) == suites_common._key({"a": 1})
+  assert suites_common._key({"a": 1, "lh_weight": 1.0}) != suites_common._key({"a": 1})
   assert [r.name for r in suites_common.select(rows, ["dfka", "teacher"])] == [
       "teacher", "dfka"]
   with pytest.raises(Exception, match="unknown row"):
@@ -78,8 +83,10 @@ def test_set_overrides_and_row_selection():
 
 
 def test_table1(tmp_path, runs_root):
-  out = table1.run_suite(rows=["teacher", "dfka"], **_quick(tmp_path, runs_root))
-  text = _assert_outputs(str(tmp_path / "out"), "table1", "row", ["teacher", "dfka"])
+  out = table1.run_suite(rows=["teacher", "dfka", "dfka+lh"], lh_weight=1.0,
+                         **_quick(tmp_path, runs_root))
+  text = _assert_outputs(str(tmp_path / "out"), "table1", "row",
+                         ["teacher", "dfka", "dfka+lh"])
   assert "73.6" in text and "86.0" in text  # The paper's numbers are in the table.
   runs = out["runs"]
   assert runs["teacher"][0]["labels"] == FIRST10
@@ -89,7 +96,8 @@ def test_table1(tmp_path, runs_root):
   folders = [d for d in os.listdir(os.path.join(runs_root, "teachers"))
              if not d.endswith(".lock")]
   assert len(folders) == 1 and folders[0].startswith("m1-seed0-")
-  assert _csv(str(tmp_path / "out" / "table1_seeds.csv"), "seed") == ["0", "0"]
+  assert _csv(str(tmp_path / "out" / "table1_seeds.csv"), "seed") == ["0", "0", "0"]
+  assert runs["dfka+lh"][0]["config"]["lh_weight"] == 1.0
 
 
 def test_table4_reuses_shared_rows(tmp_path, runs_root):

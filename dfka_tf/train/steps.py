@@ -148,7 +148,8 @@ class GeneratorTrainer(_Step):
   def __init__(self, generator, teachers: Sequence, *, rng: tf.random.Generator,
                batch_size: int, learning_rate: float = 1e-3, alpha: float = 1.0,
                beta: float = 1.0, gamma: float = 5.0, dis_sign: str = "sparse",
-               bns_weight: float = 0.0, filter_reduction: int = 4, jit: bool = False):
+               bns_weight: float = 0.0, lh_weight: float = 0.0, filter_reduction: int = 4,
+               jit: bool = False):
     self.generator = generator
     self.teachers = list(teachers)
     self.weights = dict(alpha=alpha, beta=beta, gamma=gamma, dis_sign=dis_sign)
@@ -157,6 +158,11 @@ class GeneratorTrainer(_Step):
     # pass that gives the image's predictions.
     self.taps = ([blocknet.batchnorm_taps(t) for t in self.teachers]
                  if self.bns_weight > 0 else None)
+    # L_H (beyond the paper): per teacher, an auxiliary classifier h_m on its pooled,
+    # concatenated intermediate features, trained with G on the same loss (IFHE).
+    self.lh_weight = float(lh_weight)
+    self.aux = ([keras.layers.Dense(t.num_labels, activation="sigmoid", name=f"h{m + 1}")
+                 for m, t in enumerate(self.teachers)] if self.lh_weight > 0 else [])
     # One filter per teacher per intermediate group (the image is not filtered).
     self.filters = [[TeacherFilter(filter_reduction, name=f"f{m + 1}_g{j + 1}")
                      for m in range(len(self.teachers))]
@@ -167,9 +173,12 @@ class GeneratorTrainer(_Step):
   @property
   def trainable_variables(self):
     return self.generator.trainable_variables + [
-        v for row in self.filters for f in row for v in f.trainable_variables]
+        v for row in self.filters for f in row for v in f.trainable_variables] + [
+            v for h in self.aux for v in h.trainable_variables]
 
   def _build_layers(self):
+    for h, t in zip(self.aux, self.teachers):
+      h.build((None, sum(int(shape[-1]) for shape in t.feature_shapes[1:])))
     for j, depth in enumerate(self.generator.depths[:-1]):
       for f in self.filters[j]:
         f.build((None,) + tuple(self.generator.feature_shapes[depth]))
@@ -177,11 +186,23 @@ class GeneratorTrainer(_Step):
   def generated_predictions(self, outputs):
     """O_gan of the image and of every intermediate F^j, plus the teachers' image features.
 
-    With L_bns on, also the L_bns value of the image (else None).
+    With L_bns on, also the L_bns value of the image (else None); with L_H on, the L_H value
+    (else None) as a fifth output.
     """
-    bns = None
+    bns = lh = None
+    if self.aux:
+      # The intermediate features come from the forward pass that gives the predictions,
+      # except under L_bns, whose tap model has its own.
+      pairs = [t.features(outputs[-1], training=False, with_outputs=True)
+               for t in self.teachers]
+      lh = tf.add_n([
+          losses.auxiliary_classifier_loss(
+              h(tf.concat([tf.reduce_mean(tf.cast(f, tf.float32), axis=[1, 2])
+                           for f in feats], axis=-1)), out["probs"])
+          for h, (feats, out) in zip(self.aux, pairs)]) / len(self.aux)
     if self.taps is None:
-      image_out = _teacher_outputs(self.teachers, outputs[-1])
+      image_out = ([out for _, out in pairs] if self.aux
+                   else _teacher_outputs(self.teachers, outputs[-1]))
     else:
       image_out = [tap(outputs[-1], training=False) for tap, _ in self.taps]
       bns = tf.add_n([losses.batchnorm_statistics_loss(o["bn_inputs"], stats)
@@ -193,17 +214,20 @@ class GeneratorTrainer(_Step):
           tf.cast(t.tail(self.filters[j][m](outputs[j]), depth, training=False)["probs"],
                   tf.float32)
           for m, t in enumerate(self.teachers)], axis=1))
-    return image_probs, [o["pre_logits"] for o in image_out], feature_probs, bns
+    return image_probs, [o["pre_logits"] for o in image_out], feature_probs, bns, lh
 
   def _step(self):
     z = self._noise()
     with tf.GradientTape() as tape:
       outputs = self.generator(z, training=True)
-      image_probs, pre_logits, feature_probs, bns = self.generated_predictions(outputs)
+      image_probs, pre_logits, feature_probs, bns, lh = self.generated_predictions(outputs)
       total, terms = losses.joint_loss(image_probs, pre_logits, feature_probs, **self.weights)
       if bns is not None:
         terms["bns"] = bns
         total = total + self.bns_weight * bns
+      if lh is not None:
+        terms["lh"] = lh
+        total = total + self.lh_weight * lh
       scaled = self.optimizer.scale_loss(total)
     self._apply(tape, scaled, self.trainable_variables)
     return {"loss": total, **terms}
