@@ -538,6 +538,12 @@ def lh_row(lh_weight: float) -> "Row":
              label=f"DFKA + L_H ({lh_weight:g})")
 
 
+def beyond_paper_rows(bns_weight: float, lh_weight: float) -> List["Row"]:
+  """The rows of the options beyond the paper; a weight of 0 leaves its row out."""
+  return (([bns_row(bns_weight)] if bns_weight > 0 else [])
+          + ([lh_row(lh_weight)] if lh_weight > 0 else []))
+
+
 def select(rows: Sequence[Row], names: Optional[Sequence[str]]) -> List[Row]:
   """The rows named in `names` (all when None), in table order."""
   if not names:

@@ -31,13 +31,9 @@ PAPER = {"teacher": 86.0, "ka": 86.4, "similar": 71.8, "diff": 27.2, "noise": 14
 
 
 def table_rows(bns_weight: float, lh_weight: float = 0.0):
-  out = [common.Row(m, {"method": m}, PAPER[m])
-         for m in ("teacher", "ka", "similar", "diff", "noise", "dafl", "dfka")]
-  if bns_weight > 0:
-    out.append(common.bns_row(bns_weight))
-  if lh_weight > 0:
-    out.append(common.lh_row(lh_weight))
-  return out
+  methods = ("teacher", "ka", "similar", "diff", "noise", "dafl", "dfka")
+  return ([common.Row(m, {"method": m}, PAPER[m]) for m in methods]
+          + common.beyond_paper_rows(bns_weight, lh_weight))
 
 
 def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,

@@ -26,12 +26,8 @@ PAPER = {"teacher": None, "dafl": 54.9, "dfka": 87.2}  # Paper Table 2 (VOC07 mA
 
 
 def table_rows(bns_weight: float, lh_weight: float = 0.0):
-  out = [common.Row(m, {"method": m}, PAPER[m]) for m in ("teacher", "dafl", "dfka")]
-  if bns_weight > 0:
-    out.append(common.bns_row(bns_weight))
-  if lh_weight > 0:
-    out.append(common.lh_row(lh_weight))
-  return out
+  return ([common.Row(m, {"method": m}, PAPER[m]) for m in ("teacher", "dafl", "dfka")]
+          + common.beyond_paper_rows(bns_weight, lh_weight))
 
 
 def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,
