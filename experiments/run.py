@@ -83,8 +83,8 @@ def config_from_flags():
       teacher_steps=f.teacher_steps, generator_steps=f.generator_steps,
       block_steps=f.block_steps, finetune_steps=f.finetune_steps, teacher_lr=f.teacher_lr,
       generator_lr=f.generator_lr, target_lr=f.target_lr, alpha=f.alpha, beta=f.beta,
-      gamma=f.gamma, dis_sign=f.dis_sign, bns_weight=f.bns_weight, lh_weight=f.lh_weight, image_bn=f.image_bn,
-      lambda_in1=f.lambda_in1, lambda_in2=f.lambda_in2,
+      gamma=f.gamma, dis_sign=f.dis_sign, bns_weight=f.bns_weight, lh_weight=f.lh_weight,
+      image_bn=f.image_bn, lambda_in1=f.lambda_in1, lambda_in2=f.lambda_in2,
       branch_out=f.branch_out, mixed_precision=f.mixed_precision, evaluate=f.evaluate,
       checkpoint_every=f.checkpoint_every,
       method=f.method, jit=None if f.jit == "auto" else f.jit == "true")
