@@ -73,11 +73,11 @@ TEACHER_FIELDS = ("dataset", "num_teachers", "arch", "image_size", "batch_size",
                   "mixed_precision")
 GENERATOR_FIELDS = TEACHER_FIELDS + ("method", "groups", "latent_dim", "generator_width",
                                      "generator_lr", "generator_steps", "alpha", "beta",
-                                     "gamma", "dis_sign", "bns_weight", "image_bn")
+                                     "gamma", "dis_sign", "bns_weight", "image_bn",
+                                     "lh_weight")
 # Options added after results were cached, with the value that turns them off: at that
 # value they stay out of every key, so adding an option never invalidates finished rows.
 OFF_VALUES = {"lh_weight": 0.0}
-GENERATOR_FIELDS += tuple(OFF_VALUES)
 # A Step III-only change: rows differing from another only here can share its Step II.
 STEP3_FIELDS = ("branch_out", "finetune_steps")
 
@@ -135,7 +135,6 @@ def _key(values: Dict) -> str:
 
 def _fields(config, names) -> Dict:
   d = dataclasses.asdict(config)
-  names = [k for k in names if k in d]  # An option this RunConfig does not have yet.
   return {k: (list(d[k]) if isinstance(d[k], tuple) else d[k]) for k in names}
 
 

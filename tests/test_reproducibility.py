@@ -7,11 +7,10 @@ import pytest
 
 from dfka_tf import pipeline
 from dfka_tf.config import RunConfig
+from experiments import suites_common
 
-# The suites' --quick settings (experiments/suites_common.QUICK): every stage runs, teachers
-# included, on scenes20.
-QUICK = dict(arch="tiny", teacher_steps=20, generator_steps=5, block_steps=5,
-             finetune_steps=5, batch_size=8, image_size=32, export=False)
+# The suites' --quick settings: every stage runs, teachers included, on scenes20.
+QUICK = suites_common.base_overrides(quick=True)
 NUMBERS = ("teacher_map", "target_map", "teacher_ap", "target_ap", "branch_out", "eta")
 
 
