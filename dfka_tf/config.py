@@ -59,7 +59,13 @@ class RunConfig:
   gamma: float = 5.0
   dis_sign: str = "sparse"
   bns_weight: float = 0.0
+  bns_form: str = "squared"
   lh_weight: float = 0.0
+  generator_jitter: int = 0
+  student_jitter: int = 0
+  adversarial_weight: float = 0.0
+  target_pretrain: Optional[str] = None
+  pretrain_steps: int = 600
   image_bn: bool = True
   lambda_in1: float = 1.0
   lambda_in2: float = 1.0
@@ -95,7 +101,8 @@ class RunConfig:
     for name in positive:
       if int(getattr(self, name)) < 1:
         raise ConfigError(f"--{name}={getattr(self, name)} must be >= 1.")
-    for name in ["teacher_steps", "generator_steps", "block_steps", "finetune_steps"]:
+    for name in ["teacher_steps", "generator_steps", "block_steps", "finetune_steps",
+                 "pretrain_steps"]:
       if int(getattr(self, name)) < 0:
         raise ConfigError(f"--{name}={getattr(self, name)} must be >= 0.")
     if self.method not in METHODS:
@@ -104,8 +111,28 @@ class RunConfig:
       raise ConfigError(f"--dis_sign={self.dis_sign!r}; use 'sparse' or 'printed'.")
     if self.bns_weight < 0:
       raise ConfigError(f"--bns_weight={self.bns_weight} must be >= 0 (0 turns L_bns off).")
+    if self.bns_form not in ("squared", "norm"):
+      raise ConfigError(f"--bns_form={self.bns_form!r}; use 'squared' or 'norm'.")
     if self.lh_weight < 0:
       raise ConfigError(f"--lh_weight={self.lh_weight} must be >= 0 (0 turns L_H off).")
+    if self.target_pretrain is not None:
+      base = lambda name: name[:-3] if name.endswith("_64") else name
+      if base(self.target_pretrain) == base(self.dataset):
+        raise ConfigError(f"--target_pretrain={self.target_pretrain} is the teachers' own data; "
+                          "the TargetNet must not see it (data-free). Pretrain on another "
+                          "labelled dataset, e.g. scenes20_similar for scenes20.")
+    if self.adversarial_weight < 0:
+      raise ConfigError(f"--adversarial_weight={self.adversarial_weight} must be >= 0 (0 turns "
+                        "adversarial fine-tuning off).")
+    if self.adversarial_weight > 0 and self.method != "dfka":
+      raise ConfigError(f"--adversarial_weight trains DFKA's generator in Step III; "
+                        f"--method={self.method} has no Step III generator. Use --method=dfka "
+                        "or --adversarial_weight=0.")
+    for name in ("generator_jitter", "student_jitter"):
+      value = int(getattr(self, name))
+      if value < 0 or value >= self.image_size:
+        raise ConfigError(f"--{name}={value} must be in 0..{self.image_size - 1} pixels "
+                          "(0 turns it off).")
     if self.lambda_in1 < 0 or self.lambda_in2 < 0 or self.lambda_in1 + self.lambda_in2 == 0:
       raise ConfigError(f"--lambda_in1={self.lambda_in1}, --lambda_in2={self.lambda_in2}: "
                         "both must be >= 0 and not both 0.")

@@ -202,27 +202,49 @@ def distillation_loss(student_probs, teacher_probs):
   return binary_cross_entropy(student_probs, teacher_probs)
 
 
+def disagreement_loss(student_probs, teacher_probs):
+  """Student-teacher discrepancy of DFAD (Fang et al., 2019). Beyond the paper.
+
+  mean |s − t| over the batch and the labels, on probabilities (DFAD's mean absolute error,
+  on sigmoid outputs here). The generator *maximises* it during adversarial fine-tuning, so
+  it keeps producing images on which T_u still disagrees with the teachers; both arguments
+  carry gradient, since G reaches the loss through the student and the teachers alike.
+  """
+  return tf.reduce_mean(tf.abs(_f32(student_probs) - _f32(teacher_probs)))
+
+
 def batchnorm_statistics_loss(features: Sequence[tf.Tensor],
-                              running_stats: Sequence[Tuple[tf.Tensor, tf.Tensor]]):
+                              running_stats: Sequence[Tuple[tf.Tensor, tf.Tensor]],
+                              form: str = "squared"):
   """L_bns of DeepInversion (Yin et al., 2020; IFHE slides' L_bns). Beyond the paper.
 
-  (1/L) Σ_l ||μ̃_l − μ_l||_2² + ||σ̃_l − σ_l||_2², where μ̃, σ̃ are the per-channel batch
-  mean and standard deviation of the input of a teacher batch-norm layer on the generated
-  batch, and μ, σ its running mean and sqrt(running variance).
+  μ̃_l, σ̃_l² are the per-channel batch mean and variance of the input of teacher batch-norm
+  layer l on the generated batch; μ_l, σ_l² its running mean and variance. Two forms:
+
+  - "squared": (1/L) Σ_l ||μ̃_l − μ_l||_2² + ||σ̃_l − σ_l||_2² (standard deviations);
+  - "norm": (1/L) Σ_l ||μ̃_l − μ_l||_2 + ||σ̃_l² − σ_l²||_2, the form of DeepInversion's
+    code. Its gradient does not fade as the statistics approach their targets, so it keeps
+    pulling on layers that are almost matched.
 
   Args:
     features: inputs of the L batch-norm layers, [N, H, W, C_l] (or [N, C_l]).
     running_stats: matching (moving_mean, moving_variance) pairs.
+    form: "squared" or "norm".
   """
   if len(features) != len(running_stats) or not features:
     raise ValueError("batchnorm_statistics_loss needs one (mean, variance) pair per feature.")
+  if form not in ("squared", "norm"):
+    raise ValueError(f"unknown L_bns form {form!r}; use 'squared' or 'norm'.")
   terms = []
   for x, (mu, var) in zip(features, running_stats):
     x = _f32(x)
     axes = list(range(len(x.shape) - 1))
     bmean, bvar = tf.nn.moments(x, axes=axes)
-    terms.append(tf.reduce_sum(tf.square(bmean - _f32(mu))) +
-                 tf.reduce_sum(tf.square(tf.sqrt(bvar + 1e-5) - tf.sqrt(_f32(var) + 1e-5))))
+    if form == "norm":
+      terms.append(tf.norm(bmean - _f32(mu)) + tf.norm(bvar - _f32(var)))
+    else:
+      terms.append(tf.reduce_sum(tf.square(bmean - _f32(mu))) +
+                   tf.reduce_sum(tf.square(tf.sqrt(bvar + 1e-5) - tf.sqrt(_f32(var) + 1e-5))))
   return tf.add_n(terms) / float(len(terms))
 
 

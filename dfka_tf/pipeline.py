@@ -33,10 +33,11 @@ from dfka_tf.errors import ConfigError, TeacherError
 from dfka_tf.eval import metrics
 from dfka_tf.models import blocknet
 from dfka_tf.models.generator import GroupStackGenerator
-from dfka_tf.models.resnet import build_resnet
+from dfka_tf.models.resnet import build_resnet, transfer_weights
 from dfka_tf.task import TaskMap
 from dfka_tf.train import loop
-from dfka_tf.train.steps import (BlockTrainer, DatasetSource, FinetuneTrainer,
+from dfka_tf.train.steps import (AdversarialFinetuneTrainer, BlockTrainer, DatasetSource,
+                                 FinetuneTrainer,
                                  GeneratorSource, GeneratorTrainer, NoiseSource,
                                  branch_out_blocks, regroup, teacher_ensemble)
 from dfka_tf.train.teachers import TeacherTrainer
@@ -168,6 +169,11 @@ class Amalgamation:
       dfka_data.check_prepared(c.dataset, c.data_dir)
       if c.method in self.COMPANIONS and self.COMPANIONS[c.method]:
         dfka_data.check_prepared(self.COMPANIONS[c.method], c.data_dir)
+    if c.target_pretrain is not None:
+      if not dfka_data.label_names(c.target_pretrain):
+        raise ConfigError(f"--target_pretrain={c.target_pretrain} has no labels to train on; "
+                          "use a labelled dataset such as scenes20_similar.")
+      dfka_data.check_prepared(c.target_pretrain, c.data_dir)
 
   # ---------------------------------------------------------------- helpers
   def _done(self, stage) -> bool:
@@ -213,27 +219,68 @@ class Amalgamation:
     start = time.time()
     model = build_resnet(c.arch, len(labels), self._input_shape(),
                          weights=self._imagenet(c.arch), name=f"teacher{m + 1}")
-    trainer = TeacherTrainer(model, columns, steps=c.teacher_steps, learning_rate=c.teacher_lr,
-                             weight_decay=c.weight_decay, jit=self.jit)
-    train = dfka_data.load(c.dataset, "train", data_dir=c.data_dir, image_size=c.image_size,
-                           batch_size=c.batch_size, shuffle=True, seed=c.seed + m,
-                           augment=True, drop_remainder=True).repeat()
-    iterator = iter(train)
-    trainer.optimizer.build(model.trainable_variables)  # Slots exist before any restore.
-    ckpt = loop.StageCheckpoint(self.wd.path("ckpt", stage), model=model,
-                                optimizer=trainer.optimizer, data=iterator)
     if self.progress:
       print(f"[{stage}] training on {len(labels)} labels for {c.teacher_steps} steps")
-    loop.run_stage(lambda: trainer.step(next(iterator)), stage=stage, steps=c.teacher_steps,
-                   checkpoint=ckpt, every=c.checkpoint_every, log_dir=self.wd.path("logs"),
-                   progress=self.progress)
+    self._train_classifier(model, c.dataset, columns, stage=stage, steps=c.teacher_steps,
+                           seed=c.seed + m)
     os.makedirs(self.wd.path("teachers"), exist_ok=True)
     teacher = blocknet.split_model(model, label_names=labels)
     blocknet.save_teacher(teacher, path)
     self._mark_done(stage, time.time() - start)
     return teacher
 
-  # ---------------------------------------------------------------- step I
+  def _train_classifier(self, model, dataset, columns, *, stage, steps, seed):
+    """Supervised multi-label training of `model` on `dataset`'s train split (resumable)."""
+    c = self.config
+    trainer = TeacherTrainer(model, columns, steps=steps, learning_rate=c.teacher_lr,
+                             weight_decay=c.weight_decay, jit=self.jit)
+    train = dfka_data.load(dataset, "train", data_dir=c.data_dir, image_size=c.image_size,
+                           batch_size=c.batch_size, shuffle=True, seed=seed,
+                           augment=True, drop_remainder=True).repeat()
+    iterator = iter(train)
+    trainer.optimizer.build(model.trainable_variables)  # Slots exist before any restore.
+    ckpt = loop.StageCheckpoint(self.wd.path("ckpt", stage), model=model,
+                                optimizer=trainer.optimizer, data=iterator)
+    loop.run_stage(lambda: trainer.step(next(iterator)), stage=stage, steps=steps,
+                   checkpoint=ckpt, every=c.checkpoint_every, log_dir=self.wd.path("logs"),
+                   progress=self.progress)
+
+  # ---------------------------------------------------------------- TargetNet init
+  def pretrained_target(self) -> Optional[str]:
+    """Stage "pretrain": the TargetNet's starting point where ImageNet weights are missing.
+
+    The paper starts T from ImageNet: a network trained on other labelled images. With
+    --target_pretrain=D the TargetNet's architecture is first trained on every label of D
+    (scenes20_similar for scenes20: 20 other shapes, none of the teachers' classes), then
+    T starts from it, classifier excepted. Returns the weights file, or None when off.
+    """
+    c = self.config
+    if c.target_pretrain is None:
+      return None
+    path = self.wd.path("pretrained", "target_init.weights.h5")
+    if self._done("pretrain") and os.path.exists(path):
+      return path
+    names = dfka_data.label_names(c.target_pretrain)
+    start = time.time()
+    model = build_resnet(c.arch, len(names), self._input_shape(),
+                         weights=self._imagenet(c.arch), name="pretrain")
+    if self.progress:
+      print(f"[pretrain] TargetNet on {c.target_pretrain} ({len(names)} labels) for "
+            f"{c.pretrain_steps} steps")
+    self._train_classifier(model, c.target_pretrain, list(range(len(names))), stage="pretrain",
+                           steps=c.pretrain_steps, seed=c.seed + 500)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    model.save_weights(path)
+    self._mark_done("pretrain", time.time() - start)
+    return path
+
+  def _target_init(self, target_model, path):
+    c = self.config
+    source = build_resnet(c.arch, len(dfka_data.label_names(c.target_pretrain)),
+                          self._input_shape(), name="pretrain")
+    source.load_weights(path)
+    transfer_weights(source, target_model)
+
   def generator(self, teachers) -> GeneratorTrainer:
     c = self.config
     shapes = self._check_teacher_shapes(teachers)
@@ -245,8 +292,9 @@ class Amalgamation:
     trainer = GeneratorTrainer(generator, teachers, rng=self._rng(1), batch_size=c.batch_size,
                                learning_rate=c.generator_lr, alpha=c.alpha, beta=c.beta,
                                gamma=0.0 if dafl else c.gamma, dis_sign=c.dis_sign,
-                               bns_weight=c.bns_weight, lh_weight=c.lh_weight,
-                               jit=self.jit).build()
+                               bns_weight=c.bns_weight, bns_form=c.bns_form,
+                               lh_weight=c.lh_weight,
+                               jitter=c.generator_jitter, jit=self.jit).build()
     extra = {"aux": trainer.aux} if trainer.aux else {}  # Old checkpoints have no aux.
     ckpt = loop.StageCheckpoint(self.wd.path("ckpt", "generator"), generator=generator,
                                 filters=trainer.filters, optimizer=trainer.optimizer,
@@ -275,7 +323,8 @@ class Amalgamation:
     """Where Steps II–III get their images: G, real unlabeled images, or noise."""
     c = self.config
     if c.method in ("dfka", "dafl"):
-      return GeneratorSource(generator, self._rng(stream), c.batch_size)
+      return GeneratorSource(generator, self._rng(stream), c.batch_size,
+                             jitter=c.student_jitter)
     if c.method == "noise":
       return NoiseSource(self._input_shape(), self._rng(stream), c.batch_size)
     name = self.COMPANIONS[c.method] or c.dataset
@@ -296,8 +345,11 @@ class Amalgamation:
   def target_blocks(self, teachers, generator) -> Dict:
     """Trains T^1..T^B in turn; returns the TargetNet, its filters and η^{b,m}."""
     c = self.config
+    pretrained = self.pretrained_target()
     target_model = build_resnet(c.arch, len(self.task.labels), self._input_shape(),
                                 weights=self._imagenet(c.arch), name="target")
+    if pretrained is not None:
+      self._target_init(target_model, pretrained)
     target = blocknet.split_model(target_model, label_names=list(self.task.labels))
     num_blocks = len(target.blocks)
     if target.feature_shapes[:num_blocks] != teachers[0].feature_shapes[:num_blocks]:
@@ -369,7 +421,12 @@ class Amalgamation:
     return {"target": target, "model": target_model, "filters": filters, "eta": eta}
 
   # ---------------------------------------------------------------- step III
-  def regrouped(self, teachers, generator, blocks) -> keras.Model:
+  def regrouped(self, teachers, generator, blocks, generator_trainer=None) -> keras.Model:
+    """Step III: T_u regrouped by Eq. 18–20, then fine-tuned on generated images.
+
+    With --adversarial_weight > 0 G keeps training during the fine-tuning (DFAD, beyond the
+    paper); G, its filters and its optimizer are then saved in the fine-tuning checkpoint.
+    """
     c = self.config
     num_blocks = len(blocks["target"].blocks)
     if c.branch_out is not None:
@@ -379,13 +436,24 @@ class Amalgamation:
     else:
       points = branch_out_blocks(blocks["eta"], self.task)
     target_net = regroup(blocks["target"], teachers, blocks["filters"], points, self.task)
-    trainer = FinetuneTrainer(target_net, self._source(generator, 20), teachers, self.task,
-                              batch_size=c.batch_size, steps=c.finetune_steps,
-                              learning_rate=c.target_lr * 0.1, weight_decay=c.weight_decay,
-                              jit=self.jit).build()
+    settings = dict(batch_size=c.batch_size, steps=c.finetune_steps,
+                    learning_rate=c.target_lr * 0.1, weight_decay=c.weight_decay, jit=self.jit)
+    source = self._source(generator, 20)
+    extra = {}
+    if c.adversarial_weight > 0 and generator_trainer is not None:
+      trainer = AdversarialFinetuneTrainer(target_net, source, teachers, self.task,
+                                           generator_trainer, weight=c.adversarial_weight,
+                                           **settings).build()
+      g = generator_trainer
+      extra = dict(generator=g.generator, generator_filters=g.filters,
+                   generator_optimizer=g.optimizer, generator_rng=g.rng)
+      if g.aux:
+        extra["generator_aux"] = g.aux
+    else:
+      trainer = FinetuneTrainer(target_net, source, teachers, self.task, **settings).build()
     ckpt = loop.StageCheckpoint(self.wd.path("ckpt", "finetune"), target_net=target_net,
                                 optimizer=trainer.optimizer,
-                                **self._source_state(trainer.source))
+                                **self._source_state(trainer.source), **extra)
     start = time.time()
     if self._done("finetune"):
       ckpt.restore()
@@ -408,8 +476,11 @@ class Amalgamation:
     so the Table 1 rows compare methods, not budgets.
     """
     c = self.config
+    pretrained = self.pretrained_target()
     model = build_resnet(c.arch, len(self.task.labels), self._input_shape(),
                          weights=self._imagenet(c.arch), name="target_net")
+    if pretrained is not None:
+      self._target_init(model, pretrained)
     steps = 4 * c.block_steps + c.finetune_steps
     trainer = FinetuneTrainer(model, self._source(generator, 20), teachers, self.task,
                               batch_size=c.batch_size, steps=steps, learning_rate=c.target_lr,
@@ -478,19 +549,21 @@ class Amalgamation:
   def run(self) -> Dict:
     c = self.config
     t0 = time.time()
-    generator, blocks = None, {"eta": {}}
+    generator, generator_trainer, blocks = None, None, {"eta": {}}
     with self.strategy.scope():
       teachers = self.teachers()
       if c.method == "teacher":
         target_net = teacher_ensemble(teachers, self.task)
       else:
         if c.method in ("dfka", "dafl"):
-          generator = self.generator(teachers).generator
+          generator_trainer = self.generator(teachers)
+          generator = generator_trainer.generator
         if c.method == "dafl":
           target_net = self.distilled(teachers, generator)
         else:
           blocks = self.target_blocks(teachers, generator)
-          target_net = self.regrouped(teachers, generator, blocks)
+          target_net = self.regrouped(teachers, generator, blocks,
+                                      generator_trainer if generator is not None else None)
     results = {
         "config": json.loads(c.to_json()),
         "method": c.method,

@@ -56,8 +56,23 @@ flags.DEFINE_float("gamma", None, "Weight of L_dis (S-Table 1: 5).")
 flags.DEFINE_enum("dis_sign", None, ["sparse", "printed"], "Reading of L_dis (Eq. 8).")
 flags.DEFINE_float("bns_weight", None, "Weight of L_bns, DeepInversion's BN-statistics prior "
                    "(beyond the paper; 0 = off).")
+flags.DEFINE_enum("bns_form", None, ["squared", "norm"], "L_bns form: 'squared' (squared "
+                  "distances of means and standard deviations) or 'norm' (DeepInversion's "
+                  "code: distances of means and variances).")
 flags.DEFINE_float("lh_weight", None, "Weight of L_H, IFHE's auxiliary-classifier loss on the "
                    "teachers' concatenated intermediate features (beyond the paper; 0 = off).")
+flags.DEFINE_integer("generator_jitter", None, "Step I: the teachers judge G's image flipped "
+                     "and shifted by up to this many pixels (DeepInversion; beyond the paper; "
+                     "0 = off).")
+flags.DEFINE_integer("student_jitter", None, "Steps II-III: flip and shift each generated "
+                     "image by up to this many pixels (beyond the paper; 0 = off).")
+flags.DEFINE_float("adversarial_weight", None, "Step III: keep training G to maximise T_u's "
+                   "disagreement with the teachers, with this weight (DFAD; beyond the paper; "
+                   "0 = off).")
+flags.DEFINE_string("target_pretrain", None, "Start the TargetNet from a network trained on "
+                    "this labelled dataset (scenes20_similar: the scenes20 stand-in for the "
+                    "paper's ImageNet init; never the teachers' own data).")
+flags.DEFINE_integer("pretrain_steps", None, "Steps of --target_pretrain (default 600).")
 flags.DEFINE_bool("image_bn", None, "End G in a batch norm without affine before the sigmoid "
                   "(DAFL's generator; default on).")
 flags.DEFINE_float("lambda_in1", None, "λ_in^1 of Eq. 17 (F_in^1 stream).")
@@ -83,7 +98,11 @@ def config_from_flags():
       teacher_steps=f.teacher_steps, generator_steps=f.generator_steps,
       block_steps=f.block_steps, finetune_steps=f.finetune_steps, teacher_lr=f.teacher_lr,
       generator_lr=f.generator_lr, target_lr=f.target_lr, alpha=f.alpha, beta=f.beta,
-      gamma=f.gamma, dis_sign=f.dis_sign, bns_weight=f.bns_weight, lh_weight=f.lh_weight,
+      gamma=f.gamma, dis_sign=f.dis_sign, bns_weight=f.bns_weight, bns_form=f.bns_form,
+      lh_weight=f.lh_weight,
+      generator_jitter=f.generator_jitter, student_jitter=f.student_jitter,
+      adversarial_weight=f.adversarial_weight, target_pretrain=f.target_pretrain,
+      pretrain_steps=f.pretrain_steps,
       image_bn=f.image_bn, lambda_in1=f.lambda_in1, lambda_in2=f.lambda_in2,
       branch_out=f.branch_out, mixed_precision=f.mixed_precision, evaluate=f.evaluate,
       checkpoint_every=f.checkpoint_every,

@@ -74,12 +74,13 @@ TEACHER_FIELDS = ("dataset", "num_teachers", "arch", "image_size", "batch_size",
 GENERATOR_FIELDS = TEACHER_FIELDS + ("method", "groups", "latent_dim", "generator_width",
                                      "generator_lr", "generator_steps", "alpha", "beta",
                                      "gamma", "dis_sign", "bns_weight", "image_bn",
-                                     "lh_weight")
+                                     "lh_weight", "generator_jitter", "bns_form")
 # Options added after results were cached, with the value that turns them off: at that
 # value they stay out of every key, so adding an option never invalidates finished rows.
-OFF_VALUES = {"lh_weight": 0.0}
+OFF_VALUES = {"bns_form": "squared", "lh_weight": 0.0, "generator_jitter": 0, "student_jitter": 0,
+              "adversarial_weight": 0.0, "target_pretrain": None, "pretrain_steps": 600}
 # A Step III-only change: rows differing from another only here can share its Step II.
-STEP3_FIELDS = ("branch_out", "finetune_steps")
+STEP3_FIELDS = ("branch_out", "finetune_steps", "adversarial_weight")
 
 
 def parse_set(items: Sequence[str]) -> Dict:

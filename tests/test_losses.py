@@ -114,6 +114,11 @@ class LossesTest(tf.test.TestCase):
   def test_distillation_loss(self):
     self.assertAllClose(losses.distillation_loss([[0.6, 0.3], [0.5, 0.2]], P), 0.56442578)
 
+  def test_disagreement_loss(self):
+    # |.6-.5| + |.3-.9| + |.5-.5| + |.2-.0| = .1 + .6 + 0 + .2 = .9, over 4 entries = .225.
+    self.assertAllClose(
+        losses.disagreement_loss([[0.6, 0.3], [0.5, 0.2]], [[0.5, 0.9], [0.5, 0.0]]), 0.225)
+
   def test_batchnorm_statistics_loss(self):
     # Batch [[1, 2], [3, 6]]: means [2, 4], variances [1, 4] -> stds [1, 2] (+1e-5 inside).
     # Running mean [2, 3], variance [1, 1]: ||Δμ||² = 0 + 1; ||Δσ||² = 0 + (2 - 1)² = 1.
@@ -121,6 +126,16 @@ class LossesTest(tf.test.TestCase):
         [tf.constant([[1.0, 2.0], [3.0, 6.0]])],
         [(tf.constant([2.0, 3.0]), tf.constant([1.0, 1.0]))])
     self.assertAllClose(loss, 2.0, atol=1e-5)
+
+  def test_batchnorm_statistics_loss_norm_form(self):
+    # Same batch: ||Δμ||_2 = ||[0, 1]|| = 1; variances [1, 4] vs [1, 1]: ||Δσ²||_2 = 3.
+    loss = losses.batchnorm_statistics_loss(
+        [tf.constant([[1.0, 2.0], [3.0, 6.0]])],
+        [(tf.constant([2.0, 3.0]), tf.constant([1.0, 1.0]))], form="norm")
+    self.assertAllClose(loss, 4.0, atol=1e-5)
+    with self.assertRaisesRegex(ValueError, "unknown L_bns form"):
+      losses.batchnorm_statistics_loss([tf.zeros([2, 1])], [(tf.zeros([1]), tf.ones([1]))],
+                                       form="l1")
 
   def test_auxiliary_classifier_loss(self):
     # Teacher [.9, .2] -> labels [1, 0]; BCE of [.8, .3] against them = .28990925.

@@ -252,3 +252,58 @@ def test_image_batch_norm_keeps_generated_channels_standardised():
       np.testing.assert_allclose(var, 1.0, rtol=1e-2)
     else:
       assert np.abs(var.numpy() - 1.0).max() > 0.05
+
+
+def test_generator_step_with_jitter_moves_only_generator(world):
+  teachers, _, generator = world
+  trainer = steps.GeneratorTrainer(generator, teachers, rng=_rng(), batch_size=BATCH,
+                                   jitter=2)
+  trainer.step()
+  own, frozen = trainer.trainable_variables, [v for t in teachers for v in t.variables]
+  before_own, before_frozen = _values(own), _values(frozen)
+  out = trainer.step()
+  assert all(np.isfinite(float(v)) for v in out.values())
+  assert all(_changed(before_own, own)[:len(generator.trainable_variables)])
+  assert not any(_changed(before_frozen, frozen))
+
+
+def test_source_jitter_moves_the_image_not_the_links(world):
+  _, _, generator = world
+  plain_image, plain_links = steps.GeneratorSource(generator, _rng(), BATCH).sample()
+  image, links = steps.GeneratorSource(generator, _rng(), BATCH, jitter=3).sample()
+  # Same noise z (the first draw of the same seed), so the links are identical ...
+  np.testing.assert_array_equal(links[2].numpy(), plain_links[2].numpy())
+  # ... and the image is a flip/shift of the plain one: same values per image, moved.
+  assert not np.array_equal(image.numpy(), plain_image.numpy())
+  assert image.shape == plain_image.shape
+
+
+def test_adversarial_finetune_moves_generator_and_target_net_not_teachers(world):
+  teachers, task, _ = world
+  generator = GroupStackGenerator(teachers[0].feature_shapes, num_groups=2, latent_dim=8,
+                                  width=16, name="g_adv")
+  gen = steps.GeneratorTrainer(generator, teachers, rng=_rng(), batch_size=BATCH).build()
+  target = _blocknet(len(task.labels), "target_adv", list(task.labels))
+  filters = {b: [steps.TeacherFilter(name=f"adv_f{m}_{b}") for m in range(2)] for b in (1, 2, 3)}
+  net = steps.regroup(target, teachers, filters, {0: 2, 1: 4}, task)
+  trainer = steps.AdversarialFinetuneTrainer(net, _source(generator), teachers, task, gen,
+                                             weight=1.0, batch_size=BATCH, steps=10).build()
+  trainer.step()
+  traces = trainer.trace_count
+  frozen = [v for t in teachers for v in t.variables]
+  watched = net.trainable_variables + generator.trainable_variables
+  before, before_frozen = _values(watched), _values(frozen)
+  out = trainer.step()
+  assert {"loss", "disagreement", "generator_loss"} <= set(out)
+  assert all(np.isfinite(float(v)) for v in out.values())
+  changed = _changed(before, watched)
+  assert any(changed[:len(net.trainable_variables)])
+  assert all(changed[len(net.trainable_variables):])  # every G variable moved
+  assert not any(_changed(before_frozen, frozen))
+  trainer.step()
+  assert trainer.trace_count == traces
+  # Its targets are GeneratorTrainer's concatenated predictions, re-indexed into Y_cst.
+  image = tf.random.uniform((2,) + SHAPE)
+  concat = tf.concat([t(image)["probs"] for t in teachers], axis=1)
+  np.testing.assert_allclose(tf.gather(concat, trainer.target_cols, axis=1).numpy(),
+                             trainer.teacher_targets(image).numpy(), rtol=1e-5)

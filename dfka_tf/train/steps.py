@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from dfka_tf import losses
 from dfka_tf.models import blocknet
+from dfka_tf.train.augment import random_flip_shift
 from dfka_tf.models.filters import TeacherFilter
 from dfka_tf.task import TaskMap
 
@@ -89,16 +90,22 @@ def _teacher_outputs(teachers, image):
 
 
 class GeneratorSource:
-  """Generated batches for Steps II–III: I_gan and every group's output, from frozen G."""
+  """Generated batches for Steps II–III: I_gan and every group's output, from frozen G.
 
-  def __init__(self, generator, rng: tf.random.Generator, batch_size: int):
+  With `jitter` > 0 (beyond the paper) each image is flipped and shifted at random by up to
+  `jitter` pixels (`random_flip_shift`); the intermediate outputs are left as G made them.
+  """
+
+  def __init__(self, generator, rng: tf.random.Generator, batch_size: int, jitter: int = 0):
     self.generator, self.rng, self.batch_size = generator, rng, int(batch_size)
+    self.jitter = int(jitter)
 
   def sample(self):
     """Returns (image, {teacher depth: generator output aligned with it})."""
     z = self.rng.normal([self.batch_size, self.generator.latent_dim])
     outputs = self.generator(z, training=False)
-    return outputs[-1], dict(zip(self.generator.depths, outputs))
+    links = dict(zip(self.generator.depths, outputs))
+    return random_flip_shift(outputs[-1], self.rng, self.jitter), links
 
   @property
   def variables(self):
@@ -142,18 +149,22 @@ class GeneratorTrainer(_Step):
 
   For each intermediate group j < K, teacher m judges f_m^j(F^j) with its blocks d_j+1..B
   (D^j, Eq. 5); the image goes to every teacher unfiltered. Adam (β1 = 0.5) is used for G,
-  as DAFL's code does; the paper does not say.
+  as DAFL's code does; the paper does not say. With `jitter` > 0 (beyond the paper,
+  DeepInversion) the teachers judge the image flipped and shifted at random by up to `jitter`
+  pixels, so G cannot rely on one exact pixel alignment.
   """
 
   def __init__(self, generator, teachers: Sequence, *, rng: tf.random.Generator,
                batch_size: int, learning_rate: float = 1e-3, alpha: float = 1.0,
                beta: float = 1.0, gamma: float = 5.0, dis_sign: str = "sparse",
-               bns_weight: float = 0.0, lh_weight: float = 0.0, filter_reduction: int = 4,
-               jit: bool = False):
+               bns_weight: float = 0.0, bns_form: str = "squared", lh_weight: float = 0.0,
+               jitter: int = 0, filter_reduction: int = 4, jit: bool = False):
     self.generator = generator
+    self.jitter = int(jitter)
     self.teachers = list(teachers)
     self.weights = dict(alpha=alpha, beta=beta, gamma=gamma, dis_sign=dis_sign)
     self.bns_weight = float(bns_weight)
+    self.bns_form = bns_form
     # L_bns (beyond the paper) reads every teacher BN layer's input from the same forward
     # pass that gives the image's predictions.
     self.taps = ([blocknet.batchnorm_taps(t) for t in self.teachers]
@@ -205,7 +216,7 @@ class GeneratorTrainer(_Step):
                    else _teacher_outputs(self.teachers, outputs[-1]))
     else:
       image_out = [tap(outputs[-1], training=False) for tap, _ in self.taps]
-      bns = tf.add_n([losses.batchnorm_statistics_loss(o["bn_inputs"], stats)
+      bns = tf.add_n([losses.batchnorm_statistics_loss(o["bn_inputs"], stats, self.bns_form)
                       for o, (_, stats) in zip(image_out, self.taps)]) / len(self.taps)
     image_probs = tf.concat([tf.cast(o["probs"], tf.float32) for o in image_out], axis=1)
     feature_probs = []
@@ -216,18 +227,28 @@ class GeneratorTrainer(_Step):
           for m, t in enumerate(self.teachers)], axis=1))
     return image_probs, [o["pre_logits"] for o in image_out], feature_probs, bns, lh
 
+  def objective(self, z):
+    """Step I's loss on the batch G(z) (G in training mode).
+
+    Returns (total, terms, image, image_probs): L_joint plus the weighted L_bns and L_H
+    where on, its named terms, the image the teachers judged (jittered where on) and their
+    concatenated predictions on it.
+    """
+    outputs = self.generator(z, training=True)
+    outputs = outputs[:-1] + [random_flip_shift(outputs[-1], self.rng, self.jitter)]
+    image_probs, pre_logits, feature_probs, bns, lh = self.generated_predictions(outputs)
+    total, terms = losses.joint_loss(image_probs, pre_logits, feature_probs, **self.weights)
+    if bns is not None:
+      terms["bns"] = bns
+      total = total + self.bns_weight * bns
+    if lh is not None:
+      terms["lh"] = lh
+      total = total + self.lh_weight * lh
+    return total, terms, outputs[-1], image_probs
+
   def _step(self):
-    z = self._noise()
     with tf.GradientTape() as tape:
-      outputs = self.generator(z, training=True)
-      image_probs, pre_logits, feature_probs, bns, lh = self.generated_predictions(outputs)
-      total, terms = losses.joint_loss(image_probs, pre_logits, feature_probs, **self.weights)
-      if bns is not None:
-        terms["bns"] = bns
-        total = total + self.bns_weight * bns
-      if lh is not None:
-        terms["lh"] = lh
-        total = total + self.lh_weight * lh
+      total, terms, _, _ = self.objective(self._noise())
       scaled = self.optimizer.scale_loss(total)
     self._apply(tape, scaled, self.trainable_variables)
     return {"loss": total, **terms}
@@ -453,3 +474,47 @@ class FinetuneTrainer(_Step):
   @property
   def trainable_variables(self):
     return self.target_net.trainable_variables
+
+
+class AdversarialFinetuneTrainer(FinetuneTrainer):
+  """Step III with adversarial generator updates, after DFAD (Fang et al., 2019).
+
+  Beyond the paper. A frozen G keeps producing the same kind of image, so T_u only learns
+  the teachers where G already goes. Here every step first moves G (and its filters) one
+  step on Step I's objective minus `weight` × the disagreement between T_u (inference mode)
+  and the teachers on G's image (`losses.disagreement_loss`), so G seeks images T_u still
+  gets wrong while Step I's terms keep them plausible to the teachers; then T_u takes its
+  usual distillation step on a fresh batch of the updated G. Teachers stay frozen.
+
+  Args:
+    generator_trainer: Step I's `GeneratorTrainer` (G, its filters and optimizer, the
+      loss weights); it keeps its own random stream.
+    weight: weight of the disagreement term in G's loss.
+  """
+
+  def __init__(self, target_net: keras.Model, source, teachers: Sequence, task: TaskMap,
+               generator_trainer: GeneratorTrainer, *, weight: float, batch_size: int,
+               steps: int, learning_rate: float = 0.01, weight_decay: float = 5e-3,
+               jit: bool = False):
+    self.generator_trainer = generator_trainer
+    self.weight = float(weight)
+    # Positions of Y_cst in the teachers' concatenated predictions (GeneratorTrainer's
+    # image_probs), in the order teacher_targets assembles them.
+    offsets = np.cumsum([0] + [t.num_labels for t in teachers])
+    concat = [int(offsets[m]) + c for m in task.active for c in task.teacher_cols[m]]
+    self.target_cols = [concat[i] for i in task.order]
+    super().__init__(target_net, source, teachers, task, batch_size=batch_size, steps=steps,
+                     learning_rate=learning_rate, weight_decay=weight_decay, jit=jit)
+
+  def _step(self):
+    g = self.generator_trainer
+    with tf.GradientTape() as tape:
+      objective, _, image, image_probs = g.objective(g._noise())  # pylint: disable=protected-access
+      student = self.target_net(image, training=False)
+      student = student["probs"] if isinstance(student, dict) else student
+      gap = losses.disagreement_loss(student, tf.gather(image_probs, self.target_cols, axis=1))
+      g_loss = objective - self.weight * gap
+      scaled = g.optimizer.scale_loss(g_loss)
+    g._apply(tape, scaled, g.trainable_variables)  # pylint: disable=protected-access
+    out = super()._step()
+    return dict(out, disagreement=gap, generator_loss=g_loss)

@@ -1,0 +1,51 @@
+"""The beyond-paper options of a run, end to end on the quick config (tiny shapes)."""
+
+import json
+import os
+
+import pytest
+import tensorflow as tf
+
+from dfka_tf import pipeline
+from dfka_tf.config import RunConfig
+from dfka_tf.errors import ConfigError
+from experiments import suites_common
+
+QUICK = suites_common.base_overrides(quick=True)
+
+
+def test_every_option_together_runs_and_records_the_pretrain_stage(tmp_path):
+  config = RunConfig.for_dataset(
+      "scenes20", workdir=str(tmp_path / "w"), target_pretrain="scenes20_similar",
+      pretrain_steps=3, adversarial_weight=1.0, bns_weight=1.0, bns_form="norm",
+      generator_jitter=1, student_jitter=1, **QUICK)
+  results = pipeline.run(config, progress=False)
+  assert 0.0 <= results["target_map"] <= 1.0
+  assert os.path.exists(tmp_path / "w" / "pretrained" / "target_init.weights.h5")
+  with open(tmp_path / "w" / "progress.json") as f:
+    progress = json.load(f)
+  assert progress["done"].index("pretrain") < progress["done"].index("block1")
+  # Adversarial fine-tuning keeps G in Step III's checkpoint.
+  latest = tf.train.latest_checkpoint(str(tmp_path / "w" / "ckpt" / "finetune"))
+  names = [name for name, _ in tf.train.list_variables(latest)]
+  assert any(name.startswith("generator_optimizer/") for name in names)
+  assert any(name.startswith("generator/") or name.startswith("keras_state/generator/")
+             for name in names)
+  again = pipeline.run(config, progress=False, resume=True)  # Nothing left to train.
+  assert again["target_map"] == results["target_map"]
+
+
+@pytest.mark.parametrize("name, message", [
+    ("scenes20", "teachers' own data"), ("scenes20_64", "teachers' own data"),
+    ("scenes20_different", "no labels"), ("imagenet", "nknown dataset")])
+def test_bad_pretrain_dataset_is_refused_before_anything_is_written(tmp_path, name, message):
+  with pytest.raises(ConfigError, match=message):
+    config = RunConfig.for_dataset("scenes20", workdir=str(tmp_path / "w"),
+                                   target_pretrain=name, **QUICK)
+    pipeline.Amalgamation(config, progress=False)
+  assert not os.path.exists(tmp_path / "w")
+
+
+def test_adversarial_weight_needs_dfka():
+  with pytest.raises(ConfigError, match="adversarial_weight"):
+    RunConfig.for_dataset("scenes20", method="dafl", adversarial_weight=1.0)
