@@ -37,9 +37,8 @@ from dfka_tf.models.resnet import build_resnet, transfer_weights
 from dfka_tf.task import TaskMap
 from dfka_tf.train import loop
 from dfka_tf.train.steps import (AdversarialFinetuneTrainer, BlockTrainer, DatasetSource,
-                                 FinetuneTrainer,
-                                 GeneratorSource, GeneratorTrainer, NoiseSource,
-                                 branch_out_blocks, regroup, teacher_ensemble)
+                                 FinetuneTrainer, GeneratorSource, GeneratorTrainer,
+                                 NoiseSource, branch_out_blocks, regroup, teacher_ensemble)
 from dfka_tf.train.teachers import TeacherTrainer
 
 logger = logging.getLogger(__name__)
@@ -281,6 +280,7 @@ class Amalgamation:
     source.load_weights(path)
     transfer_weights(source, target_model)
 
+  # ---------------------------------------------------------------- step I
   def generator(self, teachers) -> GeneratorTrainer:
     c = self.config
     shapes = self._check_teacher_shapes(teachers)
