@@ -33,7 +33,7 @@ from dfka_tf.errors import ConfigError, TeacherError
 from dfka_tf.eval import metrics
 from dfka_tf.models import blocknet
 from dfka_tf.models.generator import GroupStackGenerator
-from dfka_tf.models.resnet import build_resnet, transfer_weights
+from dfka_tf.models.resnet import build_resnet, copy_weights_by_name
 from dfka_tf.task import TaskMap
 from dfka_tf.train import loop
 from dfka_tf.train.steps import (AdversarialFinetuneTrainer, BlockTrainer, DatasetSource,
@@ -278,7 +278,7 @@ class Amalgamation:
     source = build_resnet(c.arch, len(dfka_data.label_names(c.target_pretrain)),
                           self._input_shape(), name="pretrain")
     source.load_weights(path)
-    transfer_weights(source, target_model)
+    copy_weights_by_name(source, target_model, skip=("logits",))
 
   # ---------------------------------------------------------------- step I
   def generator(self, teachers) -> GeneratorTrainer:
@@ -562,8 +562,7 @@ class Amalgamation:
           target_net = self.distilled(teachers, generator)
         else:
           blocks = self.target_blocks(teachers, generator)
-          target_net = self.regrouped(teachers, generator, blocks,
-                                      generator_trainer if generator is not None else None)
+          target_net = self.regrouped(teachers, generator, blocks, generator_trainer)
     results = {
         "config": json.loads(c.to_json()),
         "method": c.method,

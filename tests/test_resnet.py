@@ -247,13 +247,13 @@ def test_imagenet_weights_are_copied_and_compute_like_keras(monkeypatch):
                              atol=1e-4 * float(np.abs(theirs).max()))
 
 
-def test_transfer_weights_copies_all_but_the_classifier():
-  from dfka_tf.models.resnet import transfer_weights
+def test_copy_weights_by_name_skips_the_classifier():
+  from dfka_tf.models.resnet import copy_weights_by_name
   source = build_resnet("tiny", 5, (32, 32, 3), name="src")
   target = build_resnet("tiny", 3, (32, 32, 3), name="dst")
   logits_before = [w.copy() for w in target.get_layer("logits").get_weights()]
   weighted = [l for l in target.layers if l.weights]
-  assert transfer_weights(source, target) == len(weighted) - 1
+  assert copy_weights_by_name(source, target, skip=("logits",)) == len(weighted) - 1
   for layer in weighted:
     mine, theirs = layer.get_weights(), source.get_layer(layer.name).get_weights()
     if layer.name == "logits":
@@ -263,5 +263,5 @@ def test_transfer_weights_copies_all_but_the_classifier():
       for a, b in zip(mine, theirs):
         np.testing.assert_array_equal(a, b)
   with pytest.raises(ValueError, match="no layer"):
-    transfer_weights(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="x")]),
-                     target)
+    copy_weights_by_name(
+        keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="x")]), target)

@@ -297,16 +297,20 @@ def load_imagenet_weights(model, arch):
   return True
 
 
-def copy_weights_by_name(source, target):
+def copy_weights_by_name(source, target, skip=()):
   """Copies every weighted layer of `source` into the layer of `target` with its name.
 
+  Layers named in `skip` are left as they are (e.g. "logits", when the TargetNet starts from a
+  network pretrained on another label set).
+
   Raises:
-    ValueError: a weighted source layer has no counterpart or shapes differ (a bug, since
-      build_resnet mirrors keras.applications).
+    ValueError: a weighted source layer has no counterpart or shapes differ (for ImageNet
+      weights a bug, since build_resnet mirrors keras.applications; for a pretrained
+      TargetNet, a different architecture).
   """
   copied = 0
   for layer in source.layers:
-    if not layer.weights:
+    if not layer.weights or layer.name in skip:
       continue
     try:
       target_layer = target.get_layer(layer.name)
@@ -319,32 +323,3 @@ def copy_weights_by_name(source, target):
               target.name)
   return copied
 
-
-def transfer_weights(source: keras.Model, target: keras.Model, skip=("logits",)) -> int:
-  """Copies the weights of every layer of `source` into the same-named layer of `target`.
-
-  Layers named in `skip` (the classifier, whose label set differs) and layers whose weight
-  shapes differ are left as they are. Used to start the TargetNet from a pretrained network.
-
-  Returns:
-    the number of layers copied.
-
-  Raises:
-    ValueError: if no layer could be copied (the two models do not share an architecture).
-  """
-  copied = 0
-  for layer in target.layers:
-    if layer.name in skip or not layer.weights:
-      continue
-    try:
-      other = source.get_layer(layer.name)
-    except ValueError:
-      continue
-    mine, theirs = layer.get_weights(), other.get_weights()
-    if len(mine) == len(theirs) and all(a.shape == b.shape for a, b in zip(mine, theirs)):
-      layer.set_weights(theirs)
-      copied += 1
-  if not copied:
-    raise ValueError(f"no layer of {source.name!r} matches {target.name!r}: pretrain the "
-                     "TargetNet's own architecture.")
-  return copied
