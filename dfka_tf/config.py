@@ -66,6 +66,12 @@ class RunConfig:
   adversarial_weight: float = 0.0
   target_pretrain: Optional[str] = None
   pretrain_steps: int = 600
+  inversion_images: int = 0
+  inversion_steps: int = 200
+  inversion_lr: float = 0.1
+  inversion_bns: float = 1.0
+  inversion_tv: float = 1e-3
+  inversion_max_labels: int = 3
   image_bn: bool = True
   lambda_in1: float = 1.0
   lambda_in2: float = 1.0
@@ -133,6 +139,26 @@ class RunConfig:
       if value < 0 or value >= self.image_size:
         raise ConfigError(f"--{name}={value} must be in 0..{self.image_size - 1} pixels "
                           "(0 turns it off).")
+    if self.inversion_images < 0:
+      raise ConfigError(f"--inversion_images={self.inversion_images} must be >= 0 (0 turns the "
+                        "DeepInversion pool off).")
+    if self.inversion_images > 0:
+      if self.method not in ("dfka", "dafl"):
+        raise ConfigError(f"--inversion_images replaces the generated images of dfka and dafl; "
+                          f"--method={self.method} does not train on generated images. Use "
+                          "--method=dfka or --inversion_images=0.")
+      if self.adversarial_weight > 0:
+        raise ConfigError("--adversarial_weight trains G against T_u in Step III, but with "
+                          "--inversion_images T_u trains on the fixed pool, not on G; set one "
+                          "of them to 0.")
+      if self.inversion_steps < 1 or self.inversion_lr <= 0:
+        raise ConfigError(f"--inversion_steps={self.inversion_steps} must be >= 1 and "
+                          f"--inversion_lr={self.inversion_lr} > 0.")
+      if self.inversion_bns < 0 or self.inversion_tv < 0:
+        raise ConfigError(f"--inversion_bns={self.inversion_bns} and --inversion_tv="
+                          f"{self.inversion_tv} must be >= 0.")
+      if self.inversion_max_labels < 1:
+        raise ConfigError(f"--inversion_max_labels={self.inversion_max_labels} must be >= 1.")
     if self.lambda_in1 < 0 or self.lambda_in2 < 0 or self.lambda_in1 + self.lambda_in2 == 0:
       raise ConfigError(f"--lambda_in1={self.lambda_in1}, --lambda_in2={self.lambda_in2}: "
                         "both must be >= 0 and not both 0.")

@@ -262,3 +262,43 @@ def auxiliary_classifier_loss(aux_probs, teacher_probs, epsilon: float = 0.5):
   """
   t = tf.cast(tf.stop_gradient(_f32(teacher_probs)) >= epsilon, tf.float32)
   return binary_cross_entropy(aux_probs, t)
+
+
+def total_variation_loss(images):
+  """The smoothness prior of DeepInversion (Yin et al., 2020), squared form. Beyond the paper.
+
+  mean over pixels of (x[i+1, j] − x[i, j])² plus the same across columns: the mean squared
+  difference of vertical neighbours plus that of horizontal ones. Optimised pixels would
+  otherwise fill with high-frequency patterns that excite the teachers but no real image has.
+
+  Args:
+    images: [N, H, W, C].
+  """
+  x = _f32(images)
+  dv = x[:, 1:, :, :] - x[:, :-1, :, :]
+  dh = x[:, :, 1:, :] - x[:, :, :-1, :]
+  return tf.reduce_mean(tf.square(dv)) + tf.reduce_mean(tf.square(dh))
+
+
+def inversion_loss(probs, targets, images, bns, bns_weight: float = 1.0,
+                   tv_weight: float = 1e-3) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+  """DeepInversion's objective for multi-label teachers. Beyond the paper.
+
+  ℓ(O(x), y) + w_bns L_bns + w_tv L_tv: the teachers' concatenated predictions O(x) on the
+  optimised images x should match the sampled multi-hot targets y, their batch-norm inputs
+  the running statistics (`batchnorm_statistics_loss`, passed in as `bns`), and x should
+  be smooth (`total_variation_loss`).
+
+  Args:
+    probs: [N, C] teacher predictions on the images.
+    targets: [N, C] multi-hot targets (no gradient).
+    images: [N, H, W, C] the images being optimised.
+    bns: the L_bns value on the same forward pass (0 where it is off).
+
+  Returns:
+    (total, {"ce", "bns", "tv"}) with the unweighted terms.
+  """
+  terms = {"ce": binary_cross_entropy(probs, targets), "bns": _f32(bns),
+           "tv": total_variation_loss(images)}
+  total = terms["ce"] + float(bns_weight) * terms["bns"] + float(tv_weight) * terms["tv"]
+  return total, terms

@@ -38,7 +38,9 @@ from dfka_tf.task import TaskMap
 from dfka_tf.train import loop
 from dfka_tf.train.steps import (AdversarialFinetuneTrainer, BlockTrainer, DatasetSource,
                                  FinetuneTrainer, GeneratorSource, GeneratorTrainer,
-                                 NoiseSource, branch_out_blocks, regroup, teacher_ensemble)
+                                 NoiseSource, PoolSource, branch_out_blocks, regroup,
+                                 teacher_ensemble)
+from dfka_tf.train.inversion import InversionTrainer, pool_grid
 from dfka_tf.train.teachers import TeacherTrainer
 
 logger = logging.getLogger(__name__)
@@ -137,6 +139,7 @@ class Amalgamation:
     self.wd = prepare_workdir(config, resume=resume, overwrite=overwrite)
     self.state = self.wd.read_json("progress.json", {"done": [], "times": {}})
     self.strategy = distribution_strategy()
+    self._pool = None
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
       keras.mixed_precision.set_global_policy("mixed_float16")
@@ -319,9 +322,12 @@ class Amalgamation:
   # ---------------------------------------------------------------- image sources
   COMPANIONS = {"ka": None, "similar": "scenes20_similar", "diff": "scenes20_different"}
 
-  def _source(self, generator, stream: int):
-    """Where Steps II–III get their images: G, real unlabeled images, or noise."""
+  def _source(self, generator, stream: int, teachers):
+    """Where Steps II–III get their images: G (or its pool), real unlabeled images, noise."""
     c = self.config
+    if c.inversion_images > 0:
+      return PoolSource(self.inversion_pool(teachers), self._rng(stream), c.batch_size,
+                        jitter=c.student_jitter)
     if c.method in ("dfka", "dafl"):
       return GeneratorSource(generator, self._rng(stream), c.batch_size,
                              jitter=c.student_jitter)
@@ -341,6 +347,44 @@ class Amalgamation:
       return {"data": source.iterator}
     return {"rng": source.rng}
 
+  # ---------------------------------------------------------------- image pool
+  def inversion_pool(self, teachers) -> tf.Tensor:
+    """Stage "inversion": the DeepInversion pool Steps II–III train on (beyond the paper).
+
+    --inversion_images images, optimised --batch_size at a time for --inversion_steps Adam
+    steps each (`train/inversion.py`). The whole pool lives in the stage checkpoint, so the
+    stage resumes mid-batch; later stages read it back from there. Returns it as uint8.
+    """
+    if self._pool is not None:
+      return self._pool
+    c = self.config
+    num_labels = len(dict.fromkeys(n for t in teachers for n in t.label_names))
+    if c.inversion_max_labels > num_labels:
+      raise ConfigError(f"--inversion_max_labels={c.inversion_max_labels} is more than the "
+                        f"{num_labels} labels the teachers know; use 1..{num_labels}.")
+    trainer = InversionTrainer(
+        teachers, rng=self._rng(30), num_images=c.inversion_images, batch_size=c.batch_size,
+        steps=c.inversion_steps, learning_rate=c.inversion_lr, bns_weight=c.inversion_bns,
+        tv_weight=c.inversion_tv, max_labels=c.inversion_max_labels,
+        jitter=max(1, c.image_size // 16), jit=self.jit).build()
+    ckpt = loop.StageCheckpoint(self.wd.path("ckpt", "inversion"), rng=trainer.rng,
+                                pool=trainer.pool, images=trainer.images,
+                                targets=trainer.targets, counter=trainer.counter,
+                                optimizer=trainer.optimizer)
+    if self._done("inversion"):
+      ckpt.restore()
+    else:
+      start = time.time()
+      if self.progress:
+        print(f"[pool] DeepInversion: {c.inversion_images} images in {trainer.num_batches} "
+              f"batches of {c.inversion_steps} steps")
+      loop.run_stage(trainer.step, stage="inversion", steps=trainer.total_steps,
+                     checkpoint=ckpt, every=c.checkpoint_every, log_dir=self.wd.path("logs"),
+                     progress=self.progress)
+      self._mark_done("inversion", time.time() - start)
+    self._pool = tf.constant(trainer.images_uint8())
+    return self._pool
+
   # ---------------------------------------------------------------- step II
   def target_blocks(self, teachers, generator) -> Dict:
     """Trains T^1..T^B in turn; returns the TargetNet, its filters and η^{b,m}."""
@@ -356,8 +400,8 @@ class Amalgamation:
       raise TeacherError(
           f"TargetNet --arch={c.arch} has block shapes {target.feature_shapes} but the "
           f"teachers have {teachers[0].feature_shapes}; choose the teachers' architecture.")
-    trainers = [BlockTrainer(target, b, self._source(generator, 10 + b), teachers, self.task,
-                             batch_size=c.batch_size, steps=c.block_steps,
+    trainers = [BlockTrainer(target, b, self._source(generator, 10 + b, teachers), teachers,
+                             self.task, batch_size=c.batch_size, steps=c.block_steps,
                              learning_rate=c.target_lr, weight_decay=c.weight_decay,
                              lambda_in=(c.lambda_in1, c.lambda_in2), jit=self.jit).build()
                 for b in range(1, num_blocks + 1)]
@@ -438,7 +482,7 @@ class Amalgamation:
     target_net = regroup(blocks["target"], teachers, blocks["filters"], points, self.task)
     settings = dict(batch_size=c.batch_size, steps=c.finetune_steps,
                     learning_rate=c.target_lr * 0.1, weight_decay=c.weight_decay, jit=self.jit)
-    source = self._source(generator, 20)
+    source = self._source(generator, 20, teachers)
     extra = {}
     if c.adversarial_weight > 0 and generator_trainer is not None:
       trainer = AdversarialFinetuneTrainer(target_net, source, teachers, self.task,
@@ -482,7 +526,7 @@ class Amalgamation:
     if pretrained is not None:
       self._target_init(model, pretrained)
     steps = 4 * c.block_steps + c.finetune_steps
-    trainer = FinetuneTrainer(model, self._source(generator, 20), teachers, self.task,
+    trainer = FinetuneTrainer(model, self._source(generator, 20, teachers), teachers, self.task,
                               batch_size=c.batch_size, steps=steps, learning_rate=c.target_lr,
                               weight_decay=c.weight_decay, jit=self.jit).build()
     ckpt = loop.StageCheckpoint(self.wd.path("ckpt", "distill"), target_net=model,
@@ -582,8 +626,10 @@ class Amalgamation:
     }
     from dfka_tf import report  # pylint: disable=g-import-not-at-top
     if generator is not None:
-      report.save_generated_grid(generator, self.wd.path("generated.png"), seed=c.seed,
-                                 real=self._real_images() if c.evaluate else None)
+      report.save_generated_grid(
+          generator, self.wd.path("generated.png"), seed=c.seed,
+          real=self._real_images() if c.evaluate else None,
+          pool=pool_grid(self._pool.numpy()) if self._pool is not None else None)
     report.save_block_curves(self.state.get("block_curves", {}), self.wd.path("block_losses.png"))
     if c.evaluate and not c.teacher_paths:
       results.update(self.evaluate(teachers, target_net))

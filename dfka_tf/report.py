@@ -24,11 +24,16 @@ def image_grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
 
 
 def save_generated_grid(generator, path: str, *, seed: int = 0, n: int = 16,
-                        real: Optional[np.ndarray] = None, title: str = "generated"):
-  """Saves n generated images (last group of G), beside real test images if given."""
+                        real: Optional[np.ndarray] = None, title: str = "generated",
+                        pool: Optional[np.ndarray] = None):
+  """Saves n generated images (last group of G), beside pool and real images if given."""
   z = tf.random.stateless_normal([n, generator.latent_dim], seed=[seed, 7])
   fake = generator(z, training=False)[-1].numpy()
-  panels = [(title, fake)] + ([("real test images", real[:n])] if real is not None else [])
+  panels = [(title, fake)]
+  if pool is not None:
+    panels.append(("DeepInversion pool", pool[:n]))
+  if real is not None:
+    panels.append(("real test images", real[:n]))
   fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 2.4), squeeze=False)
   for ax, (name, ims) in zip(axes[0], panels):
     ax.imshow(image_grid(ims))

@@ -73,6 +73,16 @@ flags.DEFINE_string("target_pretrain", None, "Start the TargetNet from a network
                     "this labelled dataset (scenes20_similar: the scenes20 stand-in for the "
                     "paper's ImageNet init; never the teachers' own data).")
 flags.DEFINE_integer("pretrain_steps", None, "Steps of --target_pretrain (default 600).")
+flags.DEFINE_integer("inversion_images", None, "Train Steps II-III on a pool of this many "
+                     "images optimised pixel by pixel against the teachers (DeepInversion; "
+                     "beyond the paper; 0 = off, G's images as in the paper).")
+flags.DEFINE_integer("inversion_steps", None, "Adam steps per pool batch (default 200).")
+flags.DEFINE_float("inversion_lr", None, "Adam learning rate of the pool's pixels (default 0.1).")
+flags.DEFINE_float("inversion_bns", None, "Weight of L_bns in the pool's objective (default 1).")
+flags.DEFINE_float("inversion_tv", None, "Weight of the smoothness prior L_tv in the pool's "
+                   "objective (default 1e-3).")
+flags.DEFINE_integer("inversion_max_labels", None, "Each pool image targets 1 to this many "
+                     "labels (default 3).")
 flags.DEFINE_bool("image_bn", None, "End G in a batch norm without affine before the sigmoid "
                   "(DAFL's generator; default on).")
 flags.DEFINE_float("lambda_in1", None, "λ_in^1 of Eq. 17 (F_in^1 stream).")
@@ -102,7 +112,10 @@ def config_from_flags():
       lh_weight=f.lh_weight,
       generator_jitter=f.generator_jitter, student_jitter=f.student_jitter,
       adversarial_weight=f.adversarial_weight, target_pretrain=f.target_pretrain,
-      pretrain_steps=f.pretrain_steps,
+      pretrain_steps=f.pretrain_steps, inversion_images=f.inversion_images,
+      inversion_steps=f.inversion_steps, inversion_lr=f.inversion_lr,
+      inversion_bns=f.inversion_bns, inversion_tv=f.inversion_tv,
+      inversion_max_labels=f.inversion_max_labels,
       image_bn=f.image_bn, lambda_in1=f.lambda_in1, lambda_in2=f.lambda_in2,
       branch_out=f.branch_out, mixed_precision=f.mixed_precision, evaluate=f.evaluate,
       checkpoint_every=f.checkpoint_every,

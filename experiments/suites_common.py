@@ -78,7 +78,9 @@ GENERATOR_FIELDS = TEACHER_FIELDS + ("method", "groups", "latent_dim", "generato
 # Options added after results were cached, with the value that turns them off: at that
 # value they stay out of every key, so adding an option never invalidates finished rows.
 OFF_VALUES = {"bns_form": "squared", "lh_weight": 0.0, "generator_jitter": 0, "student_jitter": 0,
-              "adversarial_weight": 0.0, "target_pretrain": None, "pretrain_steps": 600}
+              "adversarial_weight": 0.0, "target_pretrain": None, "pretrain_steps": 600,
+              "inversion_images": 0, "inversion_steps": 200, "inversion_lr": 0.1,
+              "inversion_bns": 1.0, "inversion_tv": 1e-3, "inversion_max_labels": 3}
 # A Step III-only change: rows differing from another only here can share its Step II.
 STEP3_FIELDS = ("branch_out", "finetune_steps", "adversarial_weight")
 

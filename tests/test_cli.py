@@ -93,7 +93,7 @@ def test_groups_must_divide_blocks(tmp_path):
 
 @pytest.mark.parametrize("flag", ["--bns_weight=-1", "--lh_weight=-1",
                                   "--generator_jitter=-1", "--student_jitter=32",
-                                  "--adversarial_weight=-1"])
+                                  "--adversarial_weight=-1", "--inversion_images=-1"])
 def test_negative_beyond_paper_weight(tmp_path, flag):
   proc = run_cli(flag, f"--workdir={tmp_path / 'w'}", "--quiet")
   assert_user_error(proc, flag)

@@ -119,6 +119,23 @@ class LossesTest(tf.test.TestCase):
     self.assertAllClose(
         losses.disagreement_loss([[0.6, 0.3], [0.5, 0.2]], [[0.5, 0.9], [0.5, 0.0]]), 0.225)
 
+  def test_total_variation_loss(self):
+    # One 2x2 grey image [[0, 1], [2, 4]]: vertical differences 2, 3 -> mean square 6.5;
+    # horizontal differences 1, 2 -> mean square 2.5; sum 9.
+    image = tf.reshape(tf.constant([0.0, 1.0, 2.0, 4.0]), [1, 2, 2, 1])
+    self.assertAllClose(losses.total_variation_loss(image), 9.0)
+
+  def test_inversion_loss(self):
+    # ℓ([[.8, .2]], [[1, 0]]) = -(log .8 + log .8) / 2 = -log .8 = 0.2231436;
+    # L_tv of the image above is 9; total = 0.2231436 + 2 * 0.5 + 0.01 * 9 = 1.3131436.
+    image = tf.reshape(tf.constant([0.0, 1.0, 2.0, 4.0]), [1, 2, 2, 1])
+    total, terms = losses.inversion_loss([[0.8, 0.2]], [[1.0, 0.0]], image, 0.5,
+                                         bns_weight=2.0, tv_weight=0.01)
+    self.assertAllClose(terms["ce"], 0.2231436, atol=1e-6)
+    self.assertAllClose(terms["bns"], 0.5)
+    self.assertAllClose(terms["tv"], 9.0)
+    self.assertAllClose(total, 1.3131436, atol=1e-6)
+
   def test_batchnorm_statistics_loss(self):
     # Batch [[1, 2], [3, 6]]: means [2, 4], variances [1, 4] -> stds [1, 2] (+1e-5 inside).
     # Running mean [2, 3], variance [1, 1]: ||Δμ||² = 0 + 1; ||Δσ||² = 0 + (2 - 1)² = 1.

@@ -131,6 +131,29 @@ class DatasetSource:
   variables = []
 
 
+class PoolSource:
+  """Batches of a fixed image pool (the DeepInversion option, beyond the paper).
+
+  Images are drawn uniformly with replacement, then flipped and shifted at random by up to
+  `jitter` pixels: a pool of a thousand images is seen hundreds of times over Steps II–III,
+  and the augmentation keeps T_u from memorising it. Only the generator `rng` is state.
+  """
+
+  def __init__(self, pool: tf.Tensor, rng: tf.random.Generator, batch_size: int,
+               jitter: int = 0):
+    self.pool = tf.convert_to_tensor(pool)
+    if self.pool.dtype != tf.uint8:
+      raise ValueError(f"PoolSource takes a uint8 pool, got {self.pool.dtype.name}.")
+    self.rng, self.batch_size, self.jitter = rng, int(batch_size), int(jitter)
+
+  def sample(self):
+    idx = self.rng.uniform([self.batch_size], 0, int(self.pool.shape[0]), dtype=tf.int64)
+    images = tf.cast(tf.gather(self.pool, idx), tf.float32) / 255.0
+    return random_flip_shift(images, self.rng, self.jitter), {}
+
+  variables = []
+
+
 class NoiseSource:
   """Gaussian-noise images, N(0.5, 0.25²) clipped to [0, 1] (the Random Noise row)."""
 
