@@ -51,7 +51,7 @@ from dfka_tf.models.generator import GroupStackGenerator
 from dfka_tf.models.resnet import build_resnet
 from dfka_tf.pipeline import default_jit
 from dfka_tf.task import TaskMap
-from dfka_tf.train import steps
+from dfka_tf.train import inversion, steps
 from dfka_tf.train.teachers import TeacherTrainer
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
@@ -192,6 +192,14 @@ def _finetune(w: World) -> Bench:
                                               jit=w.jit).build())
 
 
+def _inversion(w: World) -> Bench:
+  # One batch with more steps than any run times: the pool never fills.
+  t = inversion.InversionTrainer(w.teachers, rng=w.rng, num_images=w.batch, batch_size=w.batch,
+                                 steps=10**6, jit=w.jit)
+  return Bench(t.step, t._update.get_concrete_function,  # pylint: disable=protected-access
+               lambda: t.trace_count)
+
+
 @dataclasses.dataclass(frozen=True)
 class Phase:
   key: str
@@ -211,6 +219,8 @@ def _phases() -> List[Phase]:
     out.append(Phase(f"T{b}", f"Step II T^{b} (M={NUM_TEACHERS})",
                      functools.partial(_block, b=b), target=2.0, rule="2 x plain"))
   out.append(Phase("FT", "Step III fine-tune T_u", _finetune))
+  out.append(Phase("INV", f"Pool pixel step (M={NUM_TEACHERS})", _inversion,
+                   target=float(NUM_TEACHERS), rule=f"M x plain = {NUM_TEACHERS}"))
   return out
 
 

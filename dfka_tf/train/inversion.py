@@ -79,8 +79,9 @@ class InversionTrainer:
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, max(self.steps, 1))
     self.optimizer = keras.optimizers.Adam(schedule, beta_1=0.5, beta_2=0.99)
     self.optimizer.build([self.images])
+    self.trace_count = 0
     self._start = tf.function(self._start_batch)
-    self._update = tf.function(self._update_step, jit_compile=bool(jit))
+    self._update = tf.function(self._traced_update, jit_compile=bool(jit))
     self._store = tf.function(self._store_batch)
 
   def build(self):
@@ -103,6 +104,10 @@ class InversionTrainer:
                       for o, (_, stats) in zip(outs, self.taps)]) / len(self.taps)
     probs = tf.concat([tf.cast(o["probs"], tf.float32) for o in outs], axis=1)
     return probs, bns
+
+  def _traced_update(self):
+    self.trace_count += 1  # Runs only while tracing: counts retraces.
+    return self._update_step()
 
   def _update_step(self):
     targets = tf.gather(self.targets, self.index, axis=1)
