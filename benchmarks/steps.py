@@ -194,10 +194,9 @@ def _finetune(w: World) -> Bench:
 
 def _inversion(w: World) -> Bench:
   # One batch with more steps than any run times: the pool never fills.
-  t = inversion.InversionTrainer(w.teachers, rng=w.rng, num_images=w.batch, batch_size=w.batch,
-                                 steps=10**6, jit=w.jit)
-  return Bench(t.step, t._update.get_concrete_function,  # pylint: disable=protected-access
-               lambda: t.trace_count)
+  return _trainer_bench(inversion.InversionTrainer(
+      w.teachers, rng=w.rng, num_images=w.batch, batch_size=w.batch, steps=10**6,
+      jit=w.jit).build())
 
 
 @dataclasses.dataclass(frozen=True)

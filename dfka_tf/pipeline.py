@@ -358,15 +358,15 @@ class Amalgamation:
     if self._pool is not None:
       return self._pool
     c = self.config
-    num_labels = len(dict.fromkeys(n for t in teachers for n in t.label_names))
-    if c.inversion_max_labels > num_labels:
-      raise ConfigError(f"--inversion_max_labels={c.inversion_max_labels} is more than the "
-                        f"{num_labels} labels the teachers know; use 1..{num_labels}.")
     trainer = InversionTrainer(
         teachers, rng=self._rng(30), num_images=c.inversion_images, batch_size=c.batch_size,
         steps=c.inversion_steps, learning_rate=c.inversion_lr, bns_weight=c.inversion_bns,
         tv_weight=c.inversion_tv, max_labels=c.inversion_max_labels,
         jitter=max(1, c.image_size // 16), jit=self.jit).build()
+    num_labels = len(trainer.label_names)
+    if c.inversion_max_labels > num_labels:
+      raise ConfigError(f"--inversion_max_labels={c.inversion_max_labels} is more than the "
+                        f"{num_labels} labels the teachers know; use 1..{num_labels}.")
     ckpt = loop.StageCheckpoint(self.wd.path("ckpt", "inversion"), rng=trainer.rng,
                                 pool=trainer.pool, images=trainer.images,
                                 targets=trainer.targets, counter=trainer.counter,

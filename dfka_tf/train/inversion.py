@@ -22,6 +22,7 @@ import tensorflow as tf
 from dfka_tf import losses
 from dfka_tf.models import blocknet
 from dfka_tf.train.augment import random_flip_shift
+from dfka_tf.train.steps import _Step, tapped_outputs  # pylint: disable=protected-access
 
 
 def sample_label_sets(rng: tf.random.Generator, n: int, num_labels: int,
@@ -38,7 +39,7 @@ def sample_label_sets(rng: tf.random.Generator, n: int, num_labels: int,
   return tf.cast(ranks < counts, tf.float32)
 
 
-class InversionTrainer:
+class InversionTrainer(_Step):
   """Optimises `num_images` images against the frozen teachers, `batch_size` at a time.
 
   `step()` is one Adam step on the current batch; every `steps` steps the batch is written
@@ -55,9 +56,11 @@ class InversionTrainer:
                batch_size: int, steps: int, learning_rate: float = 0.1,
                bns_weight: float = 1.0, tv_weight: float = 1e-3, max_labels: int = 3,
                jitter: int = 2, bns_form: str = "norm", jit: bool = False):
+    # `_Step` holds rng and batch_size and compiles `_step`, the Adam step on the current
+    # batch (`_compiled`, counted in `trace_count`).
+    super().__init__(rng, batch_size, 0, jit)
     self.teachers = list(teachers)
-    self.rng = rng
-    self.num_images, self.batch_size, self.steps = int(num_images), int(batch_size), int(steps)
+    self.num_images, self.steps = int(num_images), int(steps)
     self.num_batches = -(-self.num_images // self.batch_size)
     self.total_steps = self.num_batches * self.steps
     self.bns_weight, self.tv_weight = float(bns_weight), float(tv_weight)
@@ -78,14 +81,15 @@ class InversionTrainer:
     self.counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="counter")
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, max(self.steps, 1))
     self.optimizer = keras.optimizers.Adam(schedule, beta_1=0.5, beta_2=0.99)
+    # Built now, not in `build()`: `_start_batch` resets every optimizer variable, so the
+    # slots must exist before it is first traced.
     self.optimizer.build([self.images])
-    self.trace_count = 0
     self._start = tf.function(self._start_batch)
-    self._update = tf.function(self._traced_update, jit_compile=bool(jit))
     self._store = tf.function(self._store_batch)
 
-  def build(self):
-    return self  # Every variable exists from the constructor on (restores reach them all).
+  @property
+  def trainable_variables(self):
+    return [self.images]
 
   def _start_batch(self):
     self.images.assign(tf.clip_by_value(0.5 + 0.2 * self.rng.normal(self.images.shape), 0., 1.))
@@ -99,17 +103,11 @@ class InversionTrainer:
       outs = [t.tail(images, 0, training=False) for t in self.teachers]
       bns = tf.constant(0.0)
     else:
-      outs = [tap(images, training=False) for tap, _ in self.taps]
-      bns = tf.add_n([losses.batchnorm_statistics_loss(o["bn_inputs"], stats, self.bns_form)
-                      for o, (_, stats) in zip(outs, self.taps)]) / len(self.taps)
+      outs, bns = tapped_outputs(self.taps, images, self.bns_form)
     probs = tf.concat([tf.cast(o["probs"], tf.float32) for o in outs], axis=1)
     return probs, bns
 
-  def _traced_update(self):
-    self.trace_count += 1  # Runs only while tracing: counts retraces.
-    return self._update_step()
-
-  def _update_step(self):
+  def _step(self):
     targets = tf.gather(self.targets, self.index, axis=1)
     with tf.GradientTape() as tape:
       probs, bns = self._predict(random_flip_shift(self.images, self.rng, self.jitter))
@@ -135,7 +133,7 @@ class InversionTrainer:
     batch, local = divmod(k, self.steps)
     if local == 0:
       self._start()
-    out = self._update()
+    out = self._compiled()
     if local == self.steps - 1:
       self._store(tf.constant(batch, tf.int64))
     self.counter.assign_add(1)

@@ -89,6 +89,18 @@ def _teacher_outputs(teachers, image):
   return [t.tail(image, 0, training=False) for t in teachers]
 
 
+def tapped_outputs(taps, image, form: str = "squared"):
+  """Every teacher's outputs on `image` through its BN taps, and L_bns averaged over them.
+
+  `taps` is one `blocknet.batchnorm_taps(teacher)` pair per teacher; one forward pass per
+  teacher gives both the predictions and the batch-norm inputs L_bns compares.
+  """
+  outs = [tap(image, training=False) for tap, _ in taps]
+  bns = tf.add_n([losses.batchnorm_statistics_loss(o["bn_inputs"], stats, form)
+                  for o, (_, stats) in zip(outs, taps)]) / len(taps)
+  return outs, bns
+
+
 class GeneratorSource:
   """Generated batches for Steps II–III: I_gan and every group's output, from frozen G.
 
@@ -238,9 +250,7 @@ class GeneratorTrainer(_Step):
       image_out = ([out for _, out in pairs] if self.aux
                    else _teacher_outputs(self.teachers, outputs[-1]))
     else:
-      image_out = [tap(outputs[-1], training=False) for tap, _ in self.taps]
-      bns = tf.add_n([losses.batchnorm_statistics_loss(o["bn_inputs"], stats, self.bns_form)
-                      for o, (_, stats) in zip(image_out, self.taps)]) / len(self.taps)
+      image_out, bns = tapped_outputs(self.taps, outputs[-1], self.bns_form)
     image_probs = tf.concat([tf.cast(o["probs"], tf.float32) for o in image_out], axis=1)
     feature_probs = []
     for j, depth in enumerate(self.generator.depths[:-1]):
