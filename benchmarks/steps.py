@@ -47,9 +47,10 @@ from benchmarks import flops as flops_lib
 from dfka_tf import data
 from dfka_tf.errors import DataNotFoundError
 from dfka_tf.models import blocknet
-from dfka_tf.models.generator import GroupStackGenerator
+from dfka_tf.config import RunConfig
 from dfka_tf.models.resnet import build_resnet
-from dfka_tf.pipeline import default_jit
+from dfka_tf.stages import images, student
+from dfka_tf.stages.base import Run, Workdir, default_jit
 from dfka_tf.task import TaskMap
 from dfka_tf.train import inversion, steps
 from dfka_tf.train.teachers import TeacherTrainer
@@ -101,14 +102,26 @@ def _out(*args):
 
 
 class World:
-  """Everything the phases share, built on first use: teachers, task, generators, T, T_u."""
+  """Everything the phases share, built on first use: teachers, task, generators, T, T_u.
+
+  The trainers come from the runner's own factories (`dfka_tf.stages`), configured by a
+  RunConfig of this scale; the teachers are untrained networks of the run's architecture.
+  """
 
   def __init__(self, c: Dict, jit: bool):
     self.c, self.jit = c, bool(jit)
     self.shape = (c["size"], c["size"], 3)
     self.batch = c["batch"]
     self.rng = tf.random.Generator.from_seed(0)
+    self.config = RunConfig.for_dataset(
+        "scenes20" if c["dataset"] == "scenes20" else c["dataset"], arch=c["arch"],
+        image_size=c["size"], batch_size=c["batch"], latent_dim=c["latent"],
+        generator_width=c["width"], jit=self.jit, workdir="unused")
     self._generators = {}
+
+  def run(self, **overrides) -> Run:
+    """A Run of this scale that never writes (no stage runs through it)."""
+    return Run(self.config.replace(**overrides), Workdir("unused"), progress=False)
 
   def net(self, name, num_labels):
     return blocknet.split_model(build_resnet(self.c["arch"], num_labels, self.shape, name=name),
@@ -122,16 +135,15 @@ class World:
   def task(self):
     return TaskMap.build([t.label_names for t in self.teachers])
 
-  def generator(self, k):
+  def generator_trainer(self, k):
     if k not in self._generators:
-      self._generators[k] = GroupStackGenerator(
-          self.teachers[0].feature_shapes, num_groups=k, latent_dim=self.c["latent"],
-          width=self.c["width"])
+      self._generators[k] = images.generator_trainer(self.run(groups=k), self.teachers)
     return self._generators[k]
 
   @functools.cached_property
   def source(self):  # Steps II and III read images from the K = 2 generator.
-    return steps.GeneratorSource(self.generator(2), self.rng, self.batch)
+    return images.Images(self.run(), self.teachers,
+                         self.generator_trainer(2).generator).source(11)
 
   @functools.cached_property
   def target(self):
@@ -177,19 +189,17 @@ def _plain(w: World) -> Bench:
 
 
 def _generator(w: World, k: int) -> Bench:
-  return _trainer_bench(steps.GeneratorTrainer(w.generator(k), w.teachers, rng=w.rng,
-                                               batch_size=w.batch, jit=w.jit).build())
+  return _trainer_bench(w.generator_trainer(k))
 
 
 def _block(w: World, b: int) -> Bench:
-  return _trainer_bench(steps.BlockTrainer(w.target, b, w.source, w.teachers, w.task,
-                                           batch_size=w.batch, steps=100, jit=w.jit).build())
+  return _trainer_bench(student.block_trainer(w.run(), w.target, b, w.source, w.teachers,
+                                              w.task))
 
 
 def _finetune(w: World) -> Bench:
-  return _trainer_bench(steps.FinetuneTrainer(w.target_net, w.source, w.teachers, w.task,
-                                              batch_size=w.batch, steps=100,
-                                              jit=w.jit).build())
+  return _trainer_bench(student.finetune_trainer(w.run(), w.target_net, w.source, w.teachers,
+                                                 w.task))
 
 
 def _inversion(w: World) -> Bench:

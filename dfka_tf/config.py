@@ -1,196 +1,563 @@
-"""Run configuration: one dataclass, presets per dataset, validation with clear errors."""
+"""Run configuration in sections, presets by name, one expansion of --method, clear errors.
+
+A run is one `RunConfig`: the method plus six frozen sections (`DataConfig`, `GeneratorConfig`
+with its priors, `SourceConfig`, `StudentConfig`, `EvalConfig`, `RuntimeConfig`). Every option
+is one dataclass field made by `option(...)`: its default, its help, its check and its
+short name. From that one place come the command-line flag (`--<name>`), the `--set
+<section>.<field>=value` key, the validation and the cache keys of the experiment suites.
+docs/configuration.md shows how a new option is added.
+
+`RunConfig.build` starts from a named preset, applies overrides, then expands the method
+into settings (e.g. dafl: one generator group, no L_dis, plain distillation) once; the code
+reads those settings, never the method's name.
+"""
 
 import dataclasses
+import hashlib
 import json
-from typing import List, Optional, Tuple
+import typing
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from dfka_tf.errors import ConfigError
 
 METHODS = ("dfka", "teacher", "ka", "similar", "diff", "noise", "dafl")
-
-# Per-dataset defaults. scenes20 is tuned so the whole default run (teachers included)
-# fits in 10 minutes on 2 CPU cores; voc2007/coco2014 follow the paper (§5.1): ResNet-101 at
-# 224 px, batch 16, SGD with poly LR base 0.01, power 0.9, weight decay 5e-3.
-PRESETS = {
-    "scenes20": dict(arch="small", image_size=32, batch_size=64, teacher_steps=600,
-                     teacher_lr=0.3, generator_steps=300, generator_lr=1e-3,
-                     block_steps=300, target_lr=0.3, finetune_steps=400, latent_dim=128,
-                     generator_width=64, eval_batch_size=250),
-    "voc2007": dict(arch="resnet101", image_size=224, batch_size=16, teacher_steps=20000,
-                    teacher_lr=0.01, generator_steps=20000, generator_lr=1e-3,
-                    block_steps=10000, target_lr=0.01, finetune_steps=10000, latent_dim=256,
-                    generator_width=256, eval_batch_size=32),
-}
-PRESETS["coco2014"] = dict(PRESETS["voc2007"], teacher_steps=60000)
+SOURCES = ("generator", "pool", "dataset", "noise", "none")
+STUDENT_MODES = ("blockwise", "distill", "ensemble")
+DEFAULT_NUM_BLOCKS = 4  # B: build_resnet's stages block1..block4, cut at block{1,2,3}_out.
 
 
-@dataclasses.dataclass
-class RunConfig:
-  """Everything one run needs; written to <workdir>/config.json at start.
+def option(default, help: str, *, name: Optional[str] = None, check=None,
+           choices: Optional[Tuple] = None, resumable: bool = False, flag: str = "auto"):
+  """A config field: default, help text, short name (flag and legacy key) and check.
 
-  Flags map one to one onto these fields (experiments/run.py).
+  Args:
+    default: the value when neither a preset nor the user sets it.
+    help: one sentence for --help and docs/configuration.md.
+    name: the flat name (`--<name>` and the key in older flat config.json files); default
+      the field's own name.
+    check: value -> error text or None; "positive" and "nonneg" are shorthands.
+    choices: the allowed values.
+    resumable: changing it does not change results (may differ on --resume; never in keys).
+    flag: "auto" (a flag of the field's type), "multi" (repeatable), "list"
+      (comma-separated) or "none".
   """
-  workdir: str = "runs/default"
-  dataset: str = "scenes20"
-  data_dir: Optional[str] = None
-  num_teachers: int = 2
-  teacher_paths: Tuple[str, ...] = ()
-  teacher_blocks: Tuple[str, ...] = ()
-  labels: Optional[Tuple[str, ...]] = None
-  method: str = "dfka"
-  groups: int = 2
-  arch: str = "small"
-  image_size: int = 32
-  batch_size: int = 64
-  eval_batch_size: int = 250
-  seed: int = 0
-  teacher_steps: int = 600
-  teacher_lr: float = 0.3
-  generator_steps: int = 300
-  generator_lr: float = 1e-3
-  block_steps: int = 300
-  target_lr: float = 0.3
-  finetune_steps: int = 400
-  weight_decay: float = 5e-3
-  latent_dim: int = 128
-  generator_width: int = 64
-  alpha: float = 1.0
-  beta: float = 1.0
-  gamma: float = 5.0
-  dis_sign: str = "sparse"
-  bns_weight: float = 0.0
-  bns_form: str = "squared"
-  lh_weight: float = 0.0
-  generator_jitter: int = 0
-  student_jitter: int = 0
-  adversarial_weight: float = 0.0
-  target_pretrain: Optional[str] = None
-  pretrain_steps: int = 600
-  inversion_images: int = 0
-  inversion_steps: int = 200
-  inversion_lr: float = 0.1
-  inversion_bns: float = 1.0
-  inversion_tv: float = 1e-3
-  inversion_max_labels: int = 3
-  image_bn: bool = True
-  lambda_in1: float = 1.0
-  lambda_in2: float = 1.0
-  branch_out: Optional[int] = None
-  imagenet_init: bool = True
-  jit: Optional[bool] = None
-  mixed_precision: bool = False
-  checkpoint_every: int = 100
-  evaluate: bool = True
-  export: bool = True
+  meta = dict(help=help, name=name, check=check, choices=choices, resumable=resumable,
+              flag=flag)
+  if isinstance(default, (dict, list)) or dataclasses.is_dataclass(default):
+    factory = default if callable(default) else (lambda: default)
+    return dataclasses.field(default_factory=factory, metadata=meta)
+  return dataclasses.field(default=default, metadata=meta)
 
+
+def _positive(v):
+  return None if v is None or v >= 1 else "must be >= 1"
+
+
+def _nonneg(v):
+  return None if v is None or v >= 0 else "must be >= 0 (0 turns it off)"
+
+
+_CHECKS = {"positive": _positive, "nonneg": _nonneg}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """The teachers' data, the teachers themselves and the customized label set."""
+  dataset: str = option("scenes20", "Dataset the teachers come from and T_u is evaluated on.",
+                        flag="none")
+  data_dir: Optional[str] = option(None, "TFDS data directory (default: TFDS's own).",
+                                   resumable=True)
+  num_teachers: int = option(2, "M, the number of teachers trained on label subsets.",
+                             name="teachers", check="positive")
+  teacher_paths: Tuple[str, ...] = option((), "Bring your own teacher: a .keras file (repeat "
+                                          "per teacher); label names from "
+                                          "<file>.labels.json.", name="teacher", flag="multi")
+  teacher_blocks: Tuple[str, ...] = option((), "Layer names ending blocks 1..B-1 of your "
+                                           "teachers (default: block1_out,..,block3_out).",
+                                           flag="list")
+  labels: Optional[Tuple[str, ...]] = option(None, "Customized labels Y_cst in output order "
+                                             "(default: all).", flag="list")
+  arch: str = option("small", "Teacher/TargetNet ResNet (small, tiny, resnet18, resnet50, "
+                     "resnet101).")
+  image_size: int = option(32, "Image side in pixels.", check="positive")
+  teacher_steps: int = option(600, "Teacher training steps.", check="nonneg")
+  teacher_lr: float = option(0.3, "Base LR of teacher training (poly, power 0.9).")
+  imagenet_init: bool = option(True, "Start resnet50/101 from ImageNet weights (paper scale).",
+                               flag="none")
+
+  @property
+  def num_blocks(self) -> int:
+    """B: the teachers' block count (their cut names + 1)."""
+    return len(self.teacher_blocks) + 1 if self.teacher_blocks else DEFAULT_NUM_BLOCKS
+
+
+@dataclasses.dataclass(frozen=True)
+class BnsPrior:
+  """L_bns, DeepInversion's batch-norm statistics prior on G's image (beyond the paper)."""
+  weight: float = option(0.0, "Weight of L_bns (0 = off).", name="bns_weight", check="nonneg")
+  form: str = option("squared", "'squared' (distances of means and standard deviations) or "
+                     "'norm' (DeepInversion's code: means and variances).", name="bns_form",
+                     choices=("squared", "norm"))
+
+
+@dataclasses.dataclass(frozen=True)
+class LhPrior:
+  """L_H, IFHE's auxiliary classifier on the teachers' pooled intermediate features."""
+  weight: float = option(0.0, "Weight of L_H (beyond the paper; 0 = off).", name="lh_weight",
+                         check="nonneg")
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorConfig:
+  """Step I: the group-stack generator G, its loss weights (S-Table 1) and its priors."""
+  enabled: bool = option(True, "Train G (set by --method).", flag="none")
+  groups: int = option(2, "K, generator groups; must divide B.", check="positive")
+  steps: int = option(300, "Step I steps.", name="generator_steps", check="nonneg")
+  lr: float = option(1e-3, "Adam LR of the generator.", name="generator_lr")
+  latent_dim: int = option(128, "Length of z.", check="positive")
+  width: int = option(64, "Channels of G's first group.", name="generator_width",
+                      check="positive")
+  alpha: float = option(1.0, "Weight of L_a (S-Table 1: 1).")
+  beta: float = option(1.0, "Weight of L_ie (S-Table 1: 1).")
+  gamma: float = option(5.0, "Weight of L_dis (S-Table 1: 5).")
+  dis_sign: str = option("sparse", "Reading of L_dis (Eq. 8).", choices=("sparse", "printed"))
+  image_bn: bool = option(True, "End G in a batch norm without affine before the sigmoid "
+                          "(DAFL's generator).")
+  jitter: int = option(0, "The teachers judge G's image flipped and shifted by up to this many "
+                       "pixels (DeepInversion; beyond the paper; 0 = off).",
+                       name="generator_jitter", check="nonneg")
+  bns: BnsPrior = option(BnsPrior, "L_bns prior.")
+  lh: LhPrior = option(LhPrior, "L_H prior.")
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolConfig:
+  """The DeepInversion image pool (beyond the paper), used when source.kind is "pool"."""
+  images: int = option(0, "Train Steps II-III on a pool of this many images optimised pixel "
+                       "by pixel against the teachers (DeepInversion; beyond the paper; 0 = "
+                       "off).", name="inversion_images", check="nonneg")
+  steps: int = option(200, "Adam steps per pool batch.", name="inversion_steps",
+                      check="positive")
+  lr: float = option(0.1, "Adam LR of the pool's pixels.", name="inversion_lr")
+  bns: float = option(1.0, "Weight of L_bns in the pool's objective.", name="inversion_bns",
+                      check="nonneg")
+  bns_form: str = option("norm", "L_bns form of the pool.", name="inversion_bns_form",
+                         choices=("squared", "norm"))
+  tv: float = option(1e-3, "Weight of the smoothness prior L_tv.", name="inversion_tv",
+                     check="nonneg")
+  max_labels: int = option(3, "Each pool image targets 1 to this many labels.",
+                           name="inversion_max_labels", check="positive")
+  jitter: Optional[int] = option(None, "Pixels of the pool's jitter (default image_size // "
+                                 "16, at least 1).", name="inversion_jitter", check="positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceConfig:
+  """Where Steps II-III get their images."""
+  kind: str = option("generator", "generator, pool, dataset (unlabeled real images), noise or "
+                     "none (set by --method and --inversion_images).", flag="none",
+                     choices=SOURCES)
+  dataset: Optional[str] = option(None, "The unlabeled images of kind=dataset (default: the "
+                                  "teachers' dataset).", name="source_dataset", flag="none")
+  jitter: int = option(0, "Flip and shift each image by up to this many pixels (beyond the "
+                       "paper; 0 = off).", name="student_jitter", check="nonneg")
+  pool: PoolConfig = option(PoolConfig, "The DeepInversion pool.")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentConfig:
+  """The TargetNet: Step II block by block, Step III regrouping and fine-tuning."""
+  mode: str = option("blockwise", "blockwise (Steps II-III), distill (DAFL: one network, plain "
+                     "distillation) or ensemble (the teachers themselves); set by --method.",
+                     flag="none", choices=STUDENT_MODES)
+  block_steps: int = option(300, "Step II steps per TargetNet block.", check="nonneg")
+  lr: float = option(0.3, "Base LR of the TargetNet blocks (poly, power 0.9).",
+                     name="target_lr")
+  finetune_steps: int = option(400, "Step III fine-tuning steps.", check="nonneg")
+  finetune_lr_scale: float = option(0.1, "Step III's base LR as a fraction of --target_lr.")
+  lambda_in1: float = option(1.0, "λ_in^1 of Eq. 17 (F_in^1 stream).", check="nonneg")
+  lambda_in2: float = option(1.0, "λ_in^2 of Eq. 17 (generator link stream).", check="nonneg")
+  branch_out: Optional[int] = option(None, "Force S_m for every teacher (default: Eq. 18).",
+                                     check="positive")
+  pretrain: Optional[str] = option(None, "Start the TargetNet from a network trained on this "
+                                   "labelled dataset (scenes20_similar: the stand-in for "
+                                   "ImageNet; never the teachers' own data).",
+                                   name="target_pretrain")
+  pretrain_steps: int = option(600, "Steps of --target_pretrain.", check="nonneg")
+  adversarial_weight: float = option(0.0, "Step III: keep training G to maximise T_u's "
+                                     "disagreement with the teachers (DFAD; beyond the paper; "
+                                     "0 = off).", check="nonneg")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  """Evaluation on the real test split and export."""
+  evaluate: bool = option(True, "Evaluate teachers and T_u on the real test split.",
+                          resumable=True)
+  batch_size: int = option(250, "Batch size of evaluation.", name="eval_batch_size",
+                           check="positive", resumable=True)
+  export: bool = option(True, "Export T_u as a SavedModel.", resumable=True, flag="none")
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+  """Seed, batch, optimiser settings shared by every stage, devices and checkpoints."""
+  workdir: str = option("runs/default", "Run directory (default runs/<dataset>-seed<seed>).",
+                        resumable=True, flag="none")
+  seed: int = option(0, "Seed of data order, noise and initialisation.")
+  batch_size: int = option(64, "Batch size of every training stage (paper: 16).",
+                           check="positive")
+  weight_decay: float = option(5e-3, "SGD weight decay of teachers and TargetNet (paper: "
+                               "5e-3).", check="nonneg")
+  jit: Optional[bool] = option(None, "XLA: None = on with a GPU, off on CPU (slower there).",
+                               resumable=True, flag="none")
+  mixed_precision: bool = option(False, "mixed_float16 (GPU).")
+  checkpoint_every: int = option(100, "Steps between checkpoints.", check="positive",
+                                 resumable=True)
+
+
+SECTIONS = {"data": DataConfig, "generator": GeneratorConfig, "source": SourceConfig,
+            "student": StudentConfig, "eval": EvalConfig, "runtime": RuntimeConfig}
+
+# Named presets: dotted paths -> values. scenes20 fits the whole default run (teachers
+# included) in 10 minutes on 2 CPU cores; voc2007/coco2014 follow the paper (§5.1):
+# ResNet-101 at 224 px, batch 16, SGD with poly LR base 0.01, power 0.9, weight decay 5e-3.
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "scenes20": {"data.arch": "small", "data.image_size": 32, "runtime.batch_size": 64,
+                 "data.teacher_steps": 600, "data.teacher_lr": 0.3, "generator.steps": 300,
+                 "generator.lr": 1e-3, "student.block_steps": 300, "student.lr": 0.3,
+                 "student.finetune_steps": 400, "generator.latent_dim": 128,
+                 "generator.width": 64, "eval.batch_size": 250},
+    "voc2007": {"data.arch": "resnet101", "data.image_size": 224, "runtime.batch_size": 16,
+                "data.teacher_steps": 20000, "data.teacher_lr": 0.01,
+                "generator.steps": 20000, "generator.lr": 1e-3, "student.block_steps": 10000,
+                "student.lr": 0.01, "student.finetune_steps": 10000,
+                "generator.latent_dim": 256, "generator.width": 256, "eval.batch_size": 32},
+    # Smoke runs (tests, suites' --quick): every stage a handful of steps; numbers meaningless.
+    "quick": {"data.arch": "tiny", "data.image_size": 32, "runtime.batch_size": 8,
+              "data.teacher_steps": 20, "generator.steps": 5, "student.block_steps": 5,
+              "student.finetune_steps": 5, "eval.export": False},
+}
+PRESETS["coco2014"] = dict(PRESETS["voc2007"], **{"data.teacher_steps": 60000})
+DATASET_PRESET = {"scenes20": "scenes20", "voc2007": "voc2007", "coco2014": "coco2014",
+                  "byo": "scenes20"}
+
+# Companion datasets of the Table 1 rows trained on unlabeled real images.
+COMPANIONS = {"ka": None, "similar": "scenes20_similar", "diff": "scenes20_different"}
+
+
+# ------------------------------------------------------------------ field registry
+@dataclasses.dataclass(frozen=True)
+class Field:
+  """One option: its dotted path, short name, type and metadata."""
+  path: str
+  name: str
+  type: Any
+  default: Any
+  meta: Dict
+
+  @property
+  def help(self) -> str:
+    return self.meta["help"]
+
+
+def _fields_of(cls, prefix: str) -> List[Field]:
+  hints = typing.get_type_hints(cls)
+  out = []
+  for f in dataclasses.fields(cls):
+    path = f"{prefix}.{f.name}"
+    if dataclasses.is_dataclass(hints[f.name]):
+      out.extend(_fields_of(hints[f.name], path))
+      continue
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    out.append(Field(path, f.metadata.get("name") or f.name, hints[f.name], default,
+                     dict(f.metadata)))
+  return out
+
+
+FIELDS: List[Field] = [f for s, cls in SECTIONS.items() for f in _fields_of(cls, s)]
+BY_NAME = {f.name: f for f in FIELDS}
+BY_PATH = {f.path: f for f in FIELDS}
+assert len(BY_NAME) == len(FIELDS), "option short names must be unique"
+
+
+def resolve(key: str) -> Field:
+  """The field of a dotted path or a short name; ConfigError with close matches if none."""
+  field = BY_PATH.get(key) or BY_NAME.get(key)
+  if field is None:  # A field's own name where it is unique (num_teachers, teacher_paths).
+    same = [f for f in FIELDS if f.path.rsplit(".", 1)[-1] == key]
+    field = same[0] if len(same) == 1 else None
+  if field is None:
+    import difflib  # pylint: disable=g-import-not-at-top
+    close = difflib.get_close_matches(key, list(BY_PATH) + list(BY_NAME), n=3)
+    raise ConfigError(f"unknown config option {key!r}; close matches: {close}. "
+                      "docs/configuration.md lists every option.")
+  return field
+
+
+def base_type(field: Field):
+  """The field's type without Optional, as a class (tuple for Tuple[str, ...])."""
+  typ = field.type
+  if typing.get_origin(typ) is typing.Union:
+    typ = [a for a in typing.get_args(typ) if a is not type(None)][0]
+  return typing.get_origin(typ) or typ
+
+
+def coerce(field: Field, value):
+  """`value` as the field's type (tuples from lists, numbers from strings of --set)."""
+  if value is None:
+    return None
+  kind = base_type(field)
+  try:
+    if kind is tuple:
+      items = value.split(",") if isinstance(value, str) else list(value)
+      return tuple(str(v) for v in items)
+    if kind is bool and isinstance(value, str):
+      if value.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(value)
+      return value.lower() in ("true", "1")
+    if kind is bool:
+      return bool(value)
+    return kind(value)
+  except (TypeError, ValueError):
+    raise ConfigError(f"{field.path}={value!r} is not of type {kind.__name__}.") from None
+
+
+def _get(obj, path: str):
+  for part in path.split("."):
+    obj = getattr(obj, part)
+  return obj
+
+
+def _replace(obj, path: str, value):
+  head, _, rest = path.partition(".")
+  if not rest:
+    return dataclasses.replace(obj, **{head: value})
+  return dataclasses.replace(obj, **{head: _replace(getattr(obj, head), rest, value)})
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """Everything one run needs; written to <workdir>/config.json at start."""
+  method: str = "dfka"
+  data: DataConfig = dataclasses.field(default_factory=DataConfig)
+  generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
+  source: SourceConfig = dataclasses.field(default_factory=SourceConfig)
+  student: StudentConfig = dataclasses.field(default_factory=StudentConfig)
+  eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+  runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+
+  # ---------------------------------------------------------------- building
   @classmethod
-  def for_dataset(cls, dataset: str = "scenes20", **overrides) -> "RunConfig":
-    """The preset of `dataset` (paper settings for voc2007/coco2014) with overrides."""
-    preset = PRESETS.get(dataset, PRESETS["scenes20"] if dataset == "byo" else None)
-    if preset is None:
-      raise ConfigError(f"unknown --dataset={dataset!r}; use one of {sorted(PRESETS)} "
-                        "(or pass --teacher files to bring your own teachers).")
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-      raise ConfigError(f"unknown config field(s) {unknown}.")
-    values = dict(preset, dataset=dataset)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    config = cls(**values)
+  def build(cls, dataset: str = "scenes20", *, preset: Optional[str] = None,
+            method: str = "dfka", overrides: Optional[Dict[str, Any]] = None) -> "RunConfig":
+    """The preset (default: the dataset's), then `overrides`, then the method's settings.
+
+    Args:
+      dataset: scenes20, voc2007, coco2014, or "byo" (your own teachers, scenes20 preset).
+      preset: a name in PRESETS applied after the dataset's (e.g. "quick").
+      overrides: {short name or dotted path: value}; None values are ignored.
+    """
+    if dataset not in DATASET_PRESET:
+      raise ConfigError(f"unknown --dataset={dataset!r}; use one of "
+                        f"{sorted(k for k in DATASET_PRESET if k != 'byo')} (or pass "
+                        "--teacher files to bring your own teachers).")
+    if preset is not None and preset not in PRESETS:
+      raise ConfigError(f"unknown preset {preset!r}; use one of {sorted(PRESETS)}.")
+    if method not in METHODS:
+      raise ConfigError(f"--method={method!r} is unknown; use one of {', '.join(METHODS)}.")
+    config = cls(method=method)
+    values = dict(PRESETS[DATASET_PRESET[dataset]], **{"data.dataset": dataset})
+    if preset is not None:
+      values.update(PRESETS[preset])
+    values.update({resolve(k).path: v for k, v in (overrides or {}).items() if v is not None})
+    for path, value in values.items():
+      config = _replace(config, path, coerce(resolve(path), value))
+    config = config.expanded()
     config.validate()
     return config
 
+  @classmethod
+  def for_dataset(cls, dataset: str = "scenes20", **overrides) -> "RunConfig":
+    """`build` with flat keyword overrides (short names or dotted paths); `method=` too."""
+    method = overrides.pop("method", None) or "dfka"
+    preset = overrides.pop("preset", None)
+    return cls.build(dataset, preset=preset, method=method, overrides=overrides)
+
+  def replace(self, **overrides) -> "RunConfig":
+    """A copy with overrides (short names or dotted paths), expanded and validated."""
+    config = self
+    for key, value in overrides.items():
+      field = resolve(key)
+      config = _replace(config, field.path, coerce(field, value))
+    config = config.expanded()
+    config.validate()
+    return config
+
+  def expanded(self) -> "RunConfig":
+    """The method's settings, applied once: which stages run and on which images."""
+    m, c = self.method, self
+    student = {"teacher": "ensemble", "dafl": "distill"}.get(m, "blockwise")
+    c = _replace(c, "student.mode", student)
+    c = _replace(c, "generator.enabled", m in ("dfka", "dafl"))
+    if m == "dafl":  # DAFL: one generator judged on the image only: L_oh + α L_a + β L_ie.
+      c = _replace(_replace(c, "generator.groups", 1), "generator.gamma", 0.0)
+    if m in ("dfka", "dafl"):
+      kind = "pool" if c.source.pool.images > 0 else "generator"
+    elif m == "noise":
+      kind = "noise"
+    elif m in COMPANIONS:
+      kind = "dataset"
+      c = _replace(c, "source.dataset", COMPANIONS[m])
+    else:
+      kind = "none"
+    return _replace(c, "source.kind", kind)
+
+  # ---------------------------------------------------------------- access
+  @property
+  def workdir(self) -> str:
+    return self.runtime.workdir
+
+  @property
+  def seed(self) -> int:
+    return self.runtime.seed
+
+  def get(self, key: str):
+    """The value of a short name or dotted path."""
+    return _get(self, resolve(key).path)
+
+  # ---------------------------------------------------------------- validation
   def validate(self):
     """Raises ConfigError naming the first bad value and what to use instead."""
-    positive = ["num_teachers", "groups", "image_size", "batch_size", "eval_batch_size",
-                "latent_dim", "generator_width", "checkpoint_every"]
-    for name in positive:
-      if int(getattr(self, name)) < 1:
-        raise ConfigError(f"--{name}={getattr(self, name)} must be >= 1.")
-    for name in ["teacher_steps", "generator_steps", "block_steps", "finetune_steps",
-                 "pretrain_steps"]:
-      if int(getattr(self, name)) < 0:
-        raise ConfigError(f"--{name}={getattr(self, name)} must be >= 0.")
-    if self.method not in METHODS:
-      raise ConfigError(f"--method={self.method!r} is unknown; use one of {', '.join(METHODS)}.")
-    if self.dis_sign not in ("sparse", "printed"):
-      raise ConfigError(f"--dis_sign={self.dis_sign!r}; use 'sparse' or 'printed'.")
-    if self.bns_weight < 0:
-      raise ConfigError(f"--bns_weight={self.bns_weight} must be >= 0 (0 turns L_bns off).")
-    if self.bns_form not in ("squared", "norm"):
-      raise ConfigError(f"--bns_form={self.bns_form!r}; use 'squared' or 'norm'.")
-    if self.lh_weight < 0:
-      raise ConfigError(f"--lh_weight={self.lh_weight} must be >= 0 (0 turns L_H off).")
-    if self.target_pretrain is not None:
-      base = lambda name: name[:-3] if name.endswith("_64") else name
-      if base(self.target_pretrain) == base(self.dataset):
-        raise ConfigError(f"--target_pretrain={self.target_pretrain} is the teachers' own data; "
-                          "the TargetNet must not see it (data-free). Pretrain on another "
-                          "labelled dataset, e.g. scenes20_similar for scenes20.")
-    if self.adversarial_weight < 0:
-      raise ConfigError(f"--adversarial_weight={self.adversarial_weight} must be >= 0 (0 turns "
-                        "adversarial fine-tuning off).")
-    if self.adversarial_weight > 0 and self.method != "dfka":
-      raise ConfigError(f"--adversarial_weight trains DFKA's generator in Step III; "
-                        f"--method={self.method} has no Step III generator. Use --method=dfka "
-                        "or --adversarial_weight=0.")
-    for name in ("generator_jitter", "student_jitter"):
-      value = int(getattr(self, name))
-      if value < 0 or value >= self.image_size:
-        raise ConfigError(f"--{name}={value} must be in 0..{self.image_size - 1} pixels "
-                          "(0 turns it off).")
-    if self.inversion_images < 0:
-      raise ConfigError(f"--inversion_images={self.inversion_images} must be >= 0 (0 turns the "
-                        "DeepInversion pool off).")
-    if self.inversion_images > 0:
-      if self.method not in ("dfka", "dafl"):
-        raise ConfigError(f"--inversion_images replaces the generated images of dfka and dafl; "
-                          f"--method={self.method} does not train on generated images. Use "
-                          "--method=dfka or --inversion_images=0.")
-      if self.adversarial_weight > 0:
-        raise ConfigError("--adversarial_weight trains G against T_u in Step III, but with "
-                          "--inversion_images T_u trains on the fixed pool, not on G; set one "
-                          "of them to 0.")
-      if self.inversion_steps < 1 or self.inversion_lr <= 0:
-        raise ConfigError(f"--inversion_steps={self.inversion_steps} must be >= 1 and "
-                          f"--inversion_lr={self.inversion_lr} > 0.")
-      if self.inversion_bns < 0 or self.inversion_tv < 0:
-        raise ConfigError(f"--inversion_bns={self.inversion_bns} and --inversion_tv="
-                          f"{self.inversion_tv} must be >= 0.")
-      if self.inversion_max_labels < 1:
-        raise ConfigError(f"--inversion_max_labels={self.inversion_max_labels} must be >= 1.")
-    if self.lambda_in1 < 0 or self.lambda_in2 < 0 or self.lambda_in1 + self.lambda_in2 == 0:
-      raise ConfigError(f"--lambda_in1={self.lambda_in1}, --lambda_in2={self.lambda_in2}: "
-                        "both must be >= 0 and not both 0.")
-    if self.labels is not None and len(self.labels) == 0:
-      raise ConfigError("--labels is empty; name at least one label or leave it unset.")
-    if self.teacher_paths and self.method in ("ka", "similar", "diff"):
-      raise ConfigError(f"--method={self.method} trains on unlabeled images of a dataset; with "
-                        "your own --teacher files there is none. Use dfka, dafl, noise or "
-                        "teacher.")
-    if self.teacher_paths and len(self.teacher_paths) < 1:
-      raise ConfigError("--teacher needs at least one file.")
+    for f in FIELDS:
+      value = _get(self, f.path)
+      check = _CHECKS.get(f.meta["check"], f.meta["check"])
+      problem = check(value) if check else None
+      if problem is None and f.meta["choices"] and value not in f.meta["choices"]:
+        problem = f"must be one of {', '.join(map(str, f.meta['choices']))}"
+      if problem:
+        raise ConfigError(f"--{f.name}={value!r} {problem}.")
+    _validate_combinations(self)
+
+  # ---------------------------------------------------------------- (de)serialisation
+  def to_dict(self) -> Dict:
+    return json.loads(json.dumps(dataclasses.asdict(self), default=list))
 
   def to_json(self) -> str:
-    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
   @classmethod
   def from_json(cls, text: str) -> "RunConfig":
+    """A config.json in sections, or the flat one older runs wrote (read for --resume)."""
     values = json.loads(text)
-    for key in ("teacher_paths", "teacher_blocks"):
-      values[key] = tuple(values.get(key) or ())
-    if values.get("labels") is not None:
-      values["labels"] = tuple(values["labels"])
-    return cls(**values)
-
-  # Fields that may change between a run and its resumption without changing the results.
-  RESUMABLE = ("evaluate", "export", "eval_batch_size", "checkpoint_every", "jit",
-               "data_dir")
+    method = values.pop("method", "dfka")
+    if not any(k in SECTIONS for k in values):  # Flat: every key is an option's short name.
+      values = {resolve(k).path: v for k, v in values.items()}
+    else:
+      values = {f.path: _get_dict(values, f.path) for f in FIELDS
+                if _has_dict(values, f.path)}
+    config = cls(method=method)
+    for path, value in values.items():
+      config = _replace(config, path, coerce(BY_PATH[path], value))
+    return config.expanded()
 
   def differences(self, other: "RunConfig") -> List[str]:
-    a, b = dataclasses.asdict(self), dataclasses.asdict(other)
-    return [k for k in sorted(a) if k not in self.RESUMABLE and _norm(a[k]) != _norm(b.get(k))]
+    """Short names of the result-changing options that differ (the method too)."""
+    out = ["method"] if self.method != other.method else []
+    return out + [f.name for f in FIELDS if not f.meta["resumable"]
+                  and _get(self, f.path) != _get(other, f.path)]
+
+  def key(self, *sections: str, exclude: Tuple[str, ...] = ()) -> str:
+    """A short hash of the result-changing fields of `sections` that differ from their
+    defaults, so an option added later at its default (off) changes no existing key."""
+    values = {f.path: _get(self, f.path) for f in FIELDS
+              if f.path.split(".")[0] in sections and not f.meta["resumable"]
+              and f.path not in exclude and _get(self, f.path) != f.default}
+    text = json.dumps([sections, values], sort_keys=True, default=list)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-def _norm(v):
-  return list(v) if isinstance(v, tuple) else v
+def _has_dict(d, path):
+  for part in path.split("."):
+    if not isinstance(d, dict) or part not in d:
+      return False
+    d = d[part]
+  return True
+
+
+def _get_dict(d, path):
+  for part in path.split("."):
+    d = d[part]
+  return d
+
+
+def _validate_combinations(c: RunConfig):
+  """Checks that involve more than one option."""
+  if c.data.labels is not None and len(c.data.labels) == 0:
+    raise ConfigError("--labels is empty; name at least one label or leave it unset.")
+  s = c.student
+  if s.lambda_in1 + s.lambda_in2 == 0:
+    raise ConfigError(f"--lambda_in1={s.lambda_in1}, --lambda_in2={s.lambda_in2}: both must "
+                      "be >= 0 and not both 0.")
+  for name, value in (("generator_jitter", c.generator.jitter),
+                      ("student_jitter", c.source.jitter)):
+    if value >= c.data.image_size:
+      raise ConfigError(f"--{name}={value} must be in 0..{c.data.image_size - 1} pixels "
+                        "(0 turns it off).")
+  if s.pretrain is not None:
+    base = lambda name: name[:-3] if name.endswith("_64") else name
+    if base(s.pretrain) == base(c.data.dataset):
+      raise ConfigError(f"--target_pretrain={s.pretrain} is the teachers' own data; the "
+                        "TargetNet must not see it (data-free). Pretrain on another labelled "
+                        "dataset, e.g. scenes20_similar for scenes20.")
+  if s.adversarial_weight > 0 and c.method != "dfka":
+    raise ConfigError(f"--adversarial_weight trains DFKA's generator in Step III; "
+                      f"--method={c.method} has no Step III generator. Use --method=dfka or "
+                      "--adversarial_weight=0.")
+  if c.source.pool.images > 0:
+    if c.method not in ("dfka", "dafl"):
+      raise ConfigError(f"--inversion_images replaces the generated images of dfka and dafl; "
+                        f"--method={c.method} does not train on generated images. Use "
+                        "--method=dfka or --inversion_images=0.")
+    if s.adversarial_weight > 0:
+      raise ConfigError("--adversarial_weight trains G against T_u in Step III, but with "
+                        "--inversion_images T_u trains on the fixed pool, not on G; set one "
+                        "of them to 0.")
+    if c.source.pool.lr <= 0:
+      raise ConfigError(f"--inversion_lr={c.source.pool.lr} must be > 0.")
+  if c.data.teacher_paths and c.source.kind == "dataset":
+    raise ConfigError(f"--method={c.method} trains on unlabeled images of a dataset; with "
+                      "your own --teacher files there is none. Use dfka, dafl, noise or "
+                      "teacher.")
+
+
+def parse_assignments(items) -> Dict[str, str]:
+  """['generator.bns.weight=20', 'block_steps=300'] -> {dotted path: value text}.
+
+  The values are coerced to each field's type when the config is built.
+  """
+  out = {}
+  for item in items:
+    if "=" not in item:
+      raise ConfigError(f"--set={item!r} is not <option>=<value>, e.g. "
+                        "--set=generator.bns.weight=20.")
+    key, value = item.split("=", 1)
+    out[resolve(key.strip()).path] = value.strip()
+  return out
+
+
+def preset_values(name: str) -> Dict[str, Any]:
+  """{short name: value} of a preset, for --helpfull and the docs."""
+  return {BY_PATH[p].name: v for p, v in PRESETS[name].items()}
+
+
+def option_table() -> str:
+  """Markdown table of every option: path, flag, default, presets, help (docs)."""
+  lines = ["| option | flag | default | help |", "| --- | --- | --- | --- |"]
+  for f in FIELDS:
+    flag = "—" if f.meta["flag"] == "none" else f"`--{f.name}`"
+    lines.append(f"| `{f.path}` | {flag} | `{f.default!r}` | {f.help} |")
+  return "\n".join(lines)
+
+
+CheckFn = Callable[[Any], Optional[str]]

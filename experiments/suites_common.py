@@ -20,15 +20,12 @@ The library never reads flags: suites call `Stages` and the writers with plain a
 and tests call each suite's `run_suite(...)` directly.
 """
 
-import ast
 import contextlib
 import csv
 import dataclasses
 import fcntl
-import hashlib
 import json
 import os
-import shutil
 import time
 from typing import Dict, Iterable, List, Optional, Sequence
 
@@ -46,8 +43,9 @@ flags.DEFINE_string("workdir_root", os.path.join("runs", "suites"),
 flags.DEFINE_bool("quick", False, "Smoke run: one seed, arch=tiny, a few steps per stage "
                   "(numbers are meaningless; used by tests/test_suites.py).")
 flags.DEFINE_integer("seeds", None, "Number of seeds (0..N-1); default per suite.")
-flags.DEFINE_list("set", [], "Extra RunConfig overrides for every row, e.g. "
-                  "--set=generator_steps=600,block_steps=300.")
+flags.DEFINE_multi_string("set", [], "Extra RunConfig overrides for every row, by short "
+                          "name or dotted path, e.g. --set=generator_steps=600 "
+                          "--set=student.block_steps=300.")
 flags.DEFINE_float("bns_weight", 20.0, "L_bns weight of the 'dfka+bns' row (beyond the "
                    "paper; 0 drops the row).")
 flags.DEFINE_float("lh_weight", 1.0, "L_H weight of the 'dfka+lh' row (IFHE's auxiliary "
@@ -62,47 +60,17 @@ flags.DEFINE_list("labels", None, "Customized labels Y_cst (table4, table_s3, ta
 
 DATASET = "scenes20"
 
-# --quick: every stage takes a handful of steps; only the plumbing is exercised.
-QUICK = dict(arch="tiny", teacher_steps=20, generator_steps=5, block_steps=5,
-             finetune_steps=5, batch_size=8, image_size=32)
-
-# Fields a stage's result depends on (besides the dataset). Fields in
-# RunConfig.RESUMABLE (evaluation, export, checkpoint spacing, jit, data_dir) never count.
-TEACHER_FIELDS = ("dataset", "num_teachers", "arch", "image_size", "batch_size", "seed",
-                  "teacher_steps", "teacher_lr", "weight_decay", "imagenet_init",
-                  "mixed_precision")
-GENERATOR_FIELDS = TEACHER_FIELDS + ("method", "groups", "latent_dim", "generator_width",
-                                     "generator_lr", "generator_steps", "alpha", "beta",
-                                     "gamma", "dis_sign", "bns_weight", "image_bn",
-                                     "lh_weight", "generator_jitter", "bns_form")
-# Options added after results were cached, with the value that turns them off: at that
-# value they stay out of every key, so adding an option never invalidates finished rows.
-OFF_VALUES = {"bns_form": "squared", "lh_weight": 0.0, "generator_jitter": 0, "student_jitter": 0,
-              "adversarial_weight": 0.0, "target_pretrain": None, "pretrain_steps": 600,
-              "inversion_images": 0, "inversion_steps": 200, "inversion_lr": 0.1,
-              "inversion_bns": 1.0, "inversion_tv": 1e-3, "inversion_max_labels": 3}
+# What each shared stage depends on: config sections, less the fields that do not reach it.
+TEACHER_SECTIONS = ("data", "runtime")
+GENERATOR_SECTIONS = ("data", "runtime", "generator")
+NOT_TEACHERS = ("data.labels",)
 # A Step III-only change: rows differing from another only here can share its Step II.
-STEP3_FIELDS = ("branch_out", "finetune_steps", "adversarial_weight")
-
-
-def parse_set(items: Sequence[str]) -> Dict:
-  """['block_steps=300', 'dis_sign=printed'] -> {'block_steps': 300, 'dis_sign': 'printed'}."""
-  out = {}
-  for item in items:
-    if "=" not in item:
-      raise ValueError(f"--set entry {item!r} is not key=value.")
-    key, value = item.split("=", 1)
-    try:
-      value = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-      pass
-    out[key.strip()] = value
-  return out
+STEP3_FIELDS = ("branch_out", "finetune_steps", "finetune_lr_scale", "adversarial_weight")
 
 
 def base_overrides(quick: bool, extra: Optional[Dict] = None) -> Dict:
   """RunConfig overrides every row of a suite starts from."""
-  base = dict(QUICK) if quick else {}
+  base = {"preset": "quick"} if quick else {}
   base.update(export=False)  # Suites compare numbers; the SavedModel is not needed.
   base.update(extra or {})
   return base
@@ -129,34 +97,14 @@ def make_config(overrides: Dict):
   return RunConfig.for_dataset(DATASET, **overrides)
 
 
-def _key(values: Dict) -> str:
-  values = {k: v for k, v in values.items()
-            if not (k in OFF_VALUES and v == OFF_VALUES[k])}
-  text = json.dumps(values, sort_keys=True, default=list)
-  return hashlib.sha256(text.encode()).hexdigest()[:10]
-
-
-def _fields(config, names) -> Dict:
-  d = dataclasses.asdict(config)
-  return {k: (list(d[k]) if isinstance(d[k], tuple) else d[k]) for k in names}
-
-
-def generator_fields(config) -> Dict:
-  """The settings Step I depends on, with what DAFL forces (one group, no L_dis)."""
-  g = _fields(config, GENERATOR_FIELDS)
-  if config.method == "dafl":
-    g.update(groups=1, gamma=0.0)
-  if g["gamma"] == 0:
-    g["dis_sign"] = None
-  if config.method not in ("dfka", "dafl"):
-    raise ValueError(f"method {config.method!r} has no generator.")
-  return g
-
-
-def row_key(config) -> str:
-  from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
-  d = dataclasses.asdict(config)
-  return _key({k: v for k, v in d.items() if k != "workdir" and k not in RunConfig.RESUMABLE})
+def restricted(config, sections: Sequence[str], *, method: str, **overrides):
+  """`config`'s values in `sections` only (every other option at its default), so a
+  shared stage's workdir has one config whatever row asked for it first."""
+  from dfka_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  values = {f.path: config.get(f.path) for f in config_lib.FIELDS
+            if f.path.split(".")[0] in sections and f.path not in NOT_TEACHERS}
+  values.update(overrides)
+  return config_lib.RunConfig.build(DATASET, method=method, overrides=values)
 
 
 @contextlib.contextmanager
@@ -178,13 +126,6 @@ def _read_json(path, default=None):
     return json.load(f)
 
 
-def _write_json(path, value):
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
-
-
 class Stages:
   """Runs rows under one root, training each distinct teacher set and generator once."""
 
@@ -193,97 +134,73 @@ class Stages:
     self.progress = progress
     self.log = log
 
+  @staticmethod
+  def _teacher_stages(config) -> List[str]:
+    return [f"teacher{m + 1}" for m in range(config.data.num_teachers)]
+
+  def _start(self, config):
+    from dfka_tf import pipeline  # pylint: disable=g-import-not-at-top
+    return pipeline.start(config, progress=self.progress, resume=True)
+
+  def _teachers(self, config):
+    """(run, frozen teachers) of `config`, restoring or training them in its workdir."""
+    from dfka_tf.stages import teachers  # pylint: disable=g-import-not-at-top
+    run, inputs = self._start(config)
+    return run, teachers.teachers(run, inputs)
+
   # ------------------------------------------------------------------ teachers
   def teachers(self, config) -> str:
     """The workdir holding `config`'s trained teachers (trained here on first use)."""
-    fields = _fields(config, TEACHER_FIELDS)
-    name = f"m{config.num_teachers}-seed{config.seed}-{_key(fields)}"
-    tdir = os.path.join(self.root, "teachers", name)
+    key = config.key(*TEACHER_SECTIONS, exclude=NOT_TEACHERS)
+    tdir = os.path.join(self.root, "teachers",
+                        f"m{config.data.num_teachers}-seed{config.seed}-{key}")
     with _locked(tdir):
-      if not self._has_stages(tdir, self._teacher_stages(config)):
-        tconfig = make_config(dict(fields, method="teacher", labels=None, workdir=tdir,
-                                   evaluate=False, export=False,
-                                   checkpoint_every=config.checkpoint_every,
-                                   data_dir=config.data_dir, jit=config.jit))
+      if not stage_lib().finished(tdir, self._teacher_stages(config)):
+        tconfig = restricted(config, TEACHER_SECTIONS, method="teacher", workdir=tdir,
+                             evaluate=False, export=False)
         start = time.time()
-        self.log(f"  [shared] training {config.num_teachers} teacher(s), seed {config.seed}"
-                 f" -> {tdir}")
-        am = self._amalgamation(tconfig)
-        with am.strategy.scope():
-          am.teachers()
+        self.log(f"  [shared] training {config.data.num_teachers} teacher(s), seed "
+                 f"{config.seed} -> {tdir}")
+        self._teachers(tconfig)
         self.log(f"  [shared] teachers done in {time.time() - start:.0f}s")
     return tdir
 
-  @staticmethod
-  def _teacher_stages(config) -> List[str]:
-    return [f"teacher{m + 1}" for m in range(config.num_teachers)]
-
-  @staticmethod
-  def _has_stages(workdir, stages) -> bool:
-    done = (_read_json(os.path.join(workdir, "progress.json")) or {}).get("done", [])
-    return all(s in done for s in stages)
-
-  def _amalgamation(self, config):
-    from dfka_tf import pipeline  # pylint: disable=g-import-not-at-top
-    return pipeline.Amalgamation(config, progress=self.progress, resume=True)
-
-  def _seed_workdir(self, workdir, config, tdir, extra_stages=(), source=None, state=None):
-    """A fresh workdir whose teachers (and `extra_stages` from `source`) are done."""
-    shutil.rmtree(workdir, ignore_errors=True)
-    os.makedirs(workdir)
-    shutil.copytree(os.path.join(tdir, "teachers"), os.path.join(workdir, "teachers"))
-    tstate = _read_json(os.path.join(tdir, "progress.json"))
-    stages = self._teacher_stages(config)
-    progress = {"done": list(stages), "times": {s: tstate["times"][s] for s in stages}}
-    if source is not None:
-      sstate = _read_json(os.path.join(source, "progress.json"))
-      for stage in extra_stages:
-        shutil.copytree(os.path.join(source, "ckpt", stage),
-                        os.path.join(workdir, "ckpt", stage))
-        if os.path.isdir(os.path.join(source, "logs", stage)):
-          shutil.copytree(os.path.join(source, "logs", stage),
-                          os.path.join(workdir, "logs", stage))
-        progress["done"].append(stage)
-        progress["times"][stage] = sstate["times"][stage]
-    progress.update(state or {})
-    _write_json(os.path.join(workdir, "progress.json"), progress)
-
   # ------------------------------------------------------------------ generators
+  def generator_config(self, config):
+    """The config of `config`'s shared Step I workdir."""
+    key = config.key(*GENERATOR_SECTIONS, exclude=NOT_TEACHERS)
+    gdir = os.path.join(self.root, "generators", f"{config.method}-m"
+                        f"{config.data.num_teachers}-seed{config.seed}-{key}")
+    return restricted(config, GENERATOR_SECTIONS, method=config.method, workdir=gdir,
+                      evaluate=False, export=False)
+
   def generator_dir(self, config) -> str:
     """The workdir holding `config`'s trained Step I generator (trained on first use)."""
-    fields = generator_fields(config)
-    name = f"{config.method}-m{config.num_teachers}-seed{config.seed}-{_key(fields)}"
-    gdir = os.path.join(self.root, "generators", name)
+    if not config.generator.enabled:
+      raise ValueError(f"method {config.method!r} has no generator.")
+    gconfig = self.generator_config(config)
+    gdir = gconfig.workdir
     tdir = self.teachers(config)
     with _locked(gdir):
-      if not self._has_stages(gdir, ["generator"]):
-        gconfig = make_config(dict({k: v for k, v in fields.items() if v is not None},
-                                   labels=None, workdir=gdir, evaluate=False, export=False,
-                                   checkpoint_every=config.checkpoint_every,
-                                   data_dir=config.data_dir, jit=config.jit))
+      if not stage_lib().finished(gdir, ["generator"]):
         if not os.path.exists(os.path.join(gdir, "config.json")):
-          self._seed_workdir(gdir, gconfig, tdir)
+          stage_lib().seed_workdir(gdir, {tdir: self._teacher_stages(config)})
         start = time.time()
-        self.log(f"  [shared] Step I generator ({config.method}, K={fields['groups']}, "
-                 f"gamma={fields['gamma']} {fields['dis_sign'] or ''}, "
-                 f"bns={fields['bns_weight']}) -> {gdir}")
-        am = self._amalgamation(gconfig)
-        with am.strategy.scope():
-          am.generator(am.teachers())
+        g = gconfig.generator
+        self.log(f"  [shared] Step I generator ({config.method}, K={g.groups}, "
+                 f"gamma={g.gamma} {g.dis_sign}, bns={g.bns.weight}) -> {gdir}")
+        self.load_generator(config, gconfig)
         self.log(f"  [shared] generator done in {time.time() - start:.0f}s")
     return gdir
 
-  def load_generator(self, config):
-    """(generator, teachers) of `config`, restored from the shared Step I checkpoint."""
-    gdir = self.generator_dir(config)
-    from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
-    with open(os.path.join(gdir, "config.json")) as f:
-      gconfig = RunConfig.from_json(f.read())
-    am = self._amalgamation(gconfig)
-    with am.strategy.scope():
-      teachers = am.teachers()
-      generator = am.generator(teachers).generator
-    return generator, teachers
+  def load_generator(self, config, gconfig=None):
+    """(generator, teachers) of `config`, from the shared Step I checkpoint."""
+    from dfka_tf.stages import images  # pylint: disable=g-import-not-at-top
+    if gconfig is None:
+      self.generator_dir(config)
+      gconfig = self.generator_config(config)
+    run, teachers = self._teachers(gconfig)
+    return images.generator(run, teachers).generator, teachers
 
   def load_teachers(self, config) -> List:
     """`config`'s frozen teachers (BlockNets), trained on first use."""
@@ -297,8 +214,9 @@ class Stages:
 
   # ------------------------------------------------------------------ rows
   def row_dir(self, config, prefix: str) -> str:
+    key = config.key(*_sections()) + _method_key(config)
     return os.path.join(self.root, "runs",
-                        f"{prefix}-m{config.num_teachers}-seed{config.seed}-{row_key(config)}")
+                        f"{prefix}-m{config.data.num_teachers}-seed{config.seed}-{key}")
 
   def run(self, config, prefix: Optional[str] = None, *, blocks_from: Optional[str] = None
           ) -> Dict:
@@ -313,7 +231,7 @@ class Stages:
     """
     workdir = self.row_dir(config, prefix or config.method)
     with _locked(workdir):  # A suite running beside this one waits, then reuses the row.
-      return self._run(dataclasses.replace(config, workdir=workdir), blocks_from)
+      return self._run(config.replace(workdir=workdir), blocks_from)
 
   def _run(self, config, blocks_from):
     from dfka_tf import pipeline  # pylint: disable=g-import-not-at-top
@@ -325,22 +243,21 @@ class Stages:
       existing = None  # A hash collision or an edited folder: start it over.
     if existing is not None and os.path.exists(results_path):
       results = _read_json(results_path)
-      if results.get("target_map") is not None or not config.evaluate:
+      if results.get("target_map") is not None or not config.eval.evaluate:
         return dict(results, workdir=workdir, reused=True)
     if existing is None:
       tdir = self.teachers(config)
+      sources, state = {tdir: self._teacher_stages(config)}, None
       if blocks_from is not None:
         self._check_step3_only(config, blocks_from)
-        sstate = _read_json(os.path.join(blocks_from, "progress.json"))
+        sstate = stage_lib().progress_of(blocks_from)
         blocks = sorted((s for s in sstate["done"] if s.startswith("block")),
                         key=lambda s: int(s[5:]))
-        stages = (["generator"] if "generator" in sstate["done"] else []) + blocks
-        self._seed_workdir(workdir, config, tdir, stages, blocks_from,
-                           {k: sstate[k] for k in ("eta", "block_curves") if k in sstate})
-      elif config.method in ("dfka", "dafl"):
-        self._seed_workdir(workdir, config, tdir, ["generator"], self.generator_dir(config))
-      else:
-        self._seed_workdir(workdir, config, tdir)
+        sources[blocks_from] = (["generator"] if "generator" in sstate["done"] else []) + blocks
+        state = {k: sstate[k] for k in ("eta", "block_curves") if k in sstate}
+      elif config.generator.enabled:
+        sources[self.generator_dir(config)] = ["generator"]
+      stage_lib().seed_workdir(workdir, sources, state)
     start = time.time()
     results = pipeline.run(config, progress=self.progress, resume=True)
     results = dict(results, workdir=workdir, reused=False, wall_time=time.time() - start)
@@ -350,9 +267,23 @@ class Stages:
   def _check_step3_only(config, source):
     from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
     other = RunConfig.from_json(open(os.path.join(source, "config.json")).read())
-    diff = [k for k in config.differences(other) if k not in STEP3_FIELDS + ("workdir",)]
+    diff = [k for k in config.differences(other) if k not in STEP3_FIELDS]
     if diff:
       raise ValueError(f"cannot share Steps I-II of {source}: configs differ in {diff}.")
+
+
+def stage_lib():
+  from dfka_tf.stages import base  # pylint: disable=g-import-not-at-top
+  return base
+
+
+def _sections():
+  from dfka_tf.config import SECTIONS  # pylint: disable=g-import-not-at-top
+  return list(SECTIONS)
+
+
+def _method_key(config) -> str:
+  return "" if config.method == "dfka" else f"-{config.method}"
 
 
 # ---------------------------------------------------------------------- aggregation
@@ -437,7 +368,7 @@ def setting_note(config, seeds: Sequence[int], quick: bool, seconds: float) -> s
   """The lines every suite's Markdown ends with: settings, seeds and runtime."""
   keys = ("arch", "image_size", "batch_size", "teacher_steps", "generator_steps",
           "block_steps", "finetune_steps", "groups", "gamma", "dis_sign", "bns_weight")
-  settings = ", ".join(f"{k}={getattr(config, k)}" for k in keys)
+  settings = ", ".join(f"{k}={config.get(k)}" for k in keys)
   note = (f"Dataset scenes20 (embedded, 2000 test images); AP is the area under the PR curve "
           f"in %. Seeds: {list(seeds)}. Settings (where a row does not set them): "
           f"{settings}. Wall time of this suite "
@@ -475,10 +406,8 @@ def bar_plot(path: str, names: Sequence[str], means: Sequence[float], stds: Sequ
 
 def real_images(config, n: int):
   """The first n real test images of the dataset, [n, H, W, 3] in [0, 1]."""
-  from dfka_tf import data  # pylint: disable=g-import-not-at-top
-  test = data.load(config.dataset, "test", data_dir=config.data_dir,
-                   image_size=config.image_size, batch_size=n)
-  return next(iter(test))["image"].numpy()
+  from dfka_tf.stages import evaluation  # pylint: disable=g-import-not-at-top
+  return evaluation.real_images(config, n)
 
 
 def seeds_from(flag_value: Optional[int], default: int, quick: bool) -> List[int]:
@@ -494,11 +423,12 @@ def settings_from_flags(*, setting_flags: bool = True) -> Dict:
   With setting_flags, also --teachers and --labels (as `teachers`, `labels`); suites whose
   setting is fixed by the paper pass False and refuse those flags.
   """
+  from dfka_tf.config import parse_assignments  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
   if not f["verbosity"].present:  # TFDS logs every dataset it opens at INFO.
     absl_logging.set_verbosity(absl_logging.WARNING)
   out = dict(out=f.out, workdir_root=f.workdir_root, quick=f.quick, seeds=f.seeds,
-             overrides=parse_set(f.set), progress=not f.quiet, rows=f.rows)
+             overrides=parse_assignments(f.set), progress=not f.quiet, rows=f.rows)
   if setting_flags:
     out.update(teachers=f.teachers, labels=f.labels)
   elif f.teachers is not None or f.labels is not None:

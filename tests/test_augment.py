@@ -53,11 +53,23 @@ def test_seeded_and_differentiable():
   a = random_flip_shift(x, tf.random.Generator.from_seed(5), 3)
   b = random_flip_shift(x, tf.random.Generator.from_seed(5), 3)
   np.testing.assert_array_equal(a.numpy(), b.numpy())
-  with tf.GradientTape() as tape:
+  c = tf.random.uniform([4, 8, 8, 3], seed=1)
+  with tf.GradientTape(persistent=True) as tape:
     tape.watch(x)
-    y = tf.reduce_sum(random_flip_shift(x, tf.random.Generator.from_seed(5), 3) ** 2)
-  grad = tape.gradient(y, x).numpy()
-  assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
+    y = random_flip_shift(x, tf.random.Generator.from_seed(5), 3)
+    total, weighted = tf.reduce_sum(y), tf.reduce_sum(c * y)
+  np.testing.assert_array_equal(y.numpy(), a.numpy())
+  # Every output pixel is one input pixel: d Σy / dx counts how often each input pixel is
+  # read (reflection reads some twice, some never), so it holds non-negative integers that
+  # add up to the 8 * 8 * 3 = 192 outputs of each image.
+  counts = tape.gradient(total, x).numpy()
+  np.testing.assert_array_equal(counts, np.round(counts))
+  assert counts.min() >= 0
+  np.testing.assert_array_equal(counts.sum(axis=(1, 2, 3)), [192] * 4)
+  # The map is linear, so <d Σ(c·y) / dx, x> = Σ(c·y).
+  grad = tape.gradient(weighted, x).numpy()
+  np.testing.assert_allclose(np.sum(grad * x.numpy()), np.sum(c.numpy() * y.numpy()),
+                             rtol=1e-5)
 
 
 def test_shift_larger_than_image_is_refused():

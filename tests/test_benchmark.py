@@ -25,31 +25,95 @@ def _run_benchmark(*args, timeout=300):
   return proc.stdout
 
 
-def _phase_line(out, name):
-  # name, ms/step, (min), img/s, GFLOP, GFLOP/s, %matmul, memory, ratio, CPU-time ratio.
-  pattern = (re.escape(name) + r"\s+" + r"\s+".join([r"[\d.]+"] * 5) + r"\s+[\d.]+%\s+\d+\s+"
-             r"(?P<ratio>[\d.]+)x\s+(?P<cpu>[\d.]+)x")
-  return re.search(pattern, out)
+def _phase_row(out, name):
+  # name, ms/step, (min), img/s, GFLOP, GFLOP/s, %matmul, memory, ratio, CPU-time ratio and,
+  # for a phase with a target, "<= {target}x met|NOT met".
+  num = r"\s+([\d.]+)"
+  pattern = (r"^" + re.escape(name) + num * 6 + r"%\s+(\d+)\s+([\d.]+)x\s+([\d.]+)x"
+             r"(?:\s+<= ([\d.]+)x (met|NOT met))?[ ]*$")
+  match = re.search(pattern, out, re.M)
+  if match is None:
+    return None
+  keys = ("ms", "min", "img_s", "gflop", "gflop_s", "matmul", "mem", "ratio", "cpu", "target",
+          "verdict")
+  return dict(zip(keys, match.groups()))
+
+
+def _interval(text):
+  """The reals that print as `text` (a decimal rounded to as many places as it shows)."""
+  half = 0.5 * 10.0 ** -len(text.partition(".")[2])
+  return max(float(text) - half, 0.0), float(text) + half
+
+
+def _quotient_prints_as(printed, numerator, denominator, scale=1.0):
+  """Whether scale * a / b, for some a, b that print as `numerator`, `denominator`, can print
+  as `printed`: the three were rounded from the same unrounded values."""
+  (a_lo, a_hi), (b_lo, b_hi), (p_lo, p_hi) = (_interval(numerator), _interval(denominator),
+                                               _interval(printed))
+  return p_lo <= scale * a_hi / b_lo * (1 + 1e-9) and scale * a_lo / b_hi <= p_hi * (1 + 1e-9)
+
+
+def _verdict_fits(ratio, target, verdict):
+  """'met' exactly when ratio <= target; the ratio is printed to 2 places, so only a printed
+  ratio within 0.005 of the target may go either way."""
+  lo, hi = _interval(ratio)
+  return lo <= float(target) if verdict == "met" else hi > float(target)
 
 
 def test_benchmark_prints_every_phase_and_ratio():
-  out = _run_benchmark("--config=tiny", "--repeats=2")
+  repeats = 2
+  out = _run_benchmark("--config=tiny", f"--repeats={repeats}")
+  batch = int(re.search(r"^== float32, jit=\w+: batch (\d+),", out, re.M)[1])
+  peak = re.search(r"^%matmul: of ([\d.]+) GFLOP/s, the best 1024\^3 float32 matmul of this "
+                   r"run \(measured ([\d., ]+)\)", out, re.M)
+  assert peak, out
+  measured = peak[2].split(", ")
+  assert float(peak[1]) == max(map(float, measured))  # the best of the samples it lists
+  assert re.search(rf"^matmul 1024\^3 float32: {re.escape(measured[0])} GFLOP/s", out, re.M)
+  rows = {}
   for phase in bench.PHASES:
-    line = _phase_line(out, phase.name)
-    assert line, f"no line for {phase.name!r} in:\n{out}"
-    assert float(line["ratio"]) > 0 and float(line["cpu"]) > 0
-    if phase.target:
-      assert re.search(rf"ratio {re.escape(phase.name)}\s+[\d.]+x plain \(work\s+[\d.]+x, "
-                       rf"CPU time\s+[\d.]+x\) "
-                       rf"target <= {phase.target:.1f}x .*: (met|NOT met)", out), phase.name
-  assert re.search(r"^matmul 1024\^3 float32: [\d.]+ GFLOP/s", out, re.M)
-  assert re.search(r"^%matmul: of [\d.]+ GFLOP/s, the best 1024\^3 float32 matmul", out, re.M)
-  assert "plain step over the pass:" in out
+    row = rows[phase.key] = _phase_row(out, phase.name)
+    assert row, f"no line for {phase.name!r} in:\n{out}"
+    assert float(row["min"]) <= float(row["ms"])
+    assert _quotient_prints_as(row["img_s"], str(batch), row["ms"], scale=1000), row
+    assert _quotient_prints_as(row["gflop_s"], row["gflop"], row["ms"], scale=1000), row
+    assert _quotient_prints_as(row["matmul"], row["gflop_s"], peak[1], scale=100), row
+    if not phase.target:
+      assert row["target"] is None, row
+      continue
+    assert row["target"] == f"{phase.target:.1f}", row
+    assert _verdict_fits(row["ratio"], row["target"], row["verdict"]), row
+    # The summary line repeats the row's ratios and verdict; work is GFLOP over the plain's.
+    line = re.search(rf"^ratio {re.escape(phase.name)}\s+([\d.]+)x plain \(work\s+([\d.]+)x, "
+                     rf"CPU time\s+([\d.]+)x\) target <= {re.escape(row['target'])}x "
+                     rf"\[{re.escape(phase.rule)}\]: (met|NOT met)$", out, re.M)
+    assert line, phase.name
+    assert (line[1], line[3], line[4]) == (row["ratio"], row["cpu"], row["verdict"])
+    assert _quotient_prints_as(line[2], row["gflop"], rows["plain"]["gflop"]), (line[0], row)
+  # The plain row is the reference: its ratios are 1 by definition, its times are those of
+  # every plain sample of the pass (its own repeats, then one before each timed step).
+  plain = rows["plain"]
+  assert (plain["ratio"], plain["cpu"]) == ("1.00", "1.00")
+  samples = repeats * len(bench.PHASES)
+  assert f"plain row: all {samples} plain samples" in out
+  summary = re.search(r"^plain step over the pass: min ([\d.]+), median ([\d.]+), max ([\d.]+) "
+                      rf"ms wall, .* \({samples} samples;", out, re.M)
+  assert summary, out
+  assert (summary[1], summary[2]) == (plain["min"], plain["ms"])
+  assert float(summary[2]) <= float(summary[3])
   assert "RETRACED" not in out
   if not tf.config.list_physical_devices("GPU"):
+    # On CPU the memory column is the process's peak RSS so far: it never goes down.
+    mem = [int(rows[p.key]["mem"]) for p in bench.PHASES]
+    assert mem == sorted(mem), mem
     assert "mixed precision: skipped on CPU" in out
-  assert re.search(r"^train: pipeline (IS|is not) the bottleneck", out, re.M), out
-  assert re.search(r"^test: pipeline (IS|is not) the bottleneck", out, re.M), out
+  for split in ("train", "test"):
+    verdict = re.search(rf"^{split}: pipeline (IS|is not) the bottleneck \(alone it delivers "
+                        r"([\d.]+)x", out, re.M)
+    assert verdict, out
+    # "IS" exactly when the pipeline alone is slower than the step (printed to 1 place).
+    lo, hi = _interval(verdict[2])
+    assert lo < 1.0 if verdict[1] == "IS" else hi >= 1.0, verdict[0]
 
 
 @pytest.mark.slow

@@ -83,7 +83,7 @@ def test_empty_or_duplicate_labels(teachers, tmp_path, labels, text):
 @pytest.mark.parametrize("count", ["0", "21"])
 def test_teacher_count_out_of_range(tmp_path, count):
   proc = run_cli(f"--teachers={count}", f"--workdir={tmp_path / 'w'}", "--quiet")
-  assert_user_error(proc, f"num_teachers={count}")
+  assert_user_error(proc, f"teachers={count}")
 
 
 def test_groups_must_divide_blocks(tmp_path):

@@ -6,9 +6,11 @@ import subprocess
 import sys
 
 import numpy as np
+import tensorflow as tf
 
 from dfka_tf import export
 from dfka_tf.models import blocknet
+from dfka_tf.models.filters import TeacherFilter
 from dfka_tf.models.resnet import build_resnet
 from dfka_tf.task import TaskMap
 from dfka_tf.train import steps
@@ -42,7 +44,7 @@ def _target_net():
   task = TaskMap.build([t.label_names for t in teachers], ["b1", "a0"])
   target = blocknet.split_model(build_resnet("tiny", 2, SHAPE, name="target"),
                                 label_names=task.labels)
-  filters = {b: [steps.TeacherFilter(name=f"x{m}_{b}") for m in range(2)] for b in (1, 2, 3)}
+  filters = {b: [TeacherFilter(name=f"x{m}_{b}") for m in range(2)] for b in (1, 2, 3)}
   return steps.regroup(target, teachers, filters, {0: 2, 1: 3}, task), task.labels
 
 
@@ -62,7 +64,11 @@ def test_saved_model_reloads_in_fresh_process(tmp_path):
   want = model(x, training=False).numpy()
   np.testing.assert_allclose(got["float"], want, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(got["uint8"], want, rtol=1e-5, atol=1e-6)
-  assert np.asarray(got["resized"]).shape == (3, 2)  # Any image size is resized inside.
+  # Any image size is resized to the model's 16x16 inside the graph: serving a 32x32 copy
+  # of x gives the model's prediction on that copy resized back to 16x16.
+  resized = tf.image.resize(tf.image.resize(x, (32, 32)), SHAPE[:2])
+  np.testing.assert_allclose(got["resized"], model(resized, training=False).numpy(),
+                             rtol=1e-5, atol=1e-6)
   assert got["names"] == ["b1", "a0"]
 
 
@@ -70,5 +76,16 @@ def test_export_replaces_previous_export_atomically(tmp_path):
   model, labels = _target_net()
   out_dir = str(tmp_path / "target_net")
   export.export_target_net(model, labels, out_dir)
-  export.export_target_net(model, labels, out_dir)
+  with open(os.path.join(out_dir, "stale.txt"), "w") as f:
+    f.write("from the first export")
+  os.mkdir(out_dir + ".tmp")  # Left behind by an export that was killed half-way.
+  open(os.path.join(out_dir + ".tmp", "junk"), "w").close()
+  export.export_target_net(model, ["second", "names"], out_dir)
+  # The new export replaced the old directory (nothing merged, nothing left over).
   assert sorted(os.listdir(tmp_path)) == ["target_net"]
+  assert not os.path.exists(os.path.join(out_dir, "stale.txt"))
+  assert json.load(open(os.path.join(out_dir, "labels.json"))) == {
+      "labels": ["second", "names"], "image_size": [16, 16]}
+  served = tf.saved_model.load(out_dir).signatures["serving_default"](
+      images=tf.zeros((1,) + SHAPE))
+  assert [n.decode() for n in served["label_names"].numpy()[0]] == ["second", "names"]

@@ -1,10 +1,13 @@
-"""Every loss against values worked out by hand on 2x2 tensors (arithmetic in comments)."""
+"""Every loss against values worked out by hand on 2x2 tensors (arithmetic in comments).
 
-import numpy as np
+The paper's losses are in `dfka_tf.losses`, the priors beyond the paper in `dfka_tf.priors`.
+"""
+
 import pytest
 import tensorflow as tf
 
 from dfka_tf import losses
+from dfka_tf import priors
 
 # The probabilities most tests share; rows are samples, columns labels.
 P = [[0.8, 0.3], [0.5, 0.1]]
@@ -17,19 +20,41 @@ class LossesTest(tf.test.TestCase):
     self.assertAllClose(losses.binary_cross_entropy([[0.8, 0.3]], [[1.0, 0.0]]), 0.28990925)
 
   def test_binary_cross_entropy_is_finite_at_saturation(self):
-    self.assertTrue(np.isfinite(losses.binary_cross_entropy([[1.0, 0.0]], [[0.0, 1.0]])))
+    # Both entries are confidently wrong; y is clipped to [1e-7, 1 - 1e-7] before the log, so
+    # each costs about -ln 1e-7 = 16.118 (not inf). In float32 1 - 1e-7 rounds to
+    # 1 - 1.1920929e-7, so the first costs -ln 1.1920929e-7 = 15.942385:
+    # (15.942385 + 16.118096) / 2 = 16.030240.
+    loss = losses.binary_cross_entropy([[1.0, 0.0]], [[0.0, 1.0]])
+    self.assertAllClose(loss, 16.030240, rtol=1e-5)
 
   def test_one_hot_loss_eq7(self):
     # t = 1[y >= .5] = [[1, 0], [1, 0]] (0.5 counts as positive, Eq. 6).
     # -ln .8, -ln .7, -ln .5, -ln .9 = .22314355, .35667494, .69314718, .10536052; mean:
     self.assertAllClose(losses.one_hot_loss(P), 0.34458155)
 
-  def test_one_hot_loss_target_has_no_gradient(self):
+  def test_one_hot_loss_gradient_is_against_a_fixed_target(self):
+    # t = 1[y >= .5] is a comparison, which never carries a gradient; the test is that ℓ is
+    # taken against that t and not, say, against y itself (the soft self-entropy).
     y = tf.Variable([[0.8, 0.3]])
     with tf.GradientTape() as tape:
       loss = losses.one_hot_loss(y)
     # d/dy of -ln y = -1/y over 2 elements: -1/(2*.8); d/dy -ln(1-y) = 1/(1-y)/2 = 1/1.4.
+    # (Against t = y the gradient would be -ln(y / (1 - y)) / 2 = [-.693, .424].)
     self.assertAllClose(tape.gradient(loss, y), [[-0.625, 1 / 1.4]])
+
+  def test_cross_entropy_soft_targets_carry_no_gradient(self):
+    # A soft target does have a gradient unless it is stopped: dℓ/dt = (ln(1-y) - ln y) / 2
+    # = [-.693, .424] here. The prediction's: dℓ/dy = (y - t) / (y (1 - y)) / 2 elements:
+    # (.8 - .6) / .16 / 2 = .625; (.3 - .5) / .21 / 2 = -.47619048.
+    y = tf.Variable([[0.8, 0.3]])
+    t = tf.Variable([[0.6, 0.5]])
+    for loss_fn in (losses.binary_cross_entropy, losses.dual_loss_per_teacher,
+                    losses.distillation_loss):
+      with tf.GradientTape() as tape:
+        loss = loss_fn(y, t)
+      grad_y, grad_t = tape.gradient(loss, [y, t])
+      self.assertIsNone(grad_t)
+      self.assertAllClose(grad_y, [[0.625, -0.47619048]])
 
   def test_activation_loss_s_eq2(self):
     # Teacher 1: mean |.| of [[1,-2],[3,0]] = 6/4 = 1.5; teacher 2: mean of [.5, 1.5] = 1.
@@ -44,9 +69,12 @@ class LossesTest(tf.test.TestCase):
     self.assertAllClose(losses.information_entropy_loss([[0.2, 0.5], [0.6, 0.5]]), -0.68307942)
 
   def test_information_entropy_loss_prefers_balanced_labels(self):
+    # Balanced: p = [.5, .5], each H = ln .5, the minimum -ln 2 = -.69314718.
+    # Collapsed: p = [1, 0], clipped to [1 - 1e-7, 1e-7]: H = 1e-7 ln 1e-7 + ... ≈ -1.7e-6 ≈ 0.
     balanced = losses.information_entropy_loss([[1.0, 0.0], [0.0, 1.0]])
     collapsed = losses.information_entropy_loss([[1.0, 0.0], [1.0, 0.0]])
-    self.assertLess(balanced, collapsed)
+    self.assertAllClose(balanced, -0.69314718)
+    self.assertAllClose(collapsed, 0.0, atol=1e-5)
 
   def test_discrete_loss_eq8_both_signs(self):
     # (1/C) Σ|y| averaged over the batch: (.2 + .4 + .6 + 0) / 4 = .3.
@@ -94,7 +122,12 @@ class LossesTest(tf.test.TestCase):
     with tf.GradientTape(persistent=True) as tape:
       _, terms = losses.joint_loss(image, [tf.ones([2, 1])], [feature])
     self.assertIsNone(tape.gradient(terms["align"], image))
-    self.assertIsNotNone(tape.gradient(terms["align"], feature))
+    # dℓ/dy = (y - t) / (y (1 - y)) / 4 elements, t = P:
+    # (.6 - .8) / .24 / 4 = -.20833333; (.3 - .3) -> 0; (.5 - .5) -> 0; (.2 - .1) / .16 / 4 = .15625.
+    self.assertAllClose(tape.gradient(terms["align"], feature),
+                        [[-0.20833333, 0.0], [0.0, 0.15625]])
+    # The image side still trains through L_gan: d oh / dy at y = .8 (t = 1) is -1/(4 * .8).
+    self.assertAllClose(tape.gradient(terms["oh"], image)[0, 0], -0.3125)
 
   def test_dual_losses_eq14_15_17(self):
     # Eq. 14 is ℓ against the teacher's soft prediction: same numbers as above.
@@ -117,19 +150,19 @@ class LossesTest(tf.test.TestCase):
   def test_disagreement_loss(self):
     # |.6-.5| + |.3-.9| + |.5-.5| + |.2-.0| = .1 + .6 + 0 + .2 = .9, over 4 entries = .225.
     self.assertAllClose(
-        losses.disagreement_loss([[0.6, 0.3], [0.5, 0.2]], [[0.5, 0.9], [0.5, 0.0]]), 0.225)
+        priors.disagreement_loss([[0.6, 0.3], [0.5, 0.2]], [[0.5, 0.9], [0.5, 0.0]]), 0.225)
 
   def test_total_variation_loss(self):
     # One 2x2 grey image [[0, 1], [2, 4]]: vertical differences 2, 3 -> mean square 6.5;
     # horizontal differences 1, 2 -> mean square 2.5; sum 9.
     image = tf.reshape(tf.constant([0.0, 1.0, 2.0, 4.0]), [1, 2, 2, 1])
-    self.assertAllClose(losses.total_variation_loss(image), 9.0)
+    self.assertAllClose(priors.total_variation_loss(image), 9.0)
 
   def test_inversion_loss(self):
     # ℓ([[.8, .2]], [[1, 0]]) = -(log .8 + log .8) / 2 = -log .8 = 0.2231436;
     # L_tv of the image above is 9; total = 0.2231436 + 2 * 0.5 + 0.01 * 9 = 1.3131436.
     image = tf.reshape(tf.constant([0.0, 1.0, 2.0, 4.0]), [1, 2, 2, 1])
-    total, terms = losses.inversion_loss([[0.8, 0.2]], [[1.0, 0.0]], image, 0.5,
+    total, terms = priors.inversion_loss([[0.8, 0.2]], [[1.0, 0.0]], image, 0.5,
                                          bns_weight=2.0, tv_weight=0.01)
     self.assertAllClose(terms["ce"], 0.2231436, atol=1e-6)
     self.assertAllClose(terms["bns"], 0.5)
@@ -139,22 +172,22 @@ class LossesTest(tf.test.TestCase):
   def test_batchnorm_statistics_loss(self):
     # Batch [[1, 2], [3, 6]]: means [2, 4], variances [1, 4] -> stds [1, 2] (+1e-5 inside).
     # Running mean [2, 3], variance [1, 1]: ||Δμ||² = 0 + 1; ||Δσ||² = 0 + (2 - 1)² = 1.
-    loss = losses.batchnorm_statistics_loss(
+    loss = priors.batchnorm_statistics_loss(
         [tf.constant([[1.0, 2.0], [3.0, 6.0]])],
         [(tf.constant([2.0, 3.0]), tf.constant([1.0, 1.0]))])
     self.assertAllClose(loss, 2.0, atol=1e-5)
 
   def test_batchnorm_statistics_loss_norm_form(self):
     # Same batch: ||Δμ||_2 = ||[0, 1]|| = 1; variances [1, 4] vs [1, 1]: ||Δσ²||_2 = 3.
-    loss = losses.batchnorm_statistics_loss(
+    loss = priors.batchnorm_statistics_loss(
         [tf.constant([[1.0, 2.0], [3.0, 6.0]])],
         [(tf.constant([2.0, 3.0]), tf.constant([1.0, 1.0]))], form="norm")
     self.assertAllClose(loss, 4.0, atol=1e-5)
     with self.assertRaisesRegex(ValueError, "unknown L_bns form"):
-      losses.batchnorm_statistics_loss([tf.zeros([2, 1])], [(tf.zeros([1]), tf.ones([1]))],
+      priors.batchnorm_statistics_loss([tf.zeros([2, 1])], [(tf.zeros([1]), tf.ones([1]))],
                                        form="l1")
 
   def test_auxiliary_classifier_loss(self):
     # Teacher [.9, .2] -> labels [1, 0]; BCE of [.8, .3] against them = .28990925.
     self.assertAllClose(
-        losses.auxiliary_classifier_loss([[0.8, 0.3]], [[0.9, 0.2]]), 0.28990925)
+        priors.auxiliary_classifier_loss([[0.8, 0.3]], [[0.9, 0.2]]), 0.28990925)

@@ -100,7 +100,9 @@ def test_ignore_drops_an_entry():
   ignore = [0, 1, 0, 0, 0]
   assert metrics.area_ap(S5, Y5, ignore) == pytest.approx(11 / 12, abs=1e-12)
   assert metrics.voc07_ap(S5, Y5, ignore) == pytest.approx(10 / 11, abs=1e-12)
-  assert metrics.area_ap(S5, Y5) != pytest.approx(11 / 12)  # It did change something.
+  # An all-zero mask ignores nothing: the unignored 34/45 and 42/55 of the worked examples.
+  assert metrics.area_ap(S5, Y5, [0] * 5) == pytest.approx(34 / 45, abs=1e-12)
+  assert metrics.voc07_ap(S5, Y5, [0] * 5) == pytest.approx(42 / 55, abs=1e-12)
 
 
 def test_ignore_drops_a_positive():
@@ -282,8 +284,10 @@ def test_topk_metrics_with_threshold():
   # O-P = 6/9 = 2/3; O-R = 3/4; O-F1 = 1 / (17/12) = 12/17.
   m = metrics.topk_metrics(TOPK_SCORES, TOPK_LABELS, k=3, threshold=0.5)
   assert m["c_p"] == pytest.approx(17 / 30)
+  assert m["c_r"] == pytest.approx(4 / 5)
   assert m["c_f1"] == pytest.approx(136 / 205)
   assert m["o_p"] == pytest.approx(2 / 3)
+  assert m["o_r"] == pytest.approx(3 / 4)
   assert m["o_f1"] == pytest.approx(12 / 17)
 
 

@@ -7,10 +7,9 @@ import pytest
 
 from dfka_tf import pipeline
 from dfka_tf.config import RunConfig
-from experiments import suites_common
 
 # The suites' --quick settings: every stage runs, teachers included, on scenes20.
-QUICK = suites_common.base_overrides(quick=True)
+QUICK = dict(preset="quick")
 NUMBERS = ("teacher_map", "target_map", "teacher_ap", "target_ap", "branch_out", "eta")
 
 

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dfka_tf import losses
 from dfka_tf.errors import ConfigError
 from dfka_tf.models import blocknet
 from dfka_tf.models.generator import GroupStackGenerator
 from dfka_tf.models.resnet import build_resnet
 from dfka_tf.task import TaskMap
-from dfka_tf.train import steps
+from dfka_tf.train import sources, steps
 
 SHAPE = (16, 16, 3)
 BATCH = 4
@@ -48,7 +49,7 @@ def _rng():
 
 
 def _source(generator):
-  return steps.GeneratorSource(generator, _rng(), BATCH)
+  return sources.GeneratorSource(generator, _rng(), BATCH)
 
 
 def test_task_map_orders_and_checks_labels():
@@ -106,17 +107,59 @@ def test_block_step_moves_only_its_block(world, block):
   assert (len(trainer.filters) == 2) == (block < 4)
 
 
-def test_block_loss_uses_generator_link_where_aligned(world):
+def _hand_block_loss(trainer, image, link, lambda_in):
+  """L_u^b (Eq. 14–17) of one batch, by hand: the trainer's block in training mode (batch
+  statistics), teacher m's blocks b+1..B after f_m^b, its columns against its prediction on
+  the image. Returns (L_u^b, [L_dual^{b,m}(F_in^1) for each teacher m])."""
+  b, task = trainer.block, trainer.task
+  def per_teacher(x):
+    features = trainer.target.blocks[b - 1](x, training=True)
+    out = []
+    for m in task.active:
+      teacher = trainer.teachers[m]
+      cols = task.teacher_cols[m]
+      student = teacher.tail(trainer.filters[m](features), b, training=False)["probs"]
+      want = teacher(image, training=False)["probs"]
+      out.append(float(losses.dual_loss_per_teacher(tf.gather(student, cols, axis=1),
+                                                    tf.gather(want, cols, axis=1))))
+    return out
+  x1 = image
+  for blk in trainer.target.blocks[:b - 1]:
+    x1 = blk(x1, training=False)
+  per1, per2 = per_teacher(x1), per_teacher(link[b - 1])
+  return lambda_in[0] * sum(per1) + lambda_in[1] * sum(per2), per1
+
+
+@pytest.mark.parametrize("lambda_in", [(0.0, 1.0), (0.25, 1.5)])
+def test_block_loss_uses_generator_link_where_aligned(world, lambda_in):
   teachers, task, generator = world
   target = _blocknet(len(task.labels), "target_link", list(task.labels))
   # K = 2 aligns depth 2: block 3 has a link stream, block 2 has none.
   _, link = _source(generator).sample()
   assert sorted(link) == [0, 2]
-  only_link = steps.BlockTrainer(target, 3, _source(generator), teachers, task,
-                                 batch_size=BATCH, steps=5, lambda_in=(0.0, 1.0))
-  out = only_link.step()
-  # With λ_in = {0, 1} the loss is the link stream's alone, not the F_in^1 terms reported.
-  assert abs(float(out["loss"]) - (float(out["dual_t1"]) + float(out["dual_t2"]))) > 1e-6
+  trainer = steps.BlockTrainer(target, 3, _source(generator), teachers, task,
+                               batch_size=BATCH, steps=5, lambda_in=lambda_in)
+  before = trainer.rng.state.numpy().copy()
+  trainer.build()  # Creates f_m^3 before the hand computation reads them.
+  np.testing.assert_array_equal(trainer.rng.state.numpy(), before)  # Nothing drawn.
+  # A same-seed source's first draw is the step's first draw.
+  image, link = _source(generator).sample()
+  want, want_per1 = _hand_block_loss(trainer, image, link, lambda_in)
+  out = trainer.step()
+  assert float(out["loss"]) == pytest.approx(want, rel=1e-5)
+  # dual_t<m> reports the F_in^1 stream whatever λ_in is.
+  assert [float(out["dual_t1"]), float(out["dual_t2"])] == pytest.approx(want_per1, rel=1e-5)
+
+
+def test_block_loss_without_link_weight_is_the_reported_terms(world):
+  teachers, task, generator = world
+  target = _blocknet(len(task.labels), "target_nolink", list(task.labels))
+  trainer = steps.BlockTrainer(target, 3, _source(generator), teachers, task,
+                               batch_size=BATCH, steps=5, lambda_in=(1.0, 0.0))
+  for _ in range(2):
+    out = trainer.step()
+    # 1·(L^1 + L^2) + 0·L_link is the float32 sum of the reported terms, bit for bit.
+    assert out["loss"].numpy() == out["dual_t1"].numpy() + out["dual_t2"].numpy()
 
 
 def test_branch_out_picks_argmin_and_deeper_on_ties():
@@ -229,7 +272,7 @@ def test_generator_step_with_aux_classifier_trains_h_with_g_and_freezes_teachers
   # The L_H term equals its definition recomputed in numpy: per teacher, BCE of h_m on the
   # pooled, concatenated F^1..F^{B-1} against the teacher's thresholded labels; then the mean.
   outputs = generator(tf.random.normal((BATCH, generator.latent_dim), seed=3), training=False)
-  lh = float(trainer.generated_predictions(outputs)[4])
+  lh = float(trainer.priors[-1].value(trainer.teacher_pass(outputs[-1])))
   want = []
   for h, t in zip(trainer.aux, teachers):
     feats, head = t.features(outputs[-1], with_outputs=True)
@@ -269,8 +312,8 @@ def test_generator_step_with_jitter_moves_only_generator(world):
 
 def test_source_jitter_moves_the_image_not_the_links(world):
   _, _, generator = world
-  plain_image, plain_links = steps.GeneratorSource(generator, _rng(), BATCH).sample()
-  image, links = steps.GeneratorSource(generator, _rng(), BATCH, jitter=3).sample()
+  plain_image, plain_links = sources.GeneratorSource(generator, _rng(), BATCH).sample()
+  image, links = sources.GeneratorSource(generator, _rng(), BATCH, jitter=3).sample()
   # Same noise z (the first draw of the same seed), so the links are identical ...
   np.testing.assert_array_equal(links[2].numpy(), plain_links[2].numpy())
   # ... and the image is a flip/shift of the plain one: same values per image, moved.

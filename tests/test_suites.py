@@ -36,14 +36,25 @@ def _csv(path, key):
 
 
 def _assert_outputs(out, name, key, expected, plot=None):
-  for suffix in (".md", ".csv"):
-    assert os.path.getsize(os.path.join(out, name + suffix)) > 0, name + suffix
-  assert os.path.getsize(os.path.join(out, (plot or name) + ".png")) > 1000
   assert _csv(os.path.join(out, name + ".csv"), key) == expected
+  png = os.path.join(out, (plot or name) + ".png")
+  with open(png, "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n", png
+  import matplotlib.image  # pylint: disable=g-import-not-at-top
+  assert matplotlib.image.imread(png)[..., :3].std() > 0, "the plot is blank"
   with open(os.path.join(out, name + ".md")) as f:
     text = f.read()
   assert "--quick smoke run" in text
+  assert text.startswith("# ") and "| --- |" in text
   return text
+
+
+@pytest.fixture(scope="module")
+def table1_dfka(runs_root, tmp_path_factory):
+  """Table 1's teacher and DFKA rows, cached in runs_root for the tests that reuse them."""
+  out = tmp_path_factory.mktemp("table1_first")
+  return table1.run_suite(rows=["teacher", "dfka"], out=str(out), workdir_root=runs_root,
+                          quick=True, progress=False)
 
 
 def _quick(tmp_path, runs_root):
@@ -65,8 +76,10 @@ def test_histogram_by_hand():
 
 
 def test_set_overrides_and_row_selection():
-  assert suites_common.parse_set(["block_steps=300", "dis_sign=printed", "gamma=0.5"]) == {
-      "block_steps": 300, "dis_sign": "printed", "gamma": 0.5}
+  from dfka_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  assert config_lib.parse_assignments(["block_steps=300", "generator.dis_sign=printed",
+                                       "gamma=0.5"]) == {
+      "student.block_steps": "300", "generator.dis_sign": "printed", "generator.gamma": "0.5"}
   rows = table1.table_rows(1.0)
   assert [r.name for r in rows] == ["teacher", "ka", "similar", "diff", "noise", "dafl",
                                     "dfka", "dfka+bns"]
@@ -74,15 +87,19 @@ def test_set_overrides_and_row_selection():
   assert [r.name for r in table1.table_rows(0.0, 1.0)][-1] == "dfka+lh"
   # An option added later stays out of the cache keys while it is off, so finished rows
   # keep their keys; turned on, it makes a new key.
-  assert suites_common._key({"a": 1, "lh_weight": 0.0}) == suites_common._key({"a": 1})
-  assert suites_common._key({"a": 1, "lh_weight": 1.0}) != suites_common._key({"a": 1})
+  base = suites_common.make_config({"preset": "quick"})
+  keys = lambda c: c.key(*suites_common.GENERATOR_SECTIONS)
+  assert keys(base.replace(lh_weight=0.0)) == keys(base)
+  assert keys(base.replace(lh_weight=1.0)) != keys(base)
+  assert keys(base.replace(block_steps=7)) == keys(base)  # Step II is not Step I's.
+  assert keys(base.replace(gamma=1.0)) != keys(base)
   assert [r.name for r in suites_common.select(rows, ["dfka", "teacher"])] == [
       "teacher", "dfka"]
   with pytest.raises(Exception, match="unknown row"):
     suites_common.select(rows, ["nope"])
 
 
-def test_table1(tmp_path, runs_root):
+def test_table1(tmp_path, runs_root, table1_dfka):
   out = table1.run_suite(rows=["teacher", "dfka", "dfka+lh"], lh_weight=1.0,
                          **_quick(tmp_path, runs_root))
   text = _assert_outputs(str(tmp_path / "out"), "table1", "row",
@@ -97,10 +114,10 @@ def test_table1(tmp_path, runs_root):
              if not d.endswith(".lock")]
   assert len(folders) == 1 and folders[0].startswith("m1-seed0-")
   assert _csv(str(tmp_path / "out" / "table1_seeds.csv"), "seed") == ["0", "0", "0"]
-  assert runs["dfka+lh"][0]["config"]["lh_weight"] == 1.0
+  assert runs["dfka+lh"][0]["config"]["generator"]["lh"]["weight"] == 1.0
 
 
-def test_table4_reuses_shared_rows(tmp_path, runs_root):
+def test_table4_reuses_shared_rows(tmp_path, runs_root, table1_dfka):
   # With one teacher on the first 10 labels, {1, 1} is exactly Table 1's DFKA row.
   out = table4.run_suite(rows=["in1", "in1+in2"], teachers=1, labels=FIRST10,
                          **_quick(tmp_path, runs_root))
@@ -116,7 +133,7 @@ def test_table_s3(tmp_path, runs_root):
   out = table_s3.run_suite(rows=["K=2"], teachers=1, labels=FIRST10,
                            **_quick(tmp_path, runs_root))
   _assert_outputs(str(tmp_path / "out"), "table_s3", "row", ["K=2"])
-  assert out["runs"]["K=2"][0]["config"]["groups"] == 2
+  assert out["runs"]["K=2"][0]["config"]["generator"]["groups"] == 2
 
 
 def test_fig5(tmp_path, runs_root):
@@ -124,7 +141,9 @@ def test_fig5(tmp_path, runs_root):
   _assert_outputs(str(tmp_path / "out"), "fig5", "setting", ["sparse", "real"])
   h = out["histograms"]["sparse"][0]
   assert h["num_images"] == 64 and len(h["counts"]) == 20
-  assert 0.0 <= h["evenness"] <= 1.0
+  p = np.asarray(h["counts"], np.float64)
+  p = p[p > 0] / p.sum()
+  assert h["evenness"] == pytest.approx(-(p * np.log(p)).sum() / np.log(20))
 
 
 def test_fig4(tmp_path, runs_root):
@@ -156,8 +175,8 @@ def test_table_s5(tmp_path, runs_root):
   assert all(np.isfinite(b["eta_teacher1_mean"]) for b in blocks)
 
 
-def test_cli_reuses_rows(tmp_path, runs_root):
-  # The absl entry point end to end; the row is cached by test_table1, so this is cheap.
+def test_cli_reuses_rows(tmp_path, runs_root, table1_dfka):
+  # The absl entry point end to end; the row is Table 1's DFKA row (cached), so this is cheap.
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
   proc = subprocess.run(
       [sys.executable, "-m", "experiments.table4", "--quick", "--quiet", "--rows=in1+in2",

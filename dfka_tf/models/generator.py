@@ -94,6 +94,7 @@ def build_group(input_shape: Sequence[int], output_shape: Sequence[int], *, is_i
   return keras.Model(inputs, x, name=name)
 
 
+@keras.saving.register_keras_serializable(package="dfka_tf")
 class GroupStackGenerator(keras.Model):
   """G = G^K ∘ ... ∘ G^1 (Eq. 3): F^1 = G^1(z), F^j = G^j(F^{j-1}); F^K is the image.
 

@@ -2,11 +2,11 @@
 
 Instead of drawing every training image from G, a fixed pool of images is synthesised once:
 each batch of pixels is optimised directly, from noise, so that the frozen teachers predict a
-sampled set of labels on it (`losses.inversion_loss`), the teachers' batch-norm inputs match
+sampled set of labels on it (`priors.inversion_loss`), the teachers' batch-norm inputs match
 their running statistics, and the image stays smooth. Direct optimisation has one free
 variable per pixel, where G must draw every image through one shared network, and on
 scenes20 the pool's images carry objects on scene-like backgrounds where G draws colour
-blobs (README, "DeepInversion image pool").
+blobs (docs/beyond_paper.md, "DeepInversion image pool").
 
 The pool is built batch by batch inside one resumable stage: every variable (the pool so
 far, the batch being optimised, its targets, Adam's state and the random generator) is in
@@ -19,10 +19,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dfka_tf import losses
-from dfka_tf.models import blocknet
+from dfka_tf import priors
 from dfka_tf.train.augment import random_flip_shift
-from dfka_tf.train.steps import _Step, tapped_outputs  # pylint: disable=protected-access
+from dfka_tf.train.steps import Step
+from dfka_tf.train.teacher_pass import TeacherPass
 
 
 def sample_label_sets(rng: tf.random.Generator, n: int, num_labels: int,
@@ -39,7 +39,7 @@ def sample_label_sets(rng: tf.random.Generator, n: int, num_labels: int,
   return tf.cast(ranks < counts, tf.float32)
 
 
-class InversionTrainer(_Step):
+class InversionTrainer(Step):
   """Optimises `num_images` images against the frozen teachers, `batch_size` at a time.
 
   `step()` is one Adam step on the current batch; every `steps` steps the batch is written
@@ -56,7 +56,7 @@ class InversionTrainer(_Step):
                batch_size: int, steps: int, learning_rate: float = 0.1,
                bns_weight: float = 1.0, tv_weight: float = 1e-3, max_labels: int = 3,
                jitter: int = 2, bns_form: str = "norm", jit: bool = False):
-    # `_Step` holds rng and batch_size and compiles `_step`, the Adam step on the current
+    # `Step` holds rng and batch_size and compiles `_step`, the Adam step on the current
     # batch (`_compiled`, counted in `trace_count`).
     super().__init__(rng, batch_size, 0, jit)
     self.teachers = list(teachers)
@@ -70,8 +70,9 @@ class InversionTrainer(_Step):
     self.label_names = names
     # Column c of the concatenated teacher outputs is label names[index[c]].
     self.index = tf.constant([names.index(n) for t in self.teachers for n in t.label_names])
-    self.taps = ([blocknet.batchnorm_taps(t) for t in self.teachers]
-                 if self.bns_weight > 0 else None)
+    self.teacher_pass = TeacherPass(self.teachers, bn_inputs=self.bns_weight > 0)
+    self.bns = (priors.BatchNormPrior(self.bns_weight, bns_form, self.teacher_pass.running_stats)
+                if self.bns_weight > 0 else None)
     shape = tuple(int(d) for d in self.teachers[0].feature_shapes[0])
     self.pool = tf.Variable(tf.zeros((self.num_batches * self.batch_size,) + shape, tf.uint8),
                             trainable=False, name="pool")
@@ -99,19 +100,15 @@ class InversionTrainer(_Step):
       v.assign(tf.zeros_like(v))
 
   def _predict(self, images):
-    if self.taps is None:
-      outs = [t.tail(images, 0, training=False) for t in self.teachers]
-      bns = tf.constant(0.0)
-    else:
-      outs, bns = tapped_outputs(self.taps, images, self.bns_form)
-    probs = tf.concat([tf.cast(o["probs"], tf.float32) for o in outs], axis=1)
-    return probs, bns
+    views = self.teacher_pass(images)
+    bns = tf.constant(0.0) if self.bns is None else self.bns.value(views)
+    return TeacherPass.concat_probs(views), bns
 
   def _step(self):
     targets = tf.gather(self.targets, self.index, axis=1)
     with tf.GradientTape() as tape:
       probs, bns = self._predict(random_flip_shift(self.images, self.rng, self.jitter))
-      total, terms = losses.inversion_loss(probs, targets, self.images, bns, self.bns_weight,
+      total, terms = priors.inversion_loss(probs, targets, self.images, bns, self.bns_weight,
                                            self.tv_weight)
     grad = tape.gradient(total, self.images)
     self.optimizer.apply([grad], [self.images])

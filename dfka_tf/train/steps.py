@@ -5,8 +5,8 @@
 - `regroup` + `FinetuneTrainer` Step III: T_u (Eq. 18–20), fine-tuned against the teachers.
 
 Teachers are frozen and always called with training=False (batch norm in inference mode);
-their forward pass on the generated image is computed once per step and shared by every
-loss term that needs it.
+their forward pass on the generated image is computed once per step (`TeacherPass`) and
+shared by every loss term and prior that needs it. Image sources are in `sources.py`.
 """
 
 from typing import Dict, List, Optional, Sequence
@@ -16,10 +16,11 @@ import numpy as np
 import tensorflow as tf
 
 from dfka_tf import losses
-from dfka_tf.models import blocknet
-from dfka_tf.train.augment import random_flip_shift
+from dfka_tf import priors as priors_lib
 from dfka_tf.models.filters import TeacherFilter
 from dfka_tf.task import TaskMap
+from dfka_tf.train.augment import random_flip_shift
+from dfka_tf.train.teacher_pass import TeacherPass
 
 
 def poly_sgd(base_lr: float, steps: int, *, power: float = 0.9, momentum: float = 0.9,
@@ -42,8 +43,12 @@ def _gather(probs, cols):
   return tf.gather(tf.cast(probs, tf.float32), cols, axis=1)
 
 
-class _Step:
-  """Shared plumbing: one compiled step, a trace counter, noise from a seeded generator."""
+class Step:
+  """Shared plumbing of every trainer: one compiled step, a trace counter, seeded noise.
+
+  Subclasses define `_step` (the traced body), `trainable_variables` and `optimizer`, and
+  may override `_build_layers`.
+  """
 
   def __init__(self, rng: Optional[tf.random.Generator], batch_size: int, latent_dim: int,
                jit: bool):
@@ -57,7 +62,8 @@ class _Step:
     self.trace_count += 1  # Runs only while tracing: counts retraces.
     return self._step()
 
-  def _noise(self):
+  def sample_noise(self):
+    """z ~ N(0, I), [batch_size, latent_dim], from the trainer's generator."""
     return self.rng.normal([self.batch_size, self.latent_dim])
 
   def step(self) -> Dict[str, tf.Tensor]:
@@ -80,106 +86,12 @@ class _Step:
   def _step(self):
     raise NotImplementedError
 
-  def _apply(self, tape, loss, variables):
+  def apply_gradients(self, tape, loss, variables):
     grads = tape.gradient(loss, variables)
     self.optimizer.apply(grads, variables)
 
 
-def _teacher_outputs(teachers, image):
-  return [t.tail(image, 0, training=False) for t in teachers]
-
-
-def tapped_outputs(taps, image, form: str = "squared"):
-  """Every teacher's outputs on `image` through its BN taps, and L_bns averaged over them.
-
-  `taps` is one `blocknet.batchnorm_taps(teacher)` pair per teacher; one forward pass per
-  teacher gives both the predictions and the batch-norm inputs L_bns compares.
-  """
-  outs = [tap(image, training=False) for tap, _ in taps]
-  bns = tf.add_n([losses.batchnorm_statistics_loss(o["bn_inputs"], stats, form)
-                  for o, (_, stats) in zip(outs, taps)]) / len(taps)
-  return outs, bns
-
-
-class GeneratorSource:
-  """Generated batches for Steps II–III: I_gan and every group's output, from frozen G.
-
-  With `jitter` > 0 (beyond the paper) each image is flipped and shifted at random by up to
-  `jitter` pixels (`random_flip_shift`); the intermediate outputs are left as G made them.
-  """
-
-  def __init__(self, generator, rng: tf.random.Generator, batch_size: int, jitter: int = 0):
-    self.generator, self.rng, self.batch_size = generator, rng, int(batch_size)
-    self.jitter = int(jitter)
-
-  def sample(self):
-    """Returns (image, {teacher depth: generator output aligned with it})."""
-    z = self.rng.normal([self.batch_size, self.generator.latent_dim])
-    outputs = self.generator(z, training=False)
-    links = dict(zip(self.generator.depths, outputs))
-    return random_flip_shift(outputs[-1], self.rng, self.jitter), links
-
-  @property
-  def variables(self):
-    return self.generator.variables
-
-
-class DatasetSource:
-  """Real images without labels (the KA, Similar Data and Diff Data rows of Table 1).
-
-  Reading a tf.data iterator cannot be compiled by XLA, so steps fed by it run without jit.
-  """
-
-  jit_ok = False
-
-  def __init__(self, dataset: tf.data.Dataset):
-    self.iterator = iter(dataset.map(lambda ex: ex["image"] if isinstance(ex, dict) else ex)
-                         .repeat())
-    self.rng = None
-
-  def sample(self):
-    return next(self.iterator), {}
-
-  variables = []
-
-
-class PoolSource:
-  """Batches of a fixed image pool (the DeepInversion option, beyond the paper).
-
-  Images are drawn uniformly with replacement, then flipped and shifted at random by up to
-  `jitter` pixels: a pool of a thousand images is seen hundreds of times over Steps II–III,
-  and the augmentation keeps T_u from memorising it. Only the generator `rng` is state.
-  """
-
-  def __init__(self, pool: tf.Tensor, rng: tf.random.Generator, batch_size: int,
-               jitter: int = 0):
-    self.pool = tf.convert_to_tensor(pool)
-    if self.pool.dtype != tf.uint8:
-      raise ValueError(f"PoolSource takes a uint8 pool, got {self.pool.dtype.name}.")
-    self.rng, self.batch_size, self.jitter = rng, int(batch_size), int(jitter)
-
-  def sample(self):
-    idx = self.rng.uniform([self.batch_size], 0, int(self.pool.shape[0]), dtype=tf.int64)
-    images = tf.cast(tf.gather(self.pool, idx), tf.float32) / 255.0
-    return random_flip_shift(images, self.rng, self.jitter), {}
-
-  variables = []
-
-
-class NoiseSource:
-  """Gaussian-noise images, N(0.5, 0.25²) clipped to [0, 1] (the Random Noise row)."""
-
-  def __init__(self, image_shape, rng: tf.random.Generator, batch_size: int):
-    self.shape = [int(batch_size)] + [int(v) for v in image_shape]
-    self.rng = rng
-
-  def sample(self):
-    return tf.clip_by_value(0.5 + 0.25 * self.rng.normal(self.shape), 0.0, 1.0), {}
-
-  variables = []
-
-
-class GeneratorTrainer(_Step):
+class GeneratorTrainer(Step):
   """Step I of Algorithm 1: train G = G^1..G^K and its filters f_m^j on L_joint (Eq. 12).
 
   For each intermediate group j < K, teacher m judges f_m^j(F^j) with its blocks d_j+1..B
@@ -187,6 +99,10 @@ class GeneratorTrainer(_Step):
   as DAFL's code does; the paper does not say. With `jitter` > 0 (beyond the paper,
   DeepInversion) the teachers judge the image flipped and shifted at random by up to `jitter`
   pixels, so G cannot rely on one exact pixel alignment.
+
+  `priors` (beyond the paper, `dfka_tf.priors`) are added to L_joint with their weights;
+  they read the same teacher forward pass on the image as L_joint. Without `priors` given,
+  they are made from `bns_weight`, `bns_form` and `lh_weight`.
   """
 
   def __init__(self, generator, teachers: Sequence, *, rng: tf.random.Generator,
@@ -198,17 +114,14 @@ class GeneratorTrainer(_Step):
     self.jitter = int(jitter)
     self.teachers = list(teachers)
     self.weights = dict(alpha=alpha, beta=beta, gamma=gamma, dis_sign=dis_sign)
-    self.bns_weight = float(bns_weight)
-    self.bns_form = bns_form
-    # L_bns (beyond the paper) reads every teacher BN layer's input from the same forward
-    # pass that gives the image's predictions.
-    self.taps = ([blocknet.batchnorm_taps(t) for t in self.teachers]
-                 if self.bns_weight > 0 else None)
-    # L_H (beyond the paper): per teacher, an auxiliary classifier h_m on its pooled,
-    # concatenated intermediate features, trained with G on the same loss (IFHE).
-    self.lh_weight = float(lh_weight)
-    self.aux = ([keras.layers.Dense(t.num_labels, activation="sigmoid", name=f"h{m + 1}")
-                 for m, t in enumerate(self.teachers)] if self.lh_weight > 0 else [])
+    self.teacher_pass = TeacherPass(self.teachers, bn_inputs=bns_weight > 0,
+                                    features=lh_weight > 0)
+    self.priors = []
+    if bns_weight > 0:
+      self.priors.append(priors_lib.BatchNormPrior(bns_weight, bns_form,
+                                                   self.teacher_pass.running_stats))
+    if lh_weight > 0:
+      self.priors.append(priors_lib.AuxiliaryClassifierPrior(lh_weight, self.teachers))
     # One filter per teacher per intermediate group (the image is not filtered).
     self.filters = [[TeacherFilter(filter_reduction, name=f"f{m + 1}_g{j + 1}")
                      for m in range(len(self.teachers))]
@@ -217,77 +130,61 @@ class GeneratorTrainer(_Step):
     super().__init__(rng, batch_size, generator.latent_dim, jit)
 
   @property
+  def aux(self) -> List[keras.layers.Layer]:
+    """L_H's classifiers h_m (empty when L_H is off); saved in Step I's checkpoint."""
+    return [h for p in self.priors if isinstance(p, priors_lib.AuxiliaryClassifierPrior)
+            for h in p.heads]
+
+  @property
   def trainable_variables(self):
     return self.generator.trainable_variables + [
         v for row in self.filters for f in row for v in f.trainable_variables] + [
-            v for h in self.aux for v in h.trainable_variables]
+            v for p in self.priors for v in p.trainable_variables]
 
   def _build_layers(self):
-    for h, t in zip(self.aux, self.teachers):
-      h.build((None, sum(int(shape[-1]) for shape in t.feature_shapes[1:])))
+    for p in self.priors:
+      p.build()
     for j, depth in enumerate(self.generator.depths[:-1]):
       for f in self.filters[j]:
         f.build((None,) + tuple(self.generator.feature_shapes[depth]))
 
-  def generated_predictions(self, outputs):
-    """O_gan of the image and of every intermediate F^j, plus the teachers' image features.
-
-    With L_bns on, also the L_bns value of the image (else None); with L_H on, the L_H value
-    (else None) as a fifth output.
-    """
-    bns = lh = None
-    if self.aux:
-      # The intermediate features come from the forward pass that gives the predictions,
-      # except under L_bns, whose tap model has its own.
-      pairs = [t.features(outputs[-1], training=False, with_outputs=True)
-               for t in self.teachers]
-      lh = tf.add_n([
-          losses.auxiliary_classifier_loss(
-              h(tf.concat([tf.reduce_mean(tf.cast(f, tf.float32), axis=[1, 2])
-                           for f in feats], axis=-1)), out["probs"])
-          for h, (feats, out) in zip(self.aux, pairs)]) / len(self.aux)
-    if self.taps is None:
-      image_out = ([out for _, out in pairs] if self.aux
-                   else _teacher_outputs(self.teachers, outputs[-1]))
-    else:
-      image_out, bns = tapped_outputs(self.taps, outputs[-1], self.bns_form)
-    image_probs = tf.concat([tf.cast(o["probs"], tf.float32) for o in image_out], axis=1)
+  def feature_predictions(self, outputs) -> List[tf.Tensor]:
+    """O_gan of every intermediate F^j: teacher m judges f_m^j(F^j) with D^j (Eq. 5)."""
     feature_probs = []
     for j, depth in enumerate(self.generator.depths[:-1]):
       feature_probs.append(tf.concat([
           tf.cast(t.tail(self.filters[j][m](outputs[j]), depth, training=False)["probs"],
                   tf.float32)
           for m, t in enumerate(self.teachers)], axis=1))
-    return image_probs, [o["pre_logits"] for o in image_out], feature_probs, bns, lh
+    return feature_probs
 
   def objective(self, z):
     """Step I's loss on the batch G(z) (G in training mode).
 
-    Returns (total, terms, image, image_probs): L_joint plus the weighted L_bns and L_H
-    where on, its named terms, the image the teachers judged (jittered where on) and their
-    concatenated predictions on it.
+    Returns (total, terms, image, image_probs): L_joint plus the weighted priors, its named
+    terms (each prior unweighted under its name), the image the teachers judged (jittered
+    where on) and their concatenated predictions on it.
     """
     outputs = self.generator(z, training=True)
     outputs = outputs[:-1] + [random_flip_shift(outputs[-1], self.rng, self.jitter)]
-    image_probs, pre_logits, feature_probs, bns, lh = self.generated_predictions(outputs)
-    total, terms = losses.joint_loss(image_probs, pre_logits, feature_probs, **self.weights)
-    if bns is not None:
-      terms["bns"] = bns
-      total = total + self.bns_weight * bns
-    if lh is not None:
-      terms["lh"] = lh
-      total = total + self.lh_weight * lh
+    views = self.teacher_pass(outputs[-1])
+    image_probs = TeacherPass.concat_probs(views)
+    total, terms = losses.joint_loss(image_probs, [v.pre_logits for v in views],
+                                     self.feature_predictions(outputs), **self.weights)
+    for p in self.priors:
+      terms[p.name] = p.value(views)
+      total = total + p.weight * terms[p.name]
     return total, terms, outputs[-1], image_probs
 
   def _step(self):
     with tf.GradientTape() as tape:
-      total, terms, _, _ = self.objective(self._noise())
+      total, terms, _, _ = self.objective(self.sample_noise())
       scaled = self.optimizer.scale_loss(total)
-    self._apply(tape, scaled, self.trainable_variables)
+    self.apply_gradients(tape, scaled, self.trainable_variables)
     return {"loss": total, **terms}
 
 
-class BlockTrainer(_Step):
+class BlockTrainer(Step):
   """Step II of Algorithm 1 for one block b: train T^b (and f_m^b) on L_u^b (Eq. 17).
 
   G and T^1..T^{b-1} are frozen (inference mode). The two input streams (Eq. 16) are
@@ -321,7 +218,7 @@ class BlockTrainer(_Step):
                      for m in range(len(self.teachers))]
                     if self.block < self.num_blocks else [])
     self.optimizer = poly_sgd(learning_rate, steps, weight_decay=weight_decay)
-    super().__init__(source.rng, batch_size, 0, jit and getattr(source, "jit_ok", True))
+    super().__init__(source.rng, batch_size, 0, jit and source.jit_ok)
 
   def _build_layers(self):
     for f in self.filters:
@@ -371,7 +268,7 @@ class BlockTrainer(_Step):
                               [self.lambda_m[m] for m in self.task.active])
         total = losses.block_loss(l1, l2, *self.lambda_in)
       scaled = self.optimizer.scale_loss(total)
-    self._apply(tape, scaled, self.trainable_variables)
+    self.apply_gradients(tape, scaled, self.trainable_variables)
     return {"loss": total, **{f"dual_t{m + 1}": per1[m] for m in self.task.active}}
 
 
@@ -469,7 +366,7 @@ class _KeepColumns(keras.layers.Layer):
     return {**super().get_config(), "columns": self.columns}
 
 
-class FinetuneTrainer(_Step):
+class FinetuneTrainer(Step):
   """Step III, Algorithm 1 line 23: fine-tune T_u on generated images against the teachers.
 
   The target is, for each customized label, the prediction of the teacher it comes from,
@@ -485,7 +382,7 @@ class FinetuneTrainer(_Step):
     self.teachers = list(teachers)
     self.task = task
     self.optimizer = poly_sgd(learning_rate, steps, weight_decay=weight_decay)
-    super().__init__(source.rng, batch_size, 0, jit and getattr(source, "jit_ok", True))
+    super().__init__(source.rng, batch_size, 0, jit and source.jit_ok)
 
   def teacher_targets(self, image):
     """Every customized label's teacher prediction on `image`, in Y_cst order."""
@@ -501,7 +398,7 @@ class FinetuneTrainer(_Step):
       out = out["probs"] if isinstance(out, dict) else out
       loss = losses.distillation_loss(out, targets)
       scaled = self.optimizer.scale_loss(loss)
-    self._apply(tape, scaled, self.trainable_variables)
+    self.apply_gradients(tape, scaled, self.trainable_variables)
     return {"loss": loss}
 
   @property
@@ -515,7 +412,7 @@ class AdversarialFinetuneTrainer(FinetuneTrainer):
   Beyond the paper. A frozen G keeps producing the same kind of image, so T_u only learns
   the teachers where G already goes. Here every step first moves G (and its filters) one
   step on Step I's objective minus `weight` × the disagreement between T_u (inference mode)
-  and the teachers on G's image (`losses.disagreement_loss`), so G seeks images T_u still
+  and the teachers on G's image (`priors.disagreement_loss`), so G seeks images T_u still
   gets wrong while Step I's terms keep them plausible to the teachers; then T_u takes its
   usual distillation step on a fresh batch of the updated G. Teachers stay frozen.
 
@@ -542,12 +439,12 @@ class AdversarialFinetuneTrainer(FinetuneTrainer):
   def _step(self):
     g = self.generator_trainer
     with tf.GradientTape() as tape:
-      objective, _, image, image_probs = g.objective(g._noise())  # pylint: disable=protected-access
+      objective, _, image, image_probs = g.objective(g.sample_noise())
       student = self.target_net(image, training=False)
       student = student["probs"] if isinstance(student, dict) else student
-      gap = losses.disagreement_loss(student, tf.gather(image_probs, self.target_cols, axis=1))
+      gap = priors_lib.disagreement_loss(student, tf.gather(image_probs, self.target_cols, axis=1))
       g_loss = objective - self.weight * gap
       scaled = g.optimizer.scale_loss(g_loss)
-    g._apply(tape, scaled, g.trainable_variables)  # pylint: disable=protected-access
+    g.apply_gradients(tape, scaled, g.trainable_variables)
     out = super()._step()
     return dict(out, disagreement=gap, generator_loss=g_loss)

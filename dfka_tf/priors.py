@@ -1,0 +1,185 @@
+"""Priors beyond the paper, beside the paper's losses (`losses.py`).
+
+Each prior is a pure function (hand-computed tests in tests/test_losses.py) and, where a
+training step sums it, a small object: `Prior.value(views)` reads the teachers' forward
+pass (`train.teacher_pass.TeacherView`) and returns the unweighted term; the step adds
+`weight * value` under the prior's name. A new prior is a new class here plus its option
+(docs/configuration.md, "Adding an option").
+"""
+
+from typing import Dict, List, Sequence, Tuple
+
+import keras
+import tensorflow as tf
+
+from dfka_tf.losses import _f32, binary_cross_entropy
+
+
+def disagreement_loss(student_probs, teacher_probs):
+  """Student-teacher discrepancy of DFAD (Fang et al., 2019). Beyond the paper.
+
+  mean |s − t| over the batch and the labels, on probabilities (DFAD's mean absolute error,
+  on sigmoid outputs here). The generator *maximises* it during adversarial fine-tuning, so
+  it keeps producing images on which T_u still disagrees with the teachers; both arguments
+  carry gradient, since G reaches the loss through the student and the teachers alike.
+  """
+  return tf.reduce_mean(tf.abs(_f32(student_probs) - _f32(teacher_probs)))
+
+
+def batchnorm_statistics_loss(features: Sequence[tf.Tensor],
+                              running_stats: Sequence[Tuple[tf.Tensor, tf.Tensor]],
+                              form: str = "squared"):
+  """L_bns of DeepInversion (Yin et al., 2020; IFHE slides' L_bns). Beyond the paper.
+
+  μ̃_l, σ̃_l² are the per-channel batch mean and variance of the input of teacher batch-norm
+  layer l on the generated batch; μ_l, σ_l² its running mean and variance. Two forms:
+
+  - "squared": (1/L) Σ_l ||μ̃_l − μ_l||_2² + ||σ̃_l − σ_l||_2² (standard deviations);
+  - "norm": (1/L) Σ_l ||μ̃_l − μ_l||_2 + ||σ̃_l² − σ_l²||_2, the form of DeepInversion's
+    code. Its gradient does not fade as the statistics approach their targets, so it keeps
+    pulling on layers that are almost matched.
+
+  Args:
+    features: inputs of the L batch-norm layers, [N, H, W, C_l] (or [N, C_l]).
+    running_stats: matching (moving_mean, moving_variance) pairs.
+    form: "squared" or "norm".
+  """
+  if len(features) != len(running_stats) or not features:
+    raise ValueError("batchnorm_statistics_loss needs one (mean, variance) pair per feature.")
+  if form not in ("squared", "norm"):
+    raise ValueError(f"unknown L_bns form {form!r}; use 'squared' or 'norm'.")
+  terms = []
+  for x, (mu, var) in zip(features, running_stats):
+    x = _f32(x)
+    axes = list(range(len(x.shape) - 1))
+    bmean, bvar = tf.nn.moments(x, axes=axes)
+    if form == "norm":
+      terms.append(tf.norm(bmean - _f32(mu)) + tf.norm(bvar - _f32(var)))
+    else:
+      terms.append(tf.reduce_sum(tf.square(bmean - _f32(mu))) +
+                   tf.reduce_sum(tf.square(tf.sqrt(bvar + 1e-5) - tf.sqrt(_f32(var) + 1e-5))))
+  return tf.add_n(terms) / float(len(terms))
+
+
+def auxiliary_classifier_loss(aux_probs, teacher_probs, epsilon: float = 0.5):
+  """L_H of IFHE (Chen et al., 2023), multi-label form. Beyond the paper.
+
+  An auxiliary classifier h reads the concatenated (pooled) intermediate teacher features and
+  is trained to predict the teacher's thresholded labels t = 1[y >= epsilon]:
+  L_H = ℓ(h(f_T), t). The generator minimising it makes intermediate features separable by
+  label (IFHE replaces L_oh by it).
+
+  Args:
+    aux_probs: [N, C] the auxiliary classifier's sigmoid outputs.
+    teacher_probs: [N, C] teacher outputs whose thresholds give the labels (no gradient).
+  """
+  t = tf.cast(tf.stop_gradient(_f32(teacher_probs)) >= epsilon, tf.float32)
+  return binary_cross_entropy(aux_probs, t)
+
+
+def total_variation_loss(images):
+  """The smoothness prior of DeepInversion (Yin et al., 2020), squared form. Beyond the paper.
+
+  mean over pixels of (x[i+1, j] − x[i, j])² plus the same across columns: the mean squared
+  difference of vertical neighbours plus that of horizontal ones. Optimised pixels would
+  otherwise fill with high-frequency patterns that excite the teachers but no real image has.
+
+  Args:
+    images: [N, H, W, C].
+  """
+  x = _f32(images)
+  dv = x[:, 1:, :, :] - x[:, :-1, :, :]
+  dh = x[:, :, 1:, :] - x[:, :, :-1, :]
+  return tf.reduce_mean(tf.square(dv)) + tf.reduce_mean(tf.square(dh))
+
+
+def inversion_loss(probs, targets, images, bns, bns_weight: float = 1.0,
+                   tv_weight: float = 1e-3) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+  """DeepInversion's objective for multi-label teachers. Beyond the paper.
+
+  ℓ(O(x), y) + w_bns L_bns + w_tv L_tv: the teachers' concatenated predictions O(x) on the
+  optimised images x should match the sampled multi-hot targets y, their batch-norm inputs
+  the running statistics (`batchnorm_statistics_loss`, passed in as `bns`), and x should
+  be smooth (`total_variation_loss`).
+
+  Args:
+    probs: [N, C] teacher predictions on the images.
+    targets: [N, C] multi-hot targets (no gradient).
+    images: [N, H, W, C] the images being optimised.
+    bns: the L_bns value on the same forward pass (0 where it is off).
+
+  Returns:
+    (total, {"ce", "bns", "tv"}) with the unweighted terms.
+  """
+  terms = {"ce": binary_cross_entropy(probs, targets), "bns": _f32(bns),
+           "tv": total_variation_loss(images)}
+  total = terms["ce"] + float(bns_weight) * terms["bns"] + float(tv_weight) * terms["tv"]
+  return total, terms
+
+
+class Prior:
+  """A weighted term a step adds to its loss. Beyond the paper.
+
+  Attributes:
+    name: the key of its unweighted value in the step's measurements.
+    weight: its weight in the loss.
+    needs: which parts of the teachers' forward pass it reads ("bn_inputs", "features").
+  """
+  name = ""
+  needs: Tuple[str, ...] = ()
+
+  def __init__(self, weight: float):
+    self.weight = float(weight)
+
+  @property
+  def trainable_variables(self) -> List[tf.Variable]:
+    return []
+
+  def build(self):
+    pass
+
+  def value(self, views) -> tf.Tensor:
+    raise NotImplementedError
+
+
+class BatchNormPrior(Prior):
+  """L_bns on the image, averaged over teachers (`batchnorm_statistics_loss`)."""
+  name = "bns"
+  needs = ("bn_inputs",)
+
+  def __init__(self, weight: float, form: str, running_stats: Sequence):
+    super().__init__(weight)
+    self.form = form
+    self.running_stats = list(running_stats)  # One [(mean, var), ...] list per teacher.
+
+  def value(self, views) -> tf.Tensor:
+    return tf.add_n([batchnorm_statistics_loss(v.bn_inputs, stats, self.form)
+                     for v, stats in zip(views, self.running_stats)]) / len(views)
+
+
+class AuxiliaryClassifierPrior(Prior):
+  """L_H: per teacher, a classifier h_m on its pooled, concatenated intermediate features,
+  trained with G on the same loss (IFHE, `auxiliary_classifier_loss`)."""
+  name = "lh"
+  needs = ("features",)
+
+  def __init__(self, weight: float, teachers: Sequence):
+    super().__init__(weight)
+    self.teachers = list(teachers)
+    self.heads = [keras.layers.Dense(t.num_labels, activation="sigmoid", name=f"h{m + 1}")
+                  for m, t in enumerate(self.teachers)]
+
+  @property
+  def trainable_variables(self):
+    return [v for h in self.heads for v in h.trainable_variables]
+
+  def build(self):
+    for h, t in zip(self.heads, self.teachers):
+      h.build((None, sum(int(shape[-1]) for shape in t.feature_shapes[1:])))
+
+  def value(self, views) -> tf.Tensor:
+    return tf.add_n([
+        auxiliary_classifier_loss(
+            h(tf.concat([tf.reduce_mean(tf.cast(f, tf.float32), axis=[1, 2])
+                         for f in v.features], axis=-1)), v.probs)
+        for h, v in zip(self.heads, views)]) / len(self.heads)

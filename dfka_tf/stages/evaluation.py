@@ -1,0 +1,62 @@
+"""Scores on the real test split (through `dfka_tf.eval.evaluate`), figures and export."""
+
+import time
+from typing import Dict
+
+import tensorflow as tf
+
+from dfka_tf import data as dfka_data
+from dfka_tf.eval import evaluate as score
+from dfka_tf.stages.base import Run
+from dfka_tf.task import TaskMap
+
+_AP_KEYS = ("map", "map_voc07", "ap", "ap_voc07", "num_labels_excluded", "num_images")
+
+
+def teachers_fn(teachers, task: TaskMap):
+  """images -> the teachers' predictions over Y_cst (each label from its teacher)."""
+  @tf.function
+  def predict(x):
+    parts = [tf.gather(teachers[m].tail(x, 0, training=False)["probs"], task.teacher_cols[m],
+                       axis=1) for m in task.active]
+    return tf.gather(tf.concat(parts, axis=1), task.order, axis=1)
+  return predict
+
+
+def evaluate(run: Run, teachers, target_net, task: TaskMap, dataset_labels) -> Dict:
+  """Teacher and T_u AP on the real test split, both on the customized labels."""
+  c = run.config
+  start = time.time()
+  columns = [dataset_labels.index(name) for name in task.labels]
+  topk = 3 if c.data.dataset.startswith("coco") else None
+  scores = {}
+  for who, fn in (("teacher", teachers_fn(teachers, task)),
+                  ("target", tf.function(lambda x: target_net(x, training=False)))):
+    test = dfka_data.load(c.data.dataset, "test", data_dir=c.data.data_dir,
+                          image_size=c.data.image_size, batch_size=c.eval.batch_size)
+    scores[who] = score(fn, test, label_indices=columns, topk=topk,
+                                        progress=run.progress)
+  out = {"labels": list(task.labels), "num_test_images": scores["target"]["num_images"]}
+  for who, s in scores.items():
+    out[f"{who}_map"] = float(s["map"])
+    out[f"{who}_ap"] = dict(zip(task.labels, map(float, s["ap"])))
+    out[f"{who}_map_voc07"] = float(s["map_voc07"])
+    if topk:
+      out[f"{who}_top3"] = {k: v for k, v in s.items() if k not in _AP_KEYS}
+  out["target_over_teacher"] = out["target_map"] / max(out["teacher_map"], 1e-12)
+  run.add_time("evaluate", time.time() - start)
+  return out
+
+
+def real_images(config, n: int = 16):
+  """The first n real test images of the dataset, [n, H, W, 3] in [0, 1]."""
+  test = dfka_data.load(config.data.dataset, "test", data_dir=config.data.data_dir,
+                        image_size=config.data.image_size, batch_size=n)
+  return next(iter(test))["image"].numpy()
+
+
+def export(run: Run, target_net, task: TaskMap):
+  from dfka_tf import export as export_lib  # pylint: disable=g-import-not-at-top
+  start = time.time()
+  export_lib.export_target_net(target_net, list(task.labels), run.wd.path("target_net"))
+  run.add_time("export", time.time() - start)

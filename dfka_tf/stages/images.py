@@ -1,0 +1,121 @@
+"""Step I (the group-stack generator), the DeepInversion pool, and the image source of
+Steps II–III chosen once from `config.source.kind`."""
+
+from typing import Optional
+
+import tensorflow as tf
+
+from dfka_tf import data as dfka_data
+from dfka_tf.errors import ConfigError
+from dfka_tf.models import blocknet
+from dfka_tf.models.generator import GroupStackGenerator, aligned_depths
+from dfka_tf.stages.base import Parts, Run, Stage, run_stages
+from dfka_tf.stages.teachers import input_shape
+from dfka_tf.train.inversion import InversionTrainer
+from dfka_tf.train.sources import (DatasetSource, GeneratorSource, ImageSource, NoiseSource,
+                                   PoolSource)
+from dfka_tf.train.steps import GeneratorTrainer
+
+
+def generator_trainer(run: Run, teachers) -> GeneratorTrainer:
+  """Step I's trainer (G, its filters, priors, optimizer), built but not trained."""
+  g = run.config.generator
+  blocknet.check_compatible(teachers, depths=range(len(teachers[0].blocks)))
+  generator = GroupStackGenerator(teachers[0].feature_shapes, num_groups=g.groups,
+                                  latent_dim=g.latent_dim, width=g.width, image_bn=g.image_bn,
+                                  name="generator")
+  return GeneratorTrainer(generator, teachers, rng=run.rng(1),
+                          batch_size=run.config.runtime.batch_size, learning_rate=g.lr,
+                          alpha=g.alpha, beta=g.beta, gamma=g.gamma, dis_sign=g.dis_sign,
+                          bns_weight=g.bns.weight, bns_form=g.bns.form, lh_weight=g.lh.weight,
+                          jitter=g.jitter, jit=run.jit).build()
+
+
+def generator_state(trainer: GeneratorTrainer, prefix: str = ""):
+  """What a checkpoint saves of Step I's trainer (with `prefix` inside another stage's)."""
+  state = dict(generator=trainer.generator, filters=trainer.filters,
+               optimizer=trainer.optimizer, rng=trainer.rng)
+  if trainer.aux:  # Checkpoints written without L_H have no aux.
+    state["aux"] = trainer.aux
+  if prefix:
+    state = {("generator" if k == "generator" else f"generator_{k}"): v
+             for k, v in state.items()}
+  return state
+
+
+def generator(run: Run, teachers) -> Optional[GeneratorTrainer]:
+  """Stage "generator" (Step I); None when the config trains no generator."""
+  c = run.config
+  if not c.generator.enabled:
+    return None
+  built = {}
+
+  def setup():
+    built["trainer"] = trainer = generator_trainer(run, teachers)
+    return Parts(trainer.step, generator_state(trainer))
+
+  stage = Stage("generator", c.generator.steps, setup,
+                summary=f"[step I] group-stack generator, K={c.generator.groups} (depths "
+                        f"{aligned_depths(teachers[0].num_blocks, c.generator.groups)}), "
+                        f"{c.generator.steps} steps")
+  run_stages(run, [stage])
+  return built["trainer"]
+
+
+def inversion_pool(run: Run, teachers) -> tf.Tensor:
+  """Stage "inversion": the DeepInversion pool Steps II–III train on (beyond the paper).
+
+  --inversion_images images, optimised --batch_size at a time for --inversion_steps Adam
+  steps each (`train/inversion.py`). The whole pool lives in the stage checkpoint, so the
+  stage resumes mid-batch; later stages read it back from there. Returns it as uint8.
+  """
+  c = run.config
+  p = c.source.pool
+  trainer = InversionTrainer(
+      teachers, rng=run.rng(30), num_images=p.images, batch_size=c.runtime.batch_size,
+      steps=p.steps, learning_rate=p.lr, bns_weight=p.bns, tv_weight=p.tv,
+      max_labels=p.max_labels, bns_form=p.bns_form,
+      jitter=p.jitter or max(1, c.data.image_size // 16), jit=run.jit).build()
+  num_labels = len(trainer.label_names)
+  if p.max_labels > num_labels:
+    raise ConfigError(f"--inversion_max_labels={p.max_labels} is more than the "
+                      f"{num_labels} labels the teachers know; use 1..{num_labels}.")
+  state = dict(rng=trainer.rng, pool=trainer.pool, images=trainer.images,
+               targets=trainer.targets, counter=trainer.counter, optimizer=trainer.optimizer)
+  run_stages(run, [Stage("inversion", trainer.total_steps, lambda: Parts(trainer.step, state),
+                         summary=f"[pool] DeepInversion: {p.images} images in "
+                                 f"{trainer.num_batches} batches of {p.steps} steps")])
+  return tf.constant(trainer.images_uint8())
+
+
+class Images:
+  """Makes the image source of Steps II–III, one per stage, from the config.
+
+  The pool is built on first use and shared by every stage.
+  """
+
+  def __init__(self, run: Run, teachers, generator=None):
+    self.run, self.teachers, self.generator = run, teachers, generator
+    self.pool = None
+
+  def source(self, stream: int) -> ImageSource:
+    run, c = self.run, self.run.config
+    batch, kind = c.runtime.batch_size, c.source.kind
+    if kind == "pool":
+      if self.pool is None:
+        self.pool = inversion_pool(run, self.teachers)
+      return PoolSource(self.pool, run.rng(stream), batch, jitter=c.source.jitter)
+    if kind == "generator":
+      return GeneratorSource(self.generator, run.rng(stream), batch, jitter=c.source.jitter)
+    if kind == "noise":
+      return NoiseSource(input_shape(c), run.rng(stream), batch)
+    if kind == "dataset":
+      name = c.source.dataset or c.data.dataset
+      if c.data.image_size != 32 and name.startswith("scenes20_"):
+        name += f"_{c.data.image_size}"
+      images = dfka_data.load(name, "train", data_dir=c.data.data_dir,
+                              image_size=c.data.image_size, batch_size=batch, shuffle=True,
+                              seed=c.seed + stream, drop_remainder=True)
+      return DatasetSource(images)
+    raise ConfigError(f"source.kind={kind!r} gives no images; use generator, pool, dataset "
+                      "or noise.")

@@ -1,0 +1,169 @@
+"""The TargetNet: Step II block by block (with η^{b,m} of Eq. 18), Step III regrouping and
+fine-tuning, and the DAFL baseline's plain distillation."""
+
+from typing import Dict
+
+import keras
+import tensorflow as tf
+
+from dfka_tf.errors import ConfigError, TeacherError
+from dfka_tf.models import blocknet
+from dfka_tf.stages.base import Parts, Run, Stage, run_stages
+from dfka_tf.stages.images import Images, generator_state
+from dfka_tf.stages.teachers import target_model
+from dfka_tf.task import TaskMap
+from dfka_tf.train.steps import (AdversarialFinetuneTrainer, BlockTrainer, FinetuneTrainer,
+                                 branch_out_blocks, regroup)
+
+
+def eta_tail_start(block_steps: int) -> int:
+  """η^{b,m} averages L_dual^{b,m}(F_in^1) over the steps after this one (the last 10 %)."""
+  return block_steps - max(1, block_steps // 10)
+
+
+def block_trainer(run: Run, target, b: int, source, teachers, task: TaskMap) -> BlockTrainer:
+  """Step II's trainer of block b (1-based), built."""
+  c = run.config
+  return BlockTrainer(target, b, source, teachers, task, batch_size=c.runtime.batch_size,
+                      steps=c.student.block_steps, learning_rate=c.student.lr,
+                      weight_decay=c.runtime.weight_decay,
+                      lambda_in=(c.student.lambda_in1, c.student.lambda_in2),
+                      jit=run.jit).build()
+
+
+def finetune_trainer(run: Run, target_net, source, teachers, task: TaskMap,
+                     generator_trainer=None) -> FinetuneTrainer:
+  """Step III's trainer (adversarial with --adversarial_weight > 0 and a generator), built."""
+  c = run.config
+  settings = dict(batch_size=c.runtime.batch_size, steps=c.student.finetune_steps,
+                  learning_rate=c.student.lr * c.student.finetune_lr_scale,
+                  weight_decay=c.runtime.weight_decay, jit=run.jit)
+  if c.student.adversarial_weight > 0 and generator_trainer is not None:
+    return AdversarialFinetuneTrainer(target_net, source, teachers, task, generator_trainer,
+                                      weight=c.student.adversarial_weight, **settings).build()
+  return FinetuneTrainer(target_net, source, teachers, task, **settings).build()
+
+
+def target_blocks(run: Run, teachers, images: Images, task: TaskMap) -> Dict:
+  """Stages block1..blockB (Step II); returns the TargetNet, its filters and η^{b,m}."""
+  c = run.config
+  model = target_model(run, len(task.labels), "target")
+  target = blocknet.split_model(model, label_names=list(task.labels))
+  num_blocks = len(target.blocks)
+  if target.feature_shapes[:num_blocks] != teachers[0].feature_shapes[:num_blocks]:
+    raise TeacherError(
+        f"TargetNet --arch={c.data.arch} has block shapes {target.feature_shapes} but the "
+        f"teachers have {teachers[0].feature_shapes}; choose the teachers' architecture.")
+  trainers = [block_trainer(run, target, b, images.source(10 + b), teachers, task)
+              for b in range(1, num_blocks + 1)]
+  filters = [t.filters for t in trainers]
+  eta = {int(k): {int(m): v for m, v in e.items()} for k, e in run.state.get("eta", {}).items()}
+  curves = run.state.get("block_curves", {})
+  run_stages(run, [_block_stage(run, tr, model, filters, task, eta, curves)
+                   for tr in trainers])
+  # The final state of the last block (also when every block was already done).
+  tf.train.Checkpoint(target=model, filters=filters).restore(
+      tf.train.latest_checkpoint(run.wd.path("ckpt", f"block{num_blocks}"))).expect_partial()
+  return {"target": target, "model": model, "eta": eta,
+          "filters": {t.block: t.filters for t in trainers if t.filters}}
+
+
+def _block_stage(run: Run, tr: BlockTrainer, model, filters, task: TaskMap, eta, curves
+                 ) -> Stage:
+  """Block b. Its checkpoint holds the whole TargetNet so far, every filter, and the running
+  sums behind η^{b,m}, so a resumed block measures η exactly as an unbroken one."""
+  c, b = run.config, tr.block
+  steps = c.student.block_steps
+  eta_sum = tf.Variable(tf.zeros([task.num_teachers]), trainable=False)
+  eta_count = tf.Variable(0.0, trainable=False)
+  tail_start = eta_tail_start(steps)
+  curve = []
+
+  def prepare(ckpt):
+    latest = ckpt.manager.latest_checkpoint
+    if b > 1 and latest is None:  # Start from the end of block b-1.
+      tf.train.Checkpoint(target=model, filters=filters).restore(
+          tf.train.latest_checkpoint(run.wd.path("ckpt", f"block{b - 1}"))).expect_partial()
+    # L_u^b per step. Its part up to each checkpoint goes to progress.json with it, so a
+    # block resumed from checkpoint step s (named ckpt-s) starts from the first s losses.
+    reached = int(latest.rsplit("-", 1)[-1]) if latest else 0
+    curve[:] = list(run.state.get("partial_curve", {}).get(str(b), []))[:reached]
+
+  def on_step(step, values):
+    curve.append(values["loss"])
+    if step > tail_start:
+      eta_count.assign_add(1.0)
+      eta_sum.assign_add([values.get(f"dual_t{m + 1}", 0.0) for m in range(task.num_teachers)])
+    if step % c.runtime.checkpoint_every == 0 or step == steps:  # The checkpoint follows.
+      run.save_state(partial_curve={str(b): list(curve)})
+
+  def finish():
+    sums, count = eta_sum.numpy(), max(float(eta_count.numpy()), 1.0)
+    eta[b] = {m: float(sums[m] / count) for m in task.active}
+    curves[str(b)] = list(curve)
+    run.state.pop("partial_curve", None)
+    return dict(eta={str(k): {str(m): v for m, v in e.items()} for k, e in eta.items()},
+                block_curves=curves)
+
+  state = dict(target=model, filters=filters, optimizer=tr.optimizer, eta_sum=eta_sum,
+               eta_count=eta_count, **tr.source.checkpoint_state())
+  return Stage(f"block{b}", steps, lambda: Parts(tr.step, state, prepare, on_step),
+               summary=f"[step II] TargetNet block {b}/{tr.num_blocks}, {steps} steps",
+               restore=False, finish=finish)
+
+
+def branch_points(run: Run, blocks: Dict, task: TaskMap) -> Dict[int, int]:
+  """S_m: Eq. 18 from η^{b,m}, or --branch_out for every teacher."""
+  num_blocks = len(blocks["target"].blocks)
+  forced = run.config.student.branch_out
+  if forced is None:
+    return branch_out_blocks(blocks["eta"], task)
+  if not 1 <= forced <= num_blocks:
+    raise ConfigError(f"--branch_out={forced} must be in 1..{num_blocks}.")
+  return {m: forced for m in task.active}
+
+
+def regrouped(run: Run, teachers, images: Images, blocks: Dict, task: TaskMap,
+              generator_trainer=None) -> keras.Model:
+  """Stage "finetune" (Step III): T_u regrouped by Eq. 18–20, then fine-tuned.
+
+  With --adversarial_weight > 0 G keeps training during the fine-tuning (DFAD, beyond the
+  paper); G, its filters and its optimizer are then saved in the fine-tuning checkpoint.
+  """
+  c = run.config
+  points = branch_points(run, blocks, task)
+  target_net = regroup(blocks["target"], teachers, blocks["filters"], points, task)
+  source = images.source(20)
+  trainer = finetune_trainer(run, target_net, source, teachers, task, generator_trainer)
+  extra = ({} if not isinstance(trainer, AdversarialFinetuneTrainer)
+           else generator_state(generator_trainer, prefix="generator"))
+  state = dict(target_net=target_net, optimizer=trainer.optimizer,
+               **source.checkpoint_state(), **extra)
+  shown = {f"teacher{m + 1}": s for m, s in points.items()}
+  run_stages(run, [Stage(
+      "finetune", c.student.finetune_steps, lambda: Parts(trainer.step, state),
+      summary=f"[step III] regrouped T_u, branch-out blocks S_m = {shown}, fine-tuning "
+              f"{c.student.finetune_steps} steps",
+      finish=lambda: dict(branch_out={str(m + 1): s for m, s in points.items()}))])
+  return target_net
+
+
+def distilled(run: Run, teachers, images: Images, task: TaskMap) -> keras.Model:
+  """Stage "distill", DAFL's second stage: plain distillation of a whole TargetNet.
+
+  It gets the step budget of Steps II + III together (B × block_steps + finetune_steps),
+  so the Table 1 rows compare methods, not budgets.
+  """
+  c = run.config
+  model = target_model(run, len(task.labels), "target_net")
+  steps = c.data.num_blocks * c.student.block_steps + c.student.finetune_steps
+  trainer = FinetuneTrainer(model, images.source(20), teachers, task,
+                            batch_size=c.runtime.batch_size, steps=steps,
+                            learning_rate=c.student.lr, weight_decay=c.runtime.weight_decay,
+                            jit=run.jit).build()
+  state = dict(target_net=model, optimizer=trainer.optimizer,
+               **trainer.source.checkpoint_state())
+  run_stages(run, [Stage("distill", steps, lambda: Parts(trainer.step, state),
+                         summary=f"[dafl] distilling a TargetNet on generated images, "
+                                 f"{steps} steps")])
+  return model

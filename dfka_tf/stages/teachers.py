@@ -1,0 +1,180 @@
+"""The inputs of a run (labels, teachers), teacher training and the TargetNet's pretrained
+start: everything the data-free steps build on.
+
+`check_inputs` runs every check that can fail fast before the workdir is touched.
+"""
+
+import dataclasses
+from typing import List, Optional
+
+from dfka_tf import data as dfka_data
+from dfka_tf.config import RunConfig
+from dfka_tf.errors import ConfigError
+from dfka_tf.models import blocknet
+from dfka_tf.models.generator import aligned_depths
+from dfka_tf.models.resnet import build_resnet, copy_weights_by_name
+from dfka_tf.stages.base import Parts, Run, Stage, run_stages
+from dfka_tf.task import TaskMap
+from dfka_tf.train.teachers import TeacherTrainer
+
+PAPER_SCALE_ARCHS = ("resnet50", "resnet101")
+
+
+@dataclasses.dataclass
+class Inputs:
+  """What a run is about: the customized task and where its teachers come from.
+
+  Attributes:
+    config: the config with what the inputs decide filled in (labels resolved to the
+      dataset's names; the image size of your own teachers).
+    task: Y_cst and the task-level filters g_m.
+    dataset_labels: the dataset's label names (None with your own teachers).
+    teacher_splits: each teacher's labels when dfka_tf trains them.
+    loaded: your own teachers (BlockNets), loaded and checked; None otherwise.
+  """
+  config: RunConfig
+  task: TaskMap
+  dataset_labels: Optional[List[str]] = None
+  teacher_splits: Optional[List[List[str]]] = None
+  loaded: Optional[List[blocknet.BlockNet]] = None
+
+
+def check_inputs(config: RunConfig) -> Inputs:
+  """Resolves labels and teachers; raises a DfkaError before anything is written."""
+  c = config
+  aligned_depths(c.data.num_blocks, c.generator.groups)  # K must divide B.
+  if c.data.teacher_paths:
+    teachers = [blocknet.load_teacher(p, block_outputs=list(c.data.teacher_blocks) or None)
+                for p in c.data.teacher_paths]
+    blocknet.check_compatible(teachers, depths=range(len(teachers[0].blocks)))
+    task = TaskMap.build([t.label_names for t in teachers],
+                         None if c.data.labels is None else list(c.data.labels))
+    # The images the teachers take decide the generator's output size.
+    c = c.replace(image_size=int(teachers[0].feature_shapes[0][0]))
+    inputs = Inputs(c, task, loaded=teachers)
+  else:
+    names = dfka_data.label_names(c.data.dataset)
+    splits = dfka_data.teacher_label_split(c.data.dataset, c.data.num_teachers)
+    if c.data.labels is not None:
+      c = c.replace(labels=tuple(dfka_data.resolve_labels(list(c.data.labels), names)))
+    task = TaskMap.build(splits, c.data.labels)
+    dfka_data.check_prepared(c.data.dataset, c.data.data_dir)
+    if c.source.kind == "dataset" and c.source.dataset:
+      dfka_data.check_prepared(c.source.dataset, c.data.data_dir)
+    inputs = Inputs(c, task, dataset_labels=names, teacher_splits=splits)
+  if c.student.pretrain is not None:
+    if not dfka_data.label_names(c.student.pretrain):
+      raise ConfigError(f"--target_pretrain={c.student.pretrain} has no labels to train on; "
+                        "use a labelled dataset such as scenes20_similar.")
+    dfka_data.check_prepared(c.student.pretrain, c.data.data_dir)
+  return inputs
+
+
+def imagenet(config: RunConfig, arch: str) -> Optional[str]:
+  return "imagenet" if (config.data.imagenet_init and arch in PAPER_SCALE_ARCHS) else None
+
+
+def input_shape(config: RunConfig):
+  s = config.data.image_size
+  return (s, s, 3)
+
+
+def classifier_parts(run: Run, model, dataset: str, columns, *, steps: int, seed: int) -> Parts:
+  """Supervised multi-label training of `model` on `dataset`'s train split."""
+  c = run.config
+  trainer = TeacherTrainer(model, columns, steps=steps, learning_rate=c.data.teacher_lr,
+                           weight_decay=c.runtime.weight_decay, jit=run.jit)
+  train = dfka_data.load(dataset, "train", data_dir=c.data.data_dir,
+                         image_size=c.data.image_size, batch_size=c.runtime.batch_size,
+                         shuffle=True, seed=seed, augment=True, drop_remainder=True).repeat()
+  iterator = iter(train)
+  trainer.optimizer.build(model.trainable_variables)  # Slots exist before any restore.
+  return Parts(lambda: trainer.step(next(iterator)),
+               dict(model=model, optimizer=trainer.optimizer, data=iterator))
+
+
+def teachers(run: Run, inputs: Inputs) -> List[blocknet.BlockNet]:
+  """Stage teacher<m>: trains (or loads) every teacher; returns them frozen."""
+  if inputs.loaded is not None:
+    out = inputs.loaded
+  else:
+    out = [None] * run.config.data.num_teachers
+    run_stages(run, [_teacher_stage(run, inputs, m, out) for m in range(len(out))])
+  for t in out:
+    t.freeze()
+  return out
+
+
+def _teacher_stage(run: Run, inputs: Inputs, m: int, out: List) -> Stage:
+  c = run.config
+  name = f"teacher{m + 1}"
+  path = run.wd.path("teachers", f"{name}.keras")
+  labels = inputs.teacher_splits[m]
+  built = {}
+
+  def setup():
+    model = build_resnet(c.data.arch, len(labels), input_shape(c),
+                         weights=imagenet(c, c.data.arch), name=name)
+    built["model"] = model
+    columns = [inputs.dataset_labels.index(n) for n in labels]
+    return classifier_parts(run, model, c.data.dataset, columns, steps=c.data.teacher_steps,
+                            seed=c.seed + m)
+
+  def load():
+    out[m] = blocknet.load_teacher(path)
+
+  def finish():
+    out[m] = blocknet.split_model(built["model"], label_names=labels)
+    blocknet.save_teacher(out[m], path)
+
+  return Stage(name, c.data.teacher_steps, setup,
+               summary=f"[{name}] training on {len(labels)} labels for "
+                       f"{c.data.teacher_steps} steps",
+               load=load, finish=finish)
+
+
+def pretrained_target(run: Run) -> Optional[str]:
+  """Stage "pretrain": the TargetNet's starting point where ImageNet weights are missing.
+
+  The paper starts T from ImageNet: a network trained on other labelled images. With
+  --target_pretrain=D the TargetNet's architecture is first trained on every label of D
+  (scenes20_similar for scenes20: 20 other shapes, none of the teachers' classes), then
+  T starts from it, classifier excepted. Returns the weights file, or None when off.
+  """
+  c = run.config
+  if c.student.pretrain is None:
+    return None
+  path = run.wd.path("pretrained", "target_init.weights.h5")
+  names = dfka_data.label_names(c.student.pretrain)
+  built = {}
+
+  def setup():
+    built["model"] = build_resnet(c.data.arch, len(names), input_shape(c),
+                                  weights=imagenet(c, c.data.arch), name="pretrain")
+    return classifier_parts(run, built["model"], c.student.pretrain, list(range(len(names))),
+                            steps=c.student.pretrain_steps, seed=c.seed + 500)
+
+  def finish():
+    import os  # pylint: disable=g-import-not-at-top
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    built["model"].save_weights(path)
+
+  run_stages(run, [Stage("pretrain", c.student.pretrain_steps, setup,
+                         summary=f"[pretrain] TargetNet on {c.student.pretrain} "
+                                 f"({len(names)} labels) for {c.student.pretrain_steps} steps",
+                         load=lambda: None, finish=finish)])
+  return path
+
+
+def target_model(run: Run, num_labels: int, name: str):
+  """The TargetNet's whole model: ImageNet or the pretrained start where set, else fresh."""
+  c = run.config
+  pretrained = pretrained_target(run)
+  model = build_resnet(c.data.arch, num_labels, input_shape(c),
+                       weights=imagenet(c, c.data.arch), name=name)
+  if pretrained is not None:
+    source = build_resnet(c.data.arch, len(dfka_data.label_names(c.student.pretrain)),
+                          input_shape(c), name="pretrain")
+    source.load_weights(pretrained)
+    copy_weights_by_name(source, model, skip=("logits",))
+  return model

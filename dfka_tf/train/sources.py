@@ -1,0 +1,102 @@
+"""Where Steps II–III get their images: one `ImageSource` interface, four sources.
+
+- `GeneratorSource`: the frozen G of Step I (the paper), with its intermediate outputs.
+- `PoolSource`: a fixed DeepInversion pool (beyond the paper).
+- `DatasetSource`: real unlabeled images (the KA, Similar Data and Diff Data rows).
+- `NoiseSource`: Gaussian noise (the Random Noise row).
+
+`dfka_tf.stages.images.make_source` picks one from the config.
+"""
+
+from typing import Dict, Tuple
+
+import tensorflow as tf
+
+from dfka_tf.train.augment import random_flip_shift
+
+
+class ImageSource:
+  """Batches of images in [0, 1] and, where the source has them, intermediate features.
+
+  Attributes:
+    rng: the source's random generator (None where it has none).
+    jit_ok: whether a step that samples it can be XLA-compiled.
+  """
+
+  rng = None
+  jit_ok = True
+
+  def sample(self) -> Tuple[tf.Tensor, Dict[int, tf.Tensor]]:
+    """(images [N, H, W, 3], {teacher depth d: features aligned with F^d})."""
+    raise NotImplementedError
+
+  def checkpoint_state(self) -> Dict:
+    """What a stage checkpoint must save so the source resumes where it stopped."""
+    return {"rng": self.rng}
+
+
+class GeneratorSource(ImageSource):
+  """Generated batches: I_gan and every group's output, from frozen G (inference mode).
+
+  With `jitter` > 0 (beyond the paper) each image is flipped and shifted at random by up to
+  `jitter` pixels (`random_flip_shift`); the intermediate outputs are left as G made them.
+  """
+
+  def __init__(self, generator, rng: tf.random.Generator, batch_size: int, jitter: int = 0):
+    self.generator, self.rng, self.batch_size = generator, rng, int(batch_size)
+    self.jitter = int(jitter)
+
+  def sample(self):
+    z = self.rng.normal([self.batch_size, self.generator.latent_dim])
+    outputs = self.generator(z, training=False)
+    links = dict(zip(self.generator.depths, outputs))
+    return random_flip_shift(outputs[-1], self.rng, self.jitter), links
+
+
+class DatasetSource(ImageSource):
+  """Real images without labels. Reading a tf.data iterator cannot be compiled by XLA, so
+  steps fed by it run without jit."""
+
+  jit_ok = False
+
+  def __init__(self, dataset: tf.data.Dataset):
+    self.iterator = iter(dataset.map(lambda ex: ex["image"] if isinstance(ex, dict) else ex)
+                         .repeat())
+
+  def sample(self):
+    return next(self.iterator), {}
+
+  def checkpoint_state(self):
+    return {"data": self.iterator}
+
+
+class PoolSource(ImageSource):
+  """Batches of a fixed uint8 image pool (the DeepInversion option, beyond the paper).
+
+  Images are drawn uniformly with replacement, then flipped and shifted at random by up to
+  `jitter` pixels: a pool of a thousand images is seen hundreds of times over Steps II–III,
+  and the augmentation keeps T_u from memorising it. Only the generator `rng` is state.
+  """
+
+  def __init__(self, pool: tf.Tensor, rng: tf.random.Generator, batch_size: int,
+               jitter: int = 0):
+    self.pool = tf.convert_to_tensor(pool)
+    if self.pool.dtype != tf.uint8:
+      raise ValueError(f"PoolSource takes a uint8 pool, got {self.pool.dtype.name}.")
+    self.rng, self.batch_size, self.jitter = rng, int(batch_size), int(jitter)
+
+  def sample(self):
+    idx = self.rng.uniform([self.batch_size], 0, int(self.pool.shape[0]), dtype=tf.int64)
+    images = tf.cast(tf.gather(self.pool, idx), tf.float32) / 255.0
+    return random_flip_shift(images, self.rng, self.jitter), {}
+
+
+class NoiseSource(ImageSource):
+  """Gaussian-noise images, N(0.5, 0.25²) clipped to [0, 1]."""
+
+  def __init__(self, image_shape, rng: tf.random.Generator, batch_size: int):
+    self.shape = [int(batch_size)] + [int(v) for v in image_shape]
+    self.rng = rng
+
+  def sample(self):
+    return tf.clip_by_value(0.5 + 0.25 * self.rng.normal(self.shape), 0.0, 1.0), {}

@@ -1,0 +1,82 @@
+"""The configuration: sections, presets, the method's expansion, --set, old config.json."""
+
+import json
+import os
+
+import pytest
+
+from dfka_tf import config as config_lib
+from dfka_tf.config import RunConfig
+from dfka_tf.errors import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_every_option_has_one_short_name_help_and_a_documented_row():
+  names = [f.name for f in config_lib.FIELDS]
+  assert len(names) == len(set(names))
+  assert all(f.help.strip() for f in config_lib.FIELDS)
+  with open(os.path.join(ROOT, "docs", "configuration.md")) as f:
+    assert config_lib.option_table() in f.read()  # Regenerate the docs' table if this fails.
+
+
+def test_method_is_expanded_once_into_settings():
+  dafl = RunConfig.for_dataset("scenes20", method="dafl", groups=2, gamma=5.0)
+  assert (dafl.generator.groups, dafl.generator.gamma) == (1, 0.0)
+  assert (dafl.student.mode, dafl.source.kind, dafl.generator.enabled) == (
+      "distill", "generator", True)
+  similar = RunConfig.for_dataset("scenes20", method="similar")
+  assert (similar.source.kind, similar.source.dataset, similar.generator.enabled) == (
+      "dataset", "scenes20_similar", False)
+  assert RunConfig.for_dataset("scenes20", method="ka").source.dataset is None
+  assert RunConfig.for_dataset("scenes20", method="noise").source.kind == "noise"
+  assert RunConfig.for_dataset("scenes20", method="teacher").student.mode == "ensemble"
+  pool = RunConfig.for_dataset("scenes20", inversion_images=64)
+  assert pool.source.kind == "pool"
+  assert pool.expanded() == pool  # Expanding twice changes nothing.
+
+
+def test_presets_and_overrides_by_short_name_or_path():
+  voc = RunConfig.for_dataset("voc2007")
+  assert (voc.data.arch, voc.data.image_size, voc.runtime.batch_size) == ("resnet101", 224, 16)
+  quick = RunConfig.for_dataset("scenes20", preset="quick")
+  assert (quick.data.arch, quick.generator.steps, quick.eval.export) == ("tiny", 5, False)
+  a = RunConfig.build("scenes20", overrides=config_lib.parse_assignments(
+      ["generator.bns.weight=20", "alpha=0", "labels=circle,star", "image_bn=false"]))
+  assert a.generator.bns.weight == 20.0 and a.generator.alpha == 0.0
+  assert a.data.labels == ("circle", "star") and a.generator.image_bn is False
+  assert a == RunConfig.for_dataset("scenes20", bns_weight=20, alpha=0.0,
+                                    labels=["circle", "star"], image_bn=False)
+
+
+@pytest.mark.parametrize("overrides,text", [
+    (dict(bns_weigth=1), "close matches: ['bns_weight'"),
+    (dict(batch_size="many"), "is not of type int"),
+    (dict(bns_form="cubic"), "--bns_form='cubic' must be one of squared, norm"),
+    (dict(groups=0), "--groups=0 must be >= 1"),
+    (dict(student_jitter=32), "--student_jitter=32 must be in 0..31"),
+])
+def test_bad_values_name_the_option_and_the_fix(overrides, text):
+  with pytest.raises(ConfigError, match=None) as e:
+    RunConfig.for_dataset("scenes20", **overrides)
+  assert text in str(e.value)
+
+
+def test_json_round_trip_and_old_flat_files():
+  c = RunConfig.for_dataset("scenes20", method="dafl", labels=["circle"], seed=4,
+                            teacher_blocks=["x", "y"], workdir="w")
+  assert RunConfig.from_json(c.to_json()) == c
+  # The flat config.json of older runs: every option under its short (old field) name.
+  flat = {"workdir": "w", "dataset": "scenes20", "num_teachers": 2, "teacher_paths": [],
+          "labels": ["circle"], "method": "dafl", "seed": 4, "bns_weight": 0.0,
+          "teacher_blocks": ["x", "y"], "groups": 2, "gamma": 5.0, "block_steps": 300,
+          "image_bn": True, "jit": None}
+  old = RunConfig.from_json(json.dumps(flat))
+  assert old.differences(c) == []
+
+
+def test_keys_ignore_options_at_their_default_and_resumable_ones():
+  c = RunConfig.for_dataset("scenes20", workdir="a")
+  assert c.key("generator") == c.replace(lh_weight=0.0, workdir="b", jit=True).key("generator")
+  assert c.key("generator") != c.replace(lh_weight=1.0).key("generator")
+  assert c.key("generator") != c.key("student")
