@@ -233,7 +233,7 @@ def _phases() -> List[Phase]:
   return out
 
 
-PHASES = _phases()  # The one list of phases: the benchmark, its test and the README use it.
+PHASES = _phases()  # The one list of phases: the benchmark, its test and docs/performance.md use it.
 
 
 # ------------------------------------------------------------------ measuring

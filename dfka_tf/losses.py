@@ -92,7 +92,7 @@ def discrete_loss(probs, sign: str = "sparse"):
   - sign="sparse":  +(1/C) Σ|y^i|  (what the text says the loss is for), the default;
   - sign="printed": -(1/C) Σ|y^i|  (the equation as printed).
 
-  README "L_dis sign" records the measurement that chose the default.
+  docs/design.md, "L_dis sign", records the measurement that chose the default.
 
   Args:
     probs: [N, C] probabilities.

@@ -99,17 +99,9 @@ def _plot(path, panels):
     ax.imshow(report.image_grid(images, columns=4))
     ax.set_title(name, fontsize=9)
     ax.axis("off")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  run_suite(bns_weight=FLAGS.bns_weight, grid_images=FLAGS.grid_images,
-            **common.settings_from_flags())
+  common.save_figure(fig, path)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(common.suite_main(
+      run_suite, lambda: dict(bns_weight=FLAGS.bns_weight, grid_images=FLAGS.grid_images)))

@@ -114,16 +114,8 @@ def _plot(path, rows, names):
     ax.set_title(f"{DESCRIPTION[r['setting']]} (evenness {r['evenness_mean']:.2f})", fontsize=9)
   axes[-1].set_xticks(range(len(names)))
   axes[-1].set_xticklabels(names, rotation=60, ha="right", fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  run_suite(num_images=FLAGS.num_images, **common.settings_from_flags())
+  common.save_figure(fig, path)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(common.suite_main(run_suite, lambda: dict(num_images=FLAGS.num_images)))

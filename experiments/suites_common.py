@@ -398,10 +398,7 @@ def bar_plot(path: str, names: Sequence[str], means: Sequence[float], stds: Sequ
   ax.set_ylabel(ylabel)
   ax.set_ylim(0, 100)
   ax.set_title(title, fontsize=9)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  save_figure(fig, path)
 
 
 def real_images(config, n: int):
@@ -437,6 +434,26 @@ def settings_from_flags(*, setting_flags: bool = True) -> Dict:
   return out
 
 
+def suite_main(run_suite, extra=None, *, setting_flags: bool = True):
+  """`app.run`'s main for a suite: refuses positional arguments, reads the shared flags and
+  the suite's own (`extra()` returns them as run_suite keyword arguments)."""
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    run_suite(**(extra() if extra else {}),
+              **settings_from_flags(setting_flags=setting_flags))
+  return main
+
+
+def save_figure(fig, path: str):
+  """Lays out, writes (120 dpi) and closes a matplotlib figure."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
 # ---------------------------------------------------------------------- the table driver
 @dataclasses.dataclass
 class Row:
@@ -458,7 +475,8 @@ def bns_row(bns_weight: float) -> "Row":
   """DFKA with DeepInversion's L_bns prior (beyond the paper) at the recipe measured best.
 
   The row also drops L_a (alpha = 0): L_a is unbounded and fights L_bns; on seed 0 at
-  bns_weight 20 dropping it lifted T_u from 38.3 to 57.0 mAP (README, "L_bns").
+  bns_weight 20 dropping it lifted T_u from 38.3 to 57.0 mAP (docs/beyond_paper.md,
+  "L_bns weight and α").
   """
   return Row("dfka+bns", {"method": "dfka", "bns_weight": bns_weight, "alpha": 0.0},
              label=f"DFKA + L_bns ({bns_weight:g}, α=0)")
@@ -564,3 +582,17 @@ def run_table(name: str, title: str, rows: Sequence[Row], *, setting: Dict, out:
            title=title, paper=[r.paper for r in rows])
   log(f"[{name}] wrote {os.path.join(out, name)}.md/.csv/.png in {seconds:.0f}s")
   return {"summaries": summaries, "runs": runs, "seconds": seconds}
+
+
+def run_ablation(name: str, title: str, rows: Sequence[Row], *, paper_header: str, note: str,
+                 out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,
+                 only=None, teachers=None, labels=None, log=print) -> Dict:
+  """A one-seed DFKA ablation table (Table 4, S-Table 3) on `teachers` -> `labels`."""
+  setting = dict(method="dfka", num_teachers=teachers or 2,
+                 labels=tuple(labels) if labels else None)
+  return run_table(
+      name, title, rows, setting=setting, out=out, workdir_root=workdir_root, quick=quick,
+      seeds=seeds_from(seeds, 1, quick), overrides=overrides or {}, progress=progress,
+      paper_header=paper_header, only=only, log=log,
+      notes=[f"Setting: {setting['num_teachers']} teacher(s) -> "
+             f"{'all labels' if not labels else ', '.join(labels)}. {note}"])

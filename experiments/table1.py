@@ -52,12 +52,7 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
              f"{lh_weight}); the paper has neither."])
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  run_suite(bns_weight=FLAGS.bns_weight, lh_weight=FLAGS.lh_weight,
-            **common.settings_from_flags(setting_flags=False))
-
-
 if __name__ == "__main__":
-  app.run(main)
+  app.run(common.suite_main(
+      run_suite, lambda: dict(bns_weight=FLAGS.bns_weight, lh_weight=FLAGS.lh_weight),
+      setting_flags=False))

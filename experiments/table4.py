@@ -33,23 +33,14 @@ ROWS = [common.Row("in1", {"lambda_in1": 1.0, "lambda_in2": 0.0}, 70.2, "{1, 0}"
 
 def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,
               rows=None, teachers=None, labels=None, log=print):
-  setting = dict(method="dfka", num_teachers=teachers or 2,
-                 labels=tuple(labels) if labels else None)
-  return common.run_table(
-      NAME, TITLE, ROWS, setting=setting, out=out, workdir_root=workdir_root, quick=quick,
-      seeds=common.seeds_from(seeds, 1, quick), overrides=overrides or {}, progress=progress,
-      paper_header="paper mAP (VOC07, Table 4)", only=rows, log=log,
-      notes=[f"Setting: {setting['num_teachers']} teacher(s) -> "
-             f"{'all labels' if not labels else ', '.join(labels)}. The paper's ablation used "
-             "1 teacher -> 10 labels. Where no generator group aligns with depth b−1 "
-             "(K < B), block b sees only F_in^1 (README, 'Link stream')."])
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  run_suite(**common.settings_from_flags())
+  return common.run_ablation(
+      NAME, TITLE, ROWS, paper_header="paper mAP (VOC07, Table 4)", out=out, workdir_root=workdir_root,
+      quick=quick, seeds=seeds, overrides=overrides, progress=progress, only=rows,
+      teachers=teachers, labels=labels, log=log,
+      note=("The paper's ablation used 1 teacher -> 10 labels. Where no generator group aligns "
+           "with depth b−1 (K < B), block b sees only F_in^1 (docs/design.md, 'Link stream "
+           "F_in^2')."))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(common.suite_main(run_suite))

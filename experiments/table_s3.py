@@ -27,22 +27,12 @@ ROWS = [common.Row("K=1", {"groups": 1}, 49.3), common.Row("K=2", {"groups": 2},
 
 def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,
               rows=None, teachers=None, labels=None, log=print):
-  setting = dict(method="dfka", num_teachers=teachers or 2,
-                 labels=tuple(labels) if labels else None)
-  return common.run_table(
-      NAME, TITLE, ROWS, setting=setting, out=out, workdir_root=workdir_root, quick=quick,
-      seeds=common.seeds_from(seeds, 1, quick), overrides=overrides or {}, progress=progress,
-      paper_header="paper mAP (VOC07, S-Table 3)", only=rows, log=log,
-      notes=[f"Setting: {setting['num_teachers']} teacher(s) -> "
-             f"{'all labels' if not labels else ', '.join(labels)}. Each K trains its own "
-             "generator; Steps II–III are the same."])
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  run_suite(**common.settings_from_flags())
+  return common.run_ablation(
+      NAME, TITLE, ROWS, paper_header="paper mAP (VOC07, S-Table 3)", out=out, workdir_root=workdir_root,
+      quick=quick, seeds=seeds, overrides=overrides, progress=progress, only=rows,
+      teachers=teachers, labels=labels, log=log,
+      note=("Each K trains its own generator; Steps II–III are the same."))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(common.suite_main(run_suite))

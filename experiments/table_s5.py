@@ -159,16 +159,8 @@ def _plot(path, block_rows, summaries, names):
     ax.set_ylim(0, 100)
     ax.set_title(f"'{n}' during block-wise training", fontsize=9)
     ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  run_suite(curves=FLAGS.curves, **common.settings_from_flags())
+  common.save_figure(fig, path)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(common.suite_main(run_suite, lambda: dict(curves=FLAGS.curves)))

@@ -11,47 +11,13 @@ import tensorflow as tf
 from dfka_tf import pipeline
 from dfka_tf.config import RunConfig
 from dfka_tf.errors import ConfigError
+from tests import helpers
 from dfka_tf.models import blocknet
 from dfka_tf.models.resnet import build_resnet
 from dfka_tf.train import inversion, loop, sources, steps
 
 SHAPE = (16, 16, 3)
 QUICK = dict(preset="quick")
-
-
-def _assert_scores_agree(results):
-  """Each reported mAP is the NaN-skipping mean of the reported per-label APs, in Y_cst order.
-
-  The 11-point AP is not stored per label, so it is only bounded: with p~(r) the
-  non-increasing precision envelope, area AP = ∫_0^1 p~ <= (1/10) Σ_{k<10} p~(k/10) and the
-  11-point AP >= (1/11) Σ_{k<=10} p~(k/10), so AP_11pt >= 10/11 · AP_area, label by label.
-  """
-  for who in ("teacher", "target"):
-    ap = results[f"{who}_ap"]
-    assert list(ap) == results["labels"]
-    assert results[f"{who}_map"] == pytest.approx(np.nanmean(list(ap.values())), abs=1e-6)
-    assert 10 / 11 * results[f"{who}_map"] - 1e-9 <= results[f"{who}_map_voc07"] <= 1.0
-  assert results["target_over_teacher"] == pytest.approx(
-      results["target_map"] / results["teacher_map"], rel=1e-9)
-
-
-@pytest.fixture(scope="module")
-def teachers():
-  keras.utils.set_random_seed(0)
-  # Teacher b shares label "x" with teacher a: the union has 4 labels, the outputs 5 columns.
-  nets = [blocknet.split_model(build_resnet("tiny", len(names), SHAPE, name=n),
-                               label_names=names)
-          for n, names in (("a", ["x", "a1", "a2"]), ("b", ["b0", "x"]))]
-  for t in nets:
-    t.freeze()
-  return nets
-
-
-def _trainer(teachers, **kw):
-  args = dict(rng=tf.random.Generator.from_seed(3), num_images=6, batch_size=4, steps=3,
-              jitter=1)
-  args.update(kw)
-  return inversion.InversionTrainer(teachers, **args)
 
 
 def test_label_sets_have_one_to_max_distinct_labels():
@@ -143,7 +109,7 @@ def test_run_with_a_pool_trains_on_it_and_resumes(tmp_path):
       "scenes20", workdir=str(tmp_path / "w"), inversion_images=12, inversion_steps=3,
       student_jitter=1, checkpoint_every=2, **QUICK)
   results = pipeline.run(config, progress=False)
-  _assert_scores_agree(results)
+  helpers.assert_scores_agree(results)
   with open(tmp_path / "w" / "progress.json") as f:
     done = json.load(f)["done"]
   assert done.index("generator") < done.index("inversion") < done.index("block1")
