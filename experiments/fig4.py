@@ -56,7 +56,7 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
                              quick=quick, seed=seed, overrides=overrides or {})
   teacher_nets = stages.load_teachers(config)
   label_names = [n for t in teacher_nets for n in t.label_names]
-  shape = [num_images, config.image_size, config.image_size, 3]
+  shape = [num_images, config.data.image_size, config.data.image_size, 3]
   noise = tf.clip_by_value(0.5 + 0.25 * tf.random.stateless_normal(shape, seed=[seed, 5]),
                            0.0, 1.0).numpy()
   panels = [("real", common.real_images(config, num_images)), ("noise", noise)]

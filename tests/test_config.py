@@ -80,3 +80,11 @@ def test_keys_ignore_options_at_their_default_and_resumable_ones():
   assert c.key("generator") == c.replace(lh_weight=0.0, workdir="b", jit=True).key("generator")
   assert c.key("generator") != c.replace(lh_weight=1.0).key("generator")
   assert c.key("generator") != c.key("student")
+
+
+def test_docs_result_tables_match_the_results_files():
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "docs", "make_tables.py"),
+                         "--check"], capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -24,10 +24,11 @@ MOCK_EXAMPLES = 8
 def test_voc_and_coco_presets_are_the_papers():
   for dataset, teacher_steps in (("voc2007", 20000), ("coco2014", 60000)):
     c = RunConfig.for_dataset(dataset, workdir="unused")
-    assert (c.arch, c.image_size, c.batch_size) == ("resnet101", 224, 16)
-    assert (c.teacher_lr, c.target_lr, c.weight_decay) == (0.01, 0.01, 5e-3)
-    assert (c.groups, c.alpha, c.beta, c.gamma) == (2, 1.0, 1.0, 5.0)
-    assert c.teacher_steps == teacher_steps and c.imagenet_init
+    assert (c.data.arch, c.data.image_size, c.runtime.batch_size) == ("resnet101", 224, 16)
+    assert (c.data.teacher_lr, c.student.lr, c.runtime.weight_decay) == (0.01, 0.01, 5e-3)
+    g = c.generator
+    assert (g.groups, g.alpha, g.beta, g.gamma) == (2, 1.0, 1.0, 5.0)
+    assert c.data.teacher_steps == teacher_steps and c.data.imagenet_init
 
 
 @pytest.fixture
@@ -73,5 +74,5 @@ def test_paper_dataset_runs_every_stage_on_mock_data(tmp_path, mock_tfds, datase
 def test_resnet101_voc_runs_a_few_steps_on_mock_data(tmp_path, mock_tfds):
   _, results = _run(tmp_path, "voc2007", image_size=64, batch_size=2, teacher_steps=1,
                     generator_steps=1, block_steps=1, finetune_steps=1)
-  assert results["config"]["arch"] == "resnet101"
+  assert results["config"]["data"]["arch"] == "resnet101"
   assert np.isfinite(results["target_map"])

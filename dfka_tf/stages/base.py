@@ -195,7 +195,7 @@ def run_stages(run: Run, stages: Iterable[Stage]):
     run.mark_done(stage.name, time.time() - start, **(extra or {}))
 
 
-def seed_workdir(workdir: str, config: RunConfig, sources: Dict[str, Iterable[str]],
+def seed_workdir(workdir: str, sources: Dict[str, Iterable[str]],
                  state: Optional[Dict] = None):
   """A fresh workdir whose named stages are copied, finished, from other workdirs.
 
@@ -221,7 +221,6 @@ def seed_workdir(workdir: str, config: RunConfig, sources: Dict[str, Iterable[st
       progress["times"][stage] = times[stage]
   progress.update(state or {})
   Workdir(workdir).write_json("progress.json", progress)
-  del config  # The row's own config.json is written when it runs.
 
 
 def finished(workdir: str, stages: Iterable[str]) -> bool:
