@@ -325,10 +325,16 @@ def summarize(name: str, runs: List[Dict], labels: Sequence[str]) -> Dict:
   return out
 
 
+def _config_of(results: Dict):
+  """The RunConfig a results.json records (flat files of older runs too)."""
+  from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
+  return RunConfig.from_json(json.dumps(results["config"]))
+
+
 def per_seed_rows(name: str, runs: List[Dict], labels: Sequence[str]) -> List[Dict]:
   rows = []
   for r in runs:
-    row = {"row": name, "method": r["method"], "seed": r["config"]["seed"],
+    row = {"row": name, "method": r["method"], "seed": _config_of(r).seed,
            "map": pct(r.get("target_map")), "map_voc07": pct(r.get("target_map_voc07")),
            "teacher_map": pct(r.get("teacher_map"))}
     row.update({label: pct(r.get("target_ap", {}).get(label)) for label in labels})

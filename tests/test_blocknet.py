@@ -378,3 +378,22 @@ def test_sequential_model_splits():
 def test_blocknet_rejects_head_without_dict(tiny):
   with pytest.raises(ConfigError, match="'probs' and 'pre_logits'"):
     BlockNet([tiny], list("abcde"), "bad")
+
+
+def test_blocknet_is_a_keras_model_whose_call_runs_a_range_of_blocks():
+  model = build_resnet("tiny", 3, (16, 16, 3), name="ranged")
+  net = split_model(model, label_names=["a", "b", "c"])
+  assert isinstance(net, keras.Model)
+  x = np.random.RandomState(0).rand(2, 16, 16, 3).astype("float32")
+  f1 = net.blocks[0](x)
+  f3 = net.blocks[2](net.blocks[1](f1))
+  np.testing.assert_array_equal(net(x, stop=1).numpy(), f1.numpy())
+  np.testing.assert_array_equal(net(f1, start=1, stop=3).numpy(), f3.numpy())
+  head = net(f3, start=3)
+  np.testing.assert_array_equal(head["probs"].numpy(), net.tail(f3, 3)["probs"].numpy())
+  np.testing.assert_allclose(net(x)["probs"].numpy(), model(x).numpy(), rtol=1e-6)
+  # Every weight is the source model's, counted once.
+  assert net.num_params() == model.count_params()
+  assert {id(v) for v in net.variables} == {id(v) for v in model.variables}
+  with pytest.raises(ValueError, match="start < stop"):
+    net(f3, start=3, stop=2)

@@ -31,30 +31,40 @@ LABELS_SUFFIX = ".labels.json"
 CUSTOM_OBJECTS = {"InputNormalization": InputNormalization}
 
 
-class BlockNet:
+@keras.saving.register_keras_serializable(package="dfka_tf")
+class BlockNet(keras.Model):
   """A network as a chain of B Keras models; the last one ends in the multi-label head.
+
+  A Keras subclassed model: `call(x, start=0, stop=B)` runs blocks start+1..stop on
+  x = F^start and returns F^stop, or the head's {"probs", "pre_logits"} when stop = B. It
+  serves the teachers (frozen), the TargetNet during Step II, and the teachers' block tails
+  D^j / D_dual^{b,m} (`tail`). The blocks share their weights with the model they were cut
+  from; checkpoints save that whole model, so they see every variable.
 
   Attributes:
     blocks: list of B keras.Model; blocks[i] maps F^i to F^{i+1} (paper block i + 1), the
       last one maps F^{B-1} to {"probs", "pre_logits"}.
     label_names: one name per output of probs.
-    name: used in messages and block names.
-    model: the whole keras.Model the blocks were cut from (shares their weights), or None.
+    source_model: the whole keras.Model the blocks were cut from (shares their weights), or
+      None (also as `model`).
     block_output_names: the layer names the model was cut at, or None.
     pre_logits_name: the layer whose output is pre_logits, or None.
   """
 
   def __init__(self, blocks, label_names, name, model=None, block_output_names=None,
-               pre_logits_name=None):
+               pre_logits_name=None, **kwargs):
     if not blocks:
       raise ConfigError(f"BlockNet {name!r} needs at least one block, got {blocks!r}")
+    super().__init__(name=name, **kwargs)
     self.blocks = list(blocks)
     self.label_names = list(label_names)
-    self.name = name
-    self.model = model
+    self.source_model = model
     self.block_output_names = (None if block_output_names is None
                                else list(block_output_names))
     self.pre_logits_name = pre_logits_name
+    # The blocks are built functional models: nothing is left to build, and building by a
+    # symbolic call would assume start = 0.
+    self.built = True
     head = getattr(self.blocks[-1], "output", None)
     if not (isinstance(head, dict) and {"probs", "pre_logits"} <= set(head)):
       raise ConfigError(f"the last block of BlockNet {name!r} must output a dict with "
@@ -64,6 +74,10 @@ class BlockNet:
       raise TeacherError(
           f"teacher {name!r} has {num_outputs} outputs but {len(self.label_names)} label "
           "names; give one label name per output")
+
+  @property
+  def model(self):
+    return self.source_model
 
   @property
   def num_blocks(self):
@@ -82,9 +96,18 @@ class BlockNet:
     """Shapes (without batch) of F^0 (the image) .. F^{B-1}, the inputs of the blocks."""
     return [tuple(block.inputs[0].shape[1:]) for block in self.blocks]
 
-  def __call__(self, images, training=False):
-    """Runs all blocks; returns {"probs": [N, C], "pre_logits": [N, D]}."""
-    return self.tail(images, 0, training=training)
+  def call(self, x, start=0, stop=None, training=False):
+    """Runs blocks start..stop-1 (0-based) on x = F^start; stop defaults to B.
+
+    Returns F^stop, or {"probs": [N, C], "pre_logits": [N, D]} when stop = B.
+    """
+    stop = self.num_blocks if stop is None else int(stop)
+    if not 0 <= start < stop <= self.num_blocks:
+      raise ValueError(f"need 0 <= start < stop <= {self.num_blocks}, got start={start}, "
+                       f"stop={stop}")
+    for block in self.blocks[start:stop]:
+      x = block(x, training=training)
+    return x
 
   def tail(self, x, start, training=False):
     """Runs blocks start..B-1 (0-based) on x = F^start (start = 0: x is the image).
@@ -93,9 +116,7 @@ class BlockNet:
     """
     if not 0 <= start < self.num_blocks:
       raise ValueError(f"start must be in [0, {self.num_blocks - 1}], got {start}")
-    for block in self.blocks[start:]:
-      x = block(x, training=training)
-    return x
+    return self.call(x, start, training=training)
 
   def features(self, images, training=False, with_outputs=False):
     """Returns [F^1, .., F^{B-1}], and the head's dict too if with_outputs."""
@@ -130,6 +151,12 @@ class BlockNet:
     for block in self.blocks:
       block.trainable = False
     return self
+
+  def get_config(self):
+    # A BlockNet is rebuilt from its source model (`split_model`), not from a config;
+    # save teachers with `save_teacher`.
+    raise NotImplementedError("save a BlockNet with blocknet.save_teacher, which writes its "
+                              "source model and label file")
 
   def num_params(self):
     """Number of scalars in all variables (trainable or not), like Model.count_params."""
