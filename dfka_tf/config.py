@@ -305,7 +305,7 @@ def base_type(field: Field):
 
 def coerce(field: Field, value):
   """`value` as the field's type (tuples from lists, numbers from strings of --set)."""
-  if value is None:
+  if value is None or (value == "None" and typing.get_origin(field.type) is typing.Union):
     return None
   kind = base_type(field)
   try:
@@ -525,6 +525,9 @@ def _validate_combinations(c: RunConfig):
                         "of them to 0.")
     if c.source.pool.lr <= 0:
       raise ConfigError(f"--inversion_lr={c.source.pool.lr} must be > 0.")
+  if c.data.teacher_blocks and not c.data.teacher_paths:
+    raise ConfigError("--teacher_blocks names the layers that end the blocks of your own "
+                      "--teacher files; pass --teacher too, or leave --teacher_blocks unset.")
   if c.data.teacher_paths and c.source.kind == "dataset":
     raise ConfigError(f"--method={c.method} trains on unlabeled images of a dataset; with "
                       "your own --teacher files there is none. Use dfka, dafl, noise or "
@@ -536,8 +539,15 @@ def parse_assignments(items) -> Dict[str, str]:
 
   The values are coerced to each field's type when the config is built.
   """
-  out = {}
+  merged = []  # "a=1,b=2" is two assignments; "labels=x,y" one (a part without "=").
   for item in items:
+    for part in item.split(","):
+      if "=" in part or not merged:
+        merged.append(part)
+      else:
+        merged[-1] += "," + part
+  out = {}
+  for item in merged:
     if "=" not in item:
       raise ConfigError(f"--set={item!r} is not <option>=<value>, e.g. "
                         "--set=generator.bns.weight=20.")

@@ -81,17 +81,16 @@ def config_from_flags() -> config_lib.RunConfig:
   for field in config_lib.FIELDS:
     if field.meta["flag"] != "none" and FLAGS[field.name].present:
       overrides[field.path] = getattr(f, field.name)
-  if f.teacher:
-    overrides.update({"eval.evaluate": False,
-                      "data.num_teachers": len(f.teacher)})
   overrides["runtime.jit"] = None if f.jit == "auto" else f.jit == "true"
   overrides.update(config_lib.parse_assignments(f.set))
+  if f.teacher:  # Your own teachers come without a dataset to evaluate on.
+    overrides.update({"eval.evaluate": False, "data.num_teachers": len(f.teacher)})
   dataset = "byo" if f.teacher else f.dataset
   if f.workdir:
     overrides["runtime.workdir"] = f.workdir
   config = config_lib.RunConfig.build(dataset, preset=f.preset, method=f.method,
                                       overrides=overrides)
-  if not f.workdir:
+  if "runtime.workdir" not in overrides:
     config = config.replace(workdir=os.path.join("runs", f"{dataset}-seed{config.seed}"))
   return config
 

@@ -44,8 +44,8 @@ flags.DEFINE_bool("quick", False, "Smoke run: one seed, arch=tiny, a few steps p
                   "(numbers are meaningless; used by tests/test_suites.py).")
 flags.DEFINE_integer("seeds", None, "Number of seeds (0..N-1); default per suite.")
 flags.DEFINE_multi_string("set", [], "Extra RunConfig overrides for every row, by short "
-                          "name or dotted path, e.g. --set=generator_steps=600 "
-                          "--set=student.block_steps=300.")
+                          "name or dotted path, e.g. --set=generator_steps=600,block_steps=300 "
+                          "or --set=student.block_steps=300 (repeatable).")
 flags.DEFINE_float("bns_weight", 20.0, "L_bns weight of the 'dfka+bns' row (beyond the "
                    "paper; 0 drops the row).")
 flags.DEFINE_float("lh_weight", 1.0, "L_H weight of the 'dfka+lh' row (IFHE's auxiliary "
@@ -91,6 +91,10 @@ def make_config(overrides: Dict):
   if dataset != DATASET:
     raise ValueError(f"the suites run on {DATASET}, not {dataset}.")
   overrides.setdefault("workdir", "unset")
+  if "data.labels" in overrides:
+    overrides["labels"] = overrides.pop("data.labels")
+  if isinstance(overrides.get("labels"), str):
+    overrides["labels"] = overrides["labels"].split(",")
   if overrides.get("labels") is not None:
     overrides["labels"] = tuple(data.resolve_labels(list(overrides["labels"]),
                                                     data.label_names(DATASET)))
@@ -168,7 +172,9 @@ class Stages:
   # ------------------------------------------------------------------ generators
   def generator_config(self, config):
     """The config of `config`'s shared Step I workdir."""
-    key = config.key(*GENERATOR_SECTIONS, exclude=NOT_TEACHERS)
+    # Without L_dis (γ = 0, DAFL) its sign reading does not reach G.
+    unused = ("generator.dis_sign",) if config.generator.gamma == 0 else ()
+    key = config.key(*GENERATOR_SECTIONS, exclude=NOT_TEACHERS + unused)
     gdir = os.path.join(self.root, "generators", f"{config.method}-m"
                         f"{config.data.num_teachers}-seed{config.seed}-{key}")
     return restricted(config, GENERATOR_SECTIONS, method=config.method, workdir=gdir,

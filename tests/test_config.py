@@ -64,10 +64,11 @@ def test_bad_values_name_the_option_and_the_fix(overrides, text):
 
 def test_json_round_trip_and_old_flat_files():
   c = RunConfig.for_dataset("scenes20", method="dafl", labels=["circle"], seed=4,
-                            teacher_blocks=["x", "y"], workdir="w")
+                            teacher_paths=["t.keras"], teacher_blocks=["x", "y"], workdir="w")
   assert RunConfig.from_json(c.to_json()) == c
   # The flat config.json of older runs: every option under its short (old field) name.
-  flat = {"workdir": "w", "dataset": "scenes20", "num_teachers": 2, "teacher_paths": [],
+  flat = {"workdir": "w", "dataset": "scenes20", "num_teachers": 2,
+          "teacher_paths": ["t.keras"],
           "labels": ["circle"], "method": "dafl", "seed": 4, "bns_weight": 0.0,
           "teacher_blocks": ["x", "y"], "groups": 2, "gamma": 5.0, "block_steps": 300,
           "image_bn": True, "jit": None}
@@ -88,3 +89,14 @@ def test_docs_result_tables_match_the_results_files():
   proc = subprocess.run([sys.executable, os.path.join(ROOT, "docs", "make_tables.py"),
                          "--check"], capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_set_takes_comma_lists_none_and_refuses_stray_teacher_blocks():
+  assert config_lib.parse_assignments(["generator_steps=600,block_steps=300",
+                                       "labels=circle,star", "branch_out=None"]) == {
+      "generator.steps": "600", "student.block_steps": "300", "data.labels": "circle,star",
+      "student.branch_out": "None"}
+  c = RunConfig.for_dataset("scenes20", branch_out="None", labels="circle,star")
+  assert c.student.branch_out is None and c.data.labels == ("circle", "star")
+  with pytest.raises(ConfigError, match="--teacher_blocks names the layers"):
+    RunConfig.for_dataset("scenes20", teacher_blocks=["a", "b"])

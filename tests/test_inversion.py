@@ -11,13 +11,32 @@ import tensorflow as tf
 from dfka_tf import pipeline
 from dfka_tf.config import RunConfig
 from dfka_tf.errors import ConfigError
-from tests import helpers
 from dfka_tf.models import blocknet
 from dfka_tf.models.resnet import build_resnet
 from dfka_tf.train import inversion, loop, sources, steps
+from tests import helpers
 
 SHAPE = (16, 16, 3)
 QUICK = dict(preset="quick")
+
+
+@pytest.fixture(scope="module")
+def teachers():
+  keras.utils.set_random_seed(0)
+  # Teacher b shares label "x" with teacher a: the union has 4 labels, the outputs 5 columns.
+  nets = [blocknet.split_model(build_resnet("tiny", len(names), SHAPE, name=n),
+                               label_names=names)
+          for n, names in (("a", ["x", "a1", "a2"]), ("b", ["b0", "x"]))]
+  for t in nets:
+    t.freeze()
+  return nets
+
+
+def _trainer(teachers, **kw):
+  args = dict(rng=tf.random.Generator.from_seed(3), num_images=6, batch_size=4, steps=3,
+              jitter=1)
+  args.update(kw)
+  return inversion.InversionTrainer(teachers, **args)
 
 
 def test_label_sets_have_one_to_max_distinct_labels():

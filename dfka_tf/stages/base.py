@@ -160,6 +160,8 @@ class Stage:
       from its .keras file); None: setup, then restore its last checkpoint.
     restore: whether a finished stage restores its checkpoint (after setup).
     finish: runs after the last step; returns extra progress.json entries.
+    output: a file the stage writes in `finish` (e.g. a teacher's .keras); a finished stage
+      whose output is missing counts as unfinished, and resumes from its last checkpoint.
   """
   name: str
   steps: int
@@ -168,19 +170,24 @@ class Stage:
   load: Optional[Callable[[], None]] = None
   restore: bool = True
   finish: Optional[Callable[[], Dict]] = None
+  output: Optional[str] = None
+
+  def finished(self, run: "Run") -> bool:
+    return run.done(self.name) and (self.output is None or os.path.exists(self.output))
 
 
 def run_stages(run: Run, stages: Iterable[Stage]):
   """Runs or restores each stage in turn: the only place the ritual is written."""
   c = run.config
   for stage in stages:
-    if run.done(stage.name) and stage.load is not None:
+    done = stage.finished(run)
+    if done and stage.load is not None:
       stage.load()
       continue
     start = time.time()
     parts = stage.setup()
     ckpt = loop.StageCheckpoint(run.wd.path("ckpt", stage.name), **parts.state)
-    if run.done(stage.name):
+    if done:
       if stage.restore:
         ckpt.restore()
       continue

@@ -156,7 +156,7 @@ def distilled(run: Run, teachers, images: Images, task: TaskMap) -> keras.Model:
   """
   c = run.config
   model = target_model(run, len(task.labels), "target_net")
-  steps = c.data.num_blocks * c.student.block_steps + c.student.finetune_steps
+  steps = teachers[0].num_blocks * c.student.block_steps + c.student.finetune_steps
   trainer = FinetuneTrainer(model, images.source(20), teachers, task,
                             batch_size=c.runtime.batch_size, steps=steps,
                             learning_rate=c.student.lr, weight_decay=c.runtime.weight_decay,

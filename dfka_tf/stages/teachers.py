@@ -42,17 +42,18 @@ class Inputs:
 def check_inputs(config: RunConfig) -> Inputs:
   """Resolves labels and teachers; raises a DfkaError before anything is written."""
   c = config
-  aligned_depths(c.data.num_blocks, c.generator.groups)  # K must divide B.
   if c.data.teacher_paths:
     teachers = [blocknet.load_teacher(p, block_outputs=list(c.data.teacher_blocks) or None)
                 for p in c.data.teacher_paths]
     blocknet.check_compatible(teachers, depths=range(len(teachers[0].blocks)))
+    aligned_depths(teachers[0].num_blocks, c.generator.groups)  # K must divide B.
     task = TaskMap.build([t.label_names for t in teachers],
                          None if c.data.labels is None else list(c.data.labels))
     # The images the teachers take decide the generator's output size.
     c = c.replace(image_size=int(teachers[0].feature_shapes[0][0]))
     inputs = Inputs(c, task, loaded=teachers)
   else:
+    aligned_depths(c.data.num_blocks, c.generator.groups)
     names = dfka_data.label_names(c.data.dataset)
     splits = dfka_data.teacher_label_split(c.data.dataset, c.data.num_teachers)
     if c.data.labels is not None:
@@ -130,7 +131,7 @@ def _teacher_stage(run: Run, inputs: Inputs, m: int, out: List) -> Stage:
   return Stage(name, c.data.teacher_steps, setup,
                summary=f"[{name}] training on {len(labels)} labels for "
                        f"{c.data.teacher_steps} steps",
-               load=load, finish=finish)
+               load=load, finish=finish, output=path)
 
 
 def pretrained_target(run: Run) -> Optional[str]:
@@ -162,7 +163,7 @@ def pretrained_target(run: Run) -> Optional[str]:
   run_stages(run, [Stage("pretrain", c.student.pretrain_steps, setup,
                          summary=f"[pretrain] TargetNet on {c.student.pretrain} "
                                  f"({len(names)} labels) for {c.student.pretrain_steps} steps",
-                         load=lambda: None, finish=finish)])
+                         load=lambda: None, finish=finish, output=path)])
   return path
 
 

@@ -100,9 +100,9 @@ class GeneratorTrainer(Step):
   DeepInversion) the teachers judge the image flipped and shifted at random by up to `jitter`
   pixels, so G cannot rely on one exact pixel alignment.
 
-  `priors` (beyond the paper, `dfka_tf.priors`) are added to L_joint with their weights;
-  they read the same teacher forward pass on the image as L_joint. Without `priors` given,
-  they are made from `bns_weight`, `bns_form` and `lh_weight`.
+  The priors beyond the paper that `bns_weight` and `lh_weight` turn on (`dfka_tf.priors`)
+  are added to L_joint with their weights; they read the same teacher forward pass on the
+  image as L_joint.
   """
 
   def __init__(self, generator, teachers: Sequence, *, rng: tf.random.Generator,
