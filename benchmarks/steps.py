@@ -77,7 +77,7 @@ def define_flags():
   flags.DEFINE_integer("repeats", 10, "Timed steps per phase (the median is reported).")
   flags.DEFINE_integer("warmup", 2, "Untimed steps per phase before timing (tracing, XLA).")
   flags.DEFINE_bool("jit", None, "Compile the steps with XLA (ignored with --compare_jit); "
-                    "default: the library's default (dfka_tf.pipeline.default_jit: on GPU only).")
+                    "default: the library's default (dfka_tf.stages.base.default_jit: on GPU only).")
   flags.DEFINE_bool("compare_jit", False,
                     "Run every phase with XLA off and on. Off by default: on CPU XLA is slower, "
                     "and at paper scale its first step compiles for ~40 s per phase.")

@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import json
 import typing
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from dfka_tf.errors import ConfigError
 
@@ -569,5 +569,3 @@ def option_table() -> str:
     lines.append(f"| `{f.path}` | {flag} | `{f.default!r}` | {f.help} |")
   return "\n".join(lines)
 
-
-CheckFn = Callable[[Any], Optional[str]]

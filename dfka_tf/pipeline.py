@@ -9,6 +9,7 @@ Each stage is resumable (`stages.base.run_stages`); the workdir layout is descri
 """
 
 import logging
+import time
 from typing import Dict
 
 import keras
@@ -17,7 +18,7 @@ import tensorflow as tf
 from dfka_tf.config import RunConfig
 from dfka_tf.stages import evaluation, images, student
 from dfka_tf.stages import teachers as teacher_stages
-from dfka_tf.stages.base import Run, default_jit, prepare_workdir  # pylint: disable=unused-import
+from dfka_tf.stages.base import Run, prepare_workdir
 from dfka_tf.train.steps import teacher_ensemble
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,6 @@ def train(run: Run, inputs) -> Dict:
 
 def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
   """results.json: scores, parameter counts, η, S_m, times; figures and export on the way."""
-  import time  # pylint: disable=g-import-not-at-top
   from dfka_tf import report  # pylint: disable=g-import-not-at-top
   c, task = run.config, inputs.task
   teachers, target_net = made["teachers"], made["target_net"]
@@ -120,7 +120,6 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
 def run(config: RunConfig, *, progress: bool = True, resume: bool = False,
         overwrite: bool = False) -> Dict:
   """Runs every stage of `config`; returns (and writes) results.json's content."""
-  import time  # pylint: disable=g-import-not-at-top
   t0 = time.time()
   state, inputs = start(config, progress=progress, resume=resume, overwrite=overwrite)
   with distribution_strategy().scope():

@@ -36,6 +36,8 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging as absl_logging
 
+from dfka_tf import config as config_lib  # pylint: disable=g-import-not-at-top  (no TensorFlow)
+
 # Flags every suite takes (defined once here, so suites can share one process in tests).
 flags.DEFINE_string("out", "results", "Folder for <suite>.md, <suite>.csv and the plot.")
 flags.DEFINE_string("workdir_root", os.path.join("runs", "suites"),
@@ -85,7 +87,6 @@ def scenes_labels(first: Optional[int] = None) -> List[str]:
 def make_config(overrides: Dict):
   """A scenes20 RunConfig; labels are resolved to canonical names (so keys are stable)."""
   from dfka_tf import data  # pylint: disable=g-import-not-at-top
-  from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
   overrides = dict(overrides)
   dataset = overrides.pop("dataset", DATASET)
   if dataset != DATASET:
@@ -98,13 +99,12 @@ def make_config(overrides: Dict):
   if overrides.get("labels") is not None:
     overrides["labels"] = tuple(data.resolve_labels(list(overrides["labels"]),
                                                     data.label_names(DATASET)))
-  return RunConfig.for_dataset(DATASET, **overrides)
+  return config_lib.RunConfig.for_dataset(DATASET, **overrides)
 
 
 def restricted(config, sections: Sequence[str], *, method: str, **overrides):
   """`config`'s values in `sections` only (every other option at its default), so a
   shared stage's workdir has one config whatever row asked for it first."""
-  from dfka_tf import config as config_lib  # pylint: disable=g-import-not-at-top
   values = {f.path: config.get(f.path) for f in config_lib.FIELDS
             if f.path.split(".")[0] in sections and f.path not in NOT_TEACHERS}
   values.update(overrides)
@@ -220,7 +220,7 @@ class Stages:
 
   # ------------------------------------------------------------------ rows
   def row_dir(self, config, prefix: str) -> str:
-    key = config.key(*_sections()) + _method_key(config)
+    key = config.key(*config_lib.SECTIONS) + _method_key(config)
     return os.path.join(self.root, "runs",
                         f"{prefix}-m{config.data.num_teachers}-seed{config.seed}-{key}")
 
@@ -241,11 +241,10 @@ class Stages:
 
   def _run(self, config, blocks_from):
     from dfka_tf import pipeline  # pylint: disable=g-import-not-at-top
-    from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
     workdir = config.workdir
     results_path = os.path.join(workdir, "results.json")
     existing = _read_json(os.path.join(workdir, "config.json"))
-    if existing is not None and config.differences(RunConfig.from_json(json.dumps(existing))):
+    if existing is not None and config.differences(config_lib.RunConfig.from_json(json.dumps(existing))):
       existing = None  # A hash collision or an edited folder: start it over.
     if existing is not None and os.path.exists(results_path):
       results = _read_json(results_path)
@@ -271,8 +270,7 @@ class Stages:
 
   @staticmethod
   def _check_step3_only(config, source):
-    from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
-    other = RunConfig.from_json(open(os.path.join(source, "config.json")).read())
+    other = config_lib.RunConfig.from_json(open(os.path.join(source, "config.json")).read())
     diff = [k for k in config.differences(other) if k not in STEP3_FIELDS]
     if diff:
       raise ValueError(f"cannot share Steps I-II of {source}: configs differ in {diff}.")
@@ -281,11 +279,6 @@ class Stages:
 def stage_lib():
   from dfka_tf.stages import base  # pylint: disable=g-import-not-at-top
   return base
-
-
-def _sections():
-  from dfka_tf.config import SECTIONS  # pylint: disable=g-import-not-at-top
-  return list(SECTIONS)
 
 
 def _method_key(config) -> str:
@@ -333,8 +326,7 @@ def summarize(name: str, runs: List[Dict], labels: Sequence[str]) -> Dict:
 
 def _config_of(results: Dict):
   """The RunConfig a results.json records (flat files of older runs too)."""
-  from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
-  return RunConfig.from_json(json.dumps(results["config"]))
+  return config_lib.RunConfig.from_json(json.dumps(results["config"]))
 
 
 def per_seed_rows(name: str, runs: List[Dict], labels: Sequence[str]) -> List[Dict]:
@@ -432,12 +424,11 @@ def settings_from_flags(*, setting_flags: bool = True) -> Dict:
   With setting_flags, also --teachers and --labels (as `teachers`, `labels`); suites whose
   setting is fixed by the paper pass False and refuse those flags.
   """
-  from dfka_tf.config import parse_assignments  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
   if not f["verbosity"].present:  # TFDS logs every dataset it opens at INFO.
     absl_logging.set_verbosity(absl_logging.WARNING)
   out = dict(out=f.out, workdir_root=f.workdir_root, quick=f.quick, seeds=f.seeds,
-             overrides=parse_assignments(f.set), progress=not f.quiet, rows=f.rows)
+             overrides=config_lib.parse_assignments(f.set), progress=not f.quiet, rows=f.rows)
   if setting_flags:
     out.update(teachers=f.teachers, labels=f.labels)
   elif f.teachers is not None or f.labels is not None:

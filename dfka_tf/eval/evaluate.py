@@ -46,6 +46,17 @@ def evaluate(predict_fn, dataset, label_indices=None, prediction_indices=None, t
     ConfigError: the dataset is infinite or empty, or the widths of predictions and labels
       do not match after selection.
   """
+  return evaluate_many({"model": predict_fn}, dataset, label_indices, prediction_indices,
+                       topk, progress)["model"]
+
+
+def evaluate_many(predict_fns, dataset, label_indices=None, prediction_indices=None,
+                  topk=None, progress=True):
+  """`evaluate` for several models in one pass over the dataset: {name: its metrics}.
+
+  Each batch is read once and scored by every function of `predict_fns` ({name: fn});
+  the other arguments apply to every model alike.
+  """
   cardinality = int(dataset.cardinality())
   if cardinality == tf.data.INFINITE_CARDINALITY:
     raise ConfigError("the evaluation dataset is infinite; do not .repeat() it.")
@@ -53,10 +64,12 @@ def evaluate(predict_fn, dataset, label_indices=None, prediction_indices=None, t
   if progress:
     bar = keras.utils.Progbar(cardinality if cardinality >= 0 else None, unit_name="batch")
 
-  scores, labels, ignore = [], [], []
+  scores = {name: [] for name in predict_fns}
+  labels, ignore = [], []
   for step, batch in enumerate(dataset):
-    out = keras.ops.convert_to_numpy(predict_fn(batch["image"]))
-    scores.append(np.asarray(out, dtype=np.float64))
+    for name, fn in predict_fns.items():
+      out = keras.ops.convert_to_numpy(fn(batch["image"]))
+      scores[name].append(np.asarray(out, dtype=np.float64))
     labels.append(np.asarray(batch["labels"], dtype=np.float32))
     if "ignore" in batch:
       ignore.append(np.asarray(batch["ignore"], dtype=np.float32))
@@ -64,12 +77,18 @@ def evaluate(predict_fn, dataset, label_indices=None, prediction_indices=None, t
       ignore.append(np.zeros_like(labels[-1]))
     if bar is not None:
       bar.update(step + 1)
-  if not scores:
+  if not labels:
     raise ConfigError("the evaluation dataset yielded no batches; check its path and split.")
 
-  scores = np.concatenate(scores)
   labels = np.concatenate(labels)
   ignore = np.concatenate(ignore)
+  return {name: _metrics(np.concatenate(s), labels, ignore, label_indices, prediction_indices,
+                         topk)
+          for name, s in scores.items()}
+
+
+def _metrics(scores, labels, ignore, label_indices, prediction_indices, topk):
+  """The metrics of one model's scores against the labels, after the column selections."""
   if scores.ndim != 2 or labels.ndim != 2:
     raise ConfigError(
         f"predictions {scores.shape} and labels {labels.shape} must both be [N, C]; check that "

@@ -1,4 +1,4 @@
-"""Scores on the real test split (through `dfka_tf.eval.evaluate`), figures and export."""
+"""Scores on the real test split (`dfka_tf.eval.evaluate_many`: one pass, both models), export."""
 
 import time
 from typing import Dict
@@ -6,7 +6,7 @@ from typing import Dict
 import tensorflow as tf
 
 from dfka_tf import data as dfka_data
-from dfka_tf.eval import evaluate as score
+from dfka_tf.eval import evaluate_many
 from dfka_tf.stages.base import Run
 from dfka_tf.task import TaskMap
 
@@ -29,13 +29,11 @@ def evaluate(run: Run, teachers, target_net, task: TaskMap, dataset_labels) -> D
   start = time.time()
   columns = [dataset_labels.index(name) for name in task.labels]
   topk = 3 if c.data.dataset.startswith("coco") else None
-  scores = {}
-  for who, fn in (("teacher", teachers_fn(teachers, task)),
-                  ("target", tf.function(lambda x: target_net(x, training=False)))):
-    test = dfka_data.load(c.data.dataset, "test", data_dir=c.data.data_dir,
-                          image_size=c.data.image_size, batch_size=c.eval.batch_size)
-    scores[who] = score(fn, test, label_indices=columns, topk=topk,
-                                        progress=run.progress)
+  test = dfka_data.load(c.data.dataset, "test", data_dir=c.data.data_dir,
+                        image_size=c.data.image_size, batch_size=c.eval.batch_size)
+  scores = evaluate_many({"teacher": teachers_fn(teachers, task),
+                          "target": tf.function(lambda x: target_net(x, training=False))},
+                         test, label_indices=columns, topk=topk, progress=run.progress)
   out = {"labels": list(task.labels), "num_test_images": scores["target"]["num_images"]}
   for who, s in scores.items():
     out[f"{who}_map"] = float(s["map"])

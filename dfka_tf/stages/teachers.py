@@ -5,6 +5,7 @@ start: everything the data-free steps build on.
 """
 
 import dataclasses
+import os
 from typing import List, Optional
 
 from dfka_tf import data as dfka_data
@@ -156,7 +157,6 @@ def pretrained_target(run: Run) -> Optional[str]:
                             steps=c.student.pretrain_steps, seed=c.seed + 500)
 
   def finish():
-    import os  # pylint: disable=g-import-not-at-top
     os.makedirs(os.path.dirname(path), exist_ok=True)
     built["model"].save_weights(path)
 
