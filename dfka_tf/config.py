@@ -8,7 +8,8 @@ short name. From that one place come the command-line flag (`--<name>`), the `--
 docs/configuration.md shows how a new option is added.
 
 `RunConfig.build` starts from a named preset, applies overrides, then expands the method
-into settings (e.g. dafl: one generator group, no L_dis, plain distillation) once; the code
+into settings (e.g. dafl: one generator group, no L_dis, G and the student trained
+together) once; the code
 reads those settings, never the method's name.
 """
 
@@ -20,9 +21,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from dfka_tf.errors import ConfigError
 
-METHODS = ("dfka", "teacher", "ka", "similar", "diff", "noise", "dafl")
+METHODS = ("dfka", "teacher", "ka", "similar", "diff", "noise", "dafl", "dafl_2stage")
 SOURCES = ("generator", "pool", "dataset", "noise", "none")
-STUDENT_MODES = ("blockwise", "distill", "ensemble")
+STUDENT_MODES = ("blockwise", "distill", "joint", "ensemble")
+PAPER_SCALE_ARCHS = ("resnet50", "resnet101")  # The archs with Keras ImageNet weights.
 DEFAULT_NUM_BLOCKS = 4  # B: build_resnet's stages block1..block4, cut at block{1,2,3}_out.
 
 
@@ -82,8 +84,14 @@ class DataConfig:
   image_size: int = option(32, "Image side in pixels.", check="positive")
   teacher_steps: int = option(600, "Teacher training steps.", check="nonneg")
   teacher_lr: float = option(0.3, "Base LR of teacher training (poly, power 0.9).")
-  imagenet_init: bool = option(True, "Start resnet50/101 from ImageNet weights (paper scale).",
-                               flag="none")
+  pretrain: Optional[str] = option(
+      None, "The pretrained start of teachers and TargetNet (§5.1): 'imagenet' (Keras' "
+      "ImageNet weights, resnet50/101), a labelled dataset a backbone is trained on first "
+      "(scenes20_similar stands in for ImageNet on scenes20; never the teachers' own data), "
+      "or None (fresh weights). Your own --teacher files keep their weights; only the "
+      "TargetNet starts from it.")
+  pretrain_steps: int = option(1200, "Steps of the backbone's training on --pretrain's "
+                               "dataset (the teachers' optimiser).", check="nonneg")
 
   @property
   def num_blocks(self) -> int:
@@ -165,10 +173,32 @@ class SourceConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class JointConfig:
+  """DAFL as its code runs (--method=dafl): G and the student trained together.
+
+  The learning rates are DAFL's CIFAR-10 settings at its batch of 1024, scaled linearly to
+  --batch_size; the loss weights are its code's (oh 1, a 0.1, ie 5).
+  """
+  steps: Optional[int] = option(None, "Joint steps (default: the TargetNet's budget in "
+                                "DFKA, B x block_steps + finetune_steps).", name="joint_steps",
+                                check="nonneg")
+  generator_lr: float = option(0.02, "G's Adam LR at batch 1024 (DAFL: 0.02), scaled by "
+                               "batch_size / 1024.", name="joint_generator_lr")
+  student_lr: float = option(0.1, "The student's SGD LR at batch 1024 (DAFL: 0.1), scaled "
+                             "by batch_size / 1024; x0.1 at 40 % and 80 % of the steps.",
+                             name="joint_student_lr")
+  weight_decay: float = option(5e-4, "The student's SGD weight decay (DAFL: 5e-4).",
+                               name="joint_weight_decay", check="nonneg")
+  alpha: float = option(0.1, "Weight of L_a (DAFL: 0.1).", name="joint_alpha")
+  beta: float = option(5.0, "Weight of L_ie (DAFL: 5).", name="joint_beta")
+
+
+@dataclasses.dataclass(frozen=True)
 class StudentConfig:
   """The TargetNet: Step II block by block, Step III regrouping and fine-tuning."""
-  mode: str = option("blockwise", "blockwise (Steps II-III), distill (DAFL: one network, plain "
-                     "distillation) or ensemble (the teachers themselves); set by --method.",
+  mode: str = option("blockwise", "blockwise (Steps II-III), distill (one network, plain "
+                     "distillation from a trained G: dafl_2stage), joint (DAFL: G and one "
+                     "network together) or ensemble (the teachers themselves); set by --method.",
                      flag="none", choices=STUDENT_MODES)
   block_steps: int = option(300, "Step II steps per TargetNet block.", check="nonneg")
   lr: float = option(0.3, "Base LR of the TargetNet blocks (poly, power 0.9).",
@@ -179,11 +209,7 @@ class StudentConfig:
   lambda_in2: float = option(1.0, "λ_in^2 of Eq. 17 (generator link stream).", check="nonneg")
   branch_out: Optional[int] = option(None, "Force S_m for every teacher (default: Eq. 18).",
                                      check="positive")
-  pretrain: Optional[str] = option(None, "Start the TargetNet from a network trained on this "
-                                   "labelled dataset (scenes20_similar: the stand-in for "
-                                   "ImageNet; never the teachers' own data).",
-                                   name="target_pretrain")
-  pretrain_steps: int = option(600, "Steps of --target_pretrain.", check="nonneg")
+  joint: JointConfig = option(JointConfig, "DAFL's joint training.")
   adversarial_weight: float = option(0.0, "Step III: keep training G to maximise T_u's "
                                      "disagreement with the teachers (DFAD; beyond the paper; "
                                      "0 = off).", check="nonneg")
@@ -224,19 +250,21 @@ SECTIONS = {"data": DataConfig, "generator": GeneratorConfig, "source": SourceCo
 # ResNet-101 at 224 px, batch 16, SGD with poly LR base 0.01, power 0.9, weight decay 5e-3.
 PRESETS: Dict[str, Dict[str, Any]] = {
     "scenes20": {"data.arch": "small", "data.image_size": 32, "runtime.batch_size": 64,
-                 "data.teacher_steps": 600, "data.teacher_lr": 0.3, "generator.steps": 300,
+                 "data.teacher_steps": 300, "data.teacher_lr": 0.3, "generator.steps": 300,
                  "generator.lr": 1e-3, "student.block_steps": 300, "student.lr": 0.3,
                  "student.finetune_steps": 400, "generator.latent_dim": 128,
-                 "generator.width": 64, "eval.batch_size": 250},
+                 "generator.width": 64, "eval.batch_size": 250,
+                 "data.pretrain": "scenes20_similar"},
     "voc2007": {"data.arch": "resnet101", "data.image_size": 224, "runtime.batch_size": 16,
                 "data.teacher_steps": 20000, "data.teacher_lr": 0.01,
                 "generator.steps": 20000, "generator.lr": 1e-3, "student.block_steps": 10000,
                 "student.lr": 0.01, "student.finetune_steps": 10000,
-                "generator.latent_dim": 256, "generator.width": 256, "eval.batch_size": 32},
+                "generator.latent_dim": 256, "generator.width": 256, "eval.batch_size": 32,
+                "data.pretrain": "imagenet"},
     # Smoke runs (tests, suites' --quick): every stage a handful of steps; numbers meaningless.
     "quick": {"data.arch": "tiny", "data.image_size": 32, "runtime.batch_size": 8,
               "data.teacher_steps": 20, "generator.steps": 5, "student.block_steps": 5,
-              "student.finetune_steps": 5, "eval.export": False},
+              "student.finetune_steps": 5, "data.pretrain_steps": 10, "eval.export": False},
 }
 PRESETS["coco2014"] = dict(PRESETS["voc2007"], **{"data.teacher_steps": 60000})
 DATASET_PRESET = {"scenes20": "scenes20", "voc2007": "voc2007", "coco2014": "coco2014",
@@ -368,6 +396,8 @@ class RunConfig:
       raise ConfigError(f"--method={method!r} is unknown; use one of {', '.join(METHODS)}.")
     config = cls(method=method)
     values = dict(PRESETS[DATASET_PRESET[dataset]], **{"data.dataset": dataset})
+    if dataset == "byo":  # Your teachers keep their weights; T starts fresh unless asked.
+      values["data.pretrain"] = None
     if preset is not None:
       values.update(PRESETS[preset])
     values.update({resolve(k).path: v for k, v in (overrides or {}).items() if v is not None})
@@ -397,13 +427,17 @@ class RunConfig:
   def expanded(self) -> "RunConfig":
     """The method's settings, applied once: which stages run and on which images."""
     m, c = self.method, self
-    student = {"teacher": "ensemble", "dafl": "distill"}.get(m, "blockwise")
+    student = {"teacher": "ensemble", "dafl": "joint", "dafl_2stage": "distill"}.get(
+        m, "blockwise")
     c = _replace(c, "student.mode", student)
-    c = _replace(c, "generator.enabled", m in ("dfka", "dafl"))
-    if m == "dafl":  # DAFL: one generator judged on the image only: L_oh + α L_a + β L_ie.
+    # Step I runs before the TargetNet for dfka and dafl_2stage; dafl trains G in its stage.
+    c = _replace(c, "generator.enabled", m in ("dfka", "dafl_2stage"))
+    if m in ("dafl", "dafl_2stage"):  # One generator judged on the image only: no L_dis.
       c = _replace(_replace(c, "generator.groups", 1), "generator.gamma", 0.0)
-    if m in ("dfka", "dafl"):
+    if m in ("dfka", "dafl_2stage"):
       kind = "pool" if c.source.pool.images > 0 else "generator"
+    elif m == "dafl":
+      kind = "generator"
     elif m == "noise":
       kind = "noise"
     elif m in COMPANIONS:
@@ -452,7 +486,8 @@ class RunConfig:
     values = json.loads(text)
     method = values.pop("method", "dfka")
     if not any(k in SECTIONS for k in values):  # Flat: every key is an option's short name.
-      values = {resolve(k).path: v for k, v in values.items()}
+      values = {resolve(LEGACY_NAMES.get(k, k)).path: v for k, v in values.items()
+                if k not in DROPPED_NAMES}
     else:
       values = {f.path: _get_dict(values, f.path) for f in FIELDS
                 if _has_dict(values, f.path)}
@@ -475,6 +510,12 @@ class RunConfig:
               and f.path not in exclude and _get(self, f.path) != f.default}
     text = json.dumps([sections, values], sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+# Short names older config.json files used: renamed, or dropped where the option is gone
+# (imagenet_init: --pretrain=imagenet, the voc2007/coco2014 default, replaces it).
+LEGACY_NAMES = {"target_pretrain": "pretrain"}
+DROPPED_NAMES = ("imagenet_init",)
 
 
 def _has_dict(d, path):
@@ -504,21 +545,16 @@ def _validate_combinations(c: RunConfig):
     if value >= c.data.image_size:
       raise ConfigError(f"--{name}={value} must be in 0..{c.data.image_size - 1} pixels "
                         "(0 turns it off).")
-  if s.pretrain is not None:
-    base = lambda name: name[:-3] if name.endswith("_64") else name
-    if base(s.pretrain) == base(c.data.dataset):
-      raise ConfigError(f"--target_pretrain={s.pretrain} is the teachers' own data; the "
-                        "TargetNet must not see it (data-free). Pretrain on another labelled "
-                        "dataset, e.g. scenes20_similar for scenes20.")
+  _validate_pretrain(c)
   if s.adversarial_weight > 0 and c.method != "dfka":
     raise ConfigError(f"--adversarial_weight trains DFKA's generator in Step III; "
                       f"--method={c.method} has no Step III generator. Use --method=dfka or "
                       "--adversarial_weight=0.")
   if c.source.pool.images > 0:
-    if c.method not in ("dfka", "dafl"):
-      raise ConfigError(f"--inversion_images replaces the generated images of dfka and dafl; "
-                        f"--method={c.method} does not train on generated images. Use "
-                        "--method=dfka or --inversion_images=0.")
+    if c.method not in ("dfka", "dafl_2stage"):
+      raise ConfigError(f"--inversion_images replaces the generated images of dfka and "
+                        f"dafl_2stage; --method={c.method} does not train on a fixed set of "
+                        "generated images. Use --method=dfka or --inversion_images=0.")
     if s.adversarial_weight > 0:
       raise ConfigError("--adversarial_weight trains G against T_u in Step III, but with "
                         "--inversion_images T_u trains on the fixed pool, not on G; set one "
@@ -532,6 +568,24 @@ def _validate_combinations(c: RunConfig):
     raise ConfigError(f"--method={c.method} trains on unlabeled images of a dataset; with "
                       "your own --teacher files there is none. Use dfka, dafl, noise or "
                       "teacher.")
+
+
+def _validate_pretrain(c: RunConfig):
+  pretrain = c.data.pretrain
+  if pretrain is None:
+    return
+  if pretrain == "imagenet":
+    if c.data.arch not in PAPER_SCALE_ARCHS:
+      raise ConfigError(f"--pretrain=imagenet: ImageNet weights exist for "
+                        f"{', '.join(PAPER_SCALE_ARCHS)}, not --arch={c.data.arch}. Use one of "
+                        "them, or pretrain on a labelled dataset (scenes20_similar).")
+    return
+  # scenes20_colour draws scenes20's very scenes; the _64 variants its images at 64 px.
+  family = lambda name: name.removesuffix("_64").replace("_colour", "")
+  if family(pretrain) == family(c.data.dataset):
+    raise ConfigError(f"--pretrain={pretrain} holds the teachers' own images; the TargetNet "
+                      "must not see them (data-free). Pretrain on a labelled dataset of other "
+                      "classes, e.g. scenes20_similar for scenes20.")
 
 
 def parse_assignments(items) -> Dict[str, str]:

@@ -1,9 +1,11 @@
 """One run of data-free knowledge amalgamation: the plan of stages a config asks for.
 
-teachers (train or load) -> [pretrain] -> Step I (generator) -> [DeepInversion pool] ->
-Step II (TargetNet blocks) -> Step III (regroup + fine-tune) -> evaluation on the real test
-split -> SavedModel export. Which of them run follows from the config's sections
-(`generator.enabled`, `source.kind`, `student.mode`), set once from --method.
+[pretrain: the backbone teachers and TargetNet start from] -> teachers (train or load) ->
+Step I (generator) -> [DeepInversion pool] -> Step II (TargetNet blocks) -> Step III
+(regroup + fine-tune) -> evaluation on the real test split -> SavedModel export. DAFL
+(--method=dafl) replaces Steps I–III with one joint stage. Which of them run follows from
+the config's sections (`generator.enabled`, `source.kind`, `student.mode`), set once from
+--method.
 
 Each stage is resumable (`stages.base.run_stages`); the workdir layout is described there.
 """
@@ -62,6 +64,11 @@ def train(run: Run, inputs) -> Dict:
          "blocks": {"eta": {}}}
   if c.student.mode == "ensemble":
     out["target_net"] = teacher_ensemble(out["teachers"], task)
+    return out
+  if c.student.mode == "joint":
+    out["target_net"], trainer = student.joint(run, out["teachers"], task)
+    out["generator_trainer"] = trainer
+    out["images"] = images.Images(run, out["teachers"], trainer.generator)
     return out
   out["generator_trainer"] = trainer = images.generator(run, out["teachers"])
   imgs = images.Images(run, out["teachers"], trainer.generator if trainer else None)

@@ -30,7 +30,8 @@ flags.DEFINE_enum("method", "dfka", list(config_lib.METHODS),
                   "dfka (this method) or a Table 1 baseline: teacher (the teachers "
                   "themselves), ka / similar / diff (block-wise training on unlabeled scenes20 / "
                   "scenes20_similar / scenes20_different images), noise (Gaussian noise "
-                  "images), dafl (one generator, then plain distillation). The experiment "
+                  "images), dafl (DAFL: one generator and the student trained jointly), dafl_2stage "
+                  "(one generator trained, then plain distillation from it). The experiment "
                   "suites (experiments/table1.py, ...) run them side by side.")
 flags.DEFINE_enum("preset", None, sorted(config_lib.PRESETS), "A named preset applied after "
                   "the dataset's (e.g. quick: a smoke run of a few steps per stage).")

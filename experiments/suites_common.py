@@ -8,7 +8,7 @@ once per distinct setting under --workdir_root and reused by every row and every
   <root>/generators/<key>/  Step I of one generator setting (teachers copied in)
   <root>/runs/<key>/        one row, a full pipeline workdir named after its config
 
-A row's workdir starts as a copy of its teachers (and, for dfka/dafl, of its generator's
+A row's workdir starts as a copy of its teachers (and, for dfka/dafl_2stage, of its generator's
 checkpoint), with progress.json marking those stages done; `pipeline.run(resume=True)` then
 runs only the remaining stages. No row trains its teachers in-process, so rows sharing
 teachers start from the same random state whether they run first or last. A rerun reuses
@@ -140,7 +140,9 @@ class Stages:
 
   @staticmethod
   def _teacher_stages(config) -> List[str]:
-    return [f"teacher{m + 1}" for m in range(config.data.num_teachers)]
+    """The shared stages: the trained backbone where there is one, then the teachers."""
+    pretrain = config.data.pretrain not in (None, "imagenet")
+    return ["pretrain"] * pretrain + [f"teacher{m + 1}" for m in range(config.data.num_teachers)]
 
   def _start(self, config):
     from dfka_tf import pipeline  # pylint: disable=g-import-not-at-top
@@ -200,13 +202,23 @@ class Stages:
     return gdir
 
   def load_generator(self, config, gconfig=None):
-    """(generator, teachers) of `config`, from the shared Step I checkpoint."""
+    """(generator, teachers) of `config`, from the shared Step I checkpoint; for DAFL
+    (joint training) G as its row's joint stage left it, the row run first."""
     from dfka_tf.stages import images  # pylint: disable=g-import-not-at-top
+    if config.student.mode == "joint":
+      return self._joint_generator(config)
     if gconfig is None:
       self.generator_dir(config)
       gconfig = self.generator_config(config)
     run, teachers = self._teachers(gconfig)
     return images.generator(run, teachers).generator, teachers
+
+  def _joint_generator(self, config):
+    from dfka_tf.stages import student, teachers  # pylint: disable=g-import-not-at-top
+    run, inputs = self._start(config.replace(workdir=self.run(config)["workdir"]))
+    nets = teachers.teachers(run, inputs)
+    _, trainer = student.joint(run, nets, inputs.task)  # Finished: restores G.
+    return trainer.generator, nets
 
   def load_teachers(self, config) -> List:
     """`config`'s frozen teachers (BlockNets), trained on first use."""

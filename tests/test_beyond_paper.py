@@ -10,6 +10,8 @@ import tensorflow as tf
 from dfka_tf import pipeline
 from dfka_tf.config import RunConfig
 from dfka_tf.errors import ConfigError
+from dfka_tf.models import blocknet
+from dfka_tf.models.resnet import build_resnet
 from tests import helpers
 
 QUICK = dict(preset="quick")
@@ -17,15 +19,15 @@ QUICK = dict(preset="quick")
 
 def test_every_option_together_runs_and_records_the_pretrain_stage(tmp_path):
   config = RunConfig.for_dataset(
-      "scenes20", workdir=str(tmp_path / "w"), target_pretrain="scenes20_similar",
+      "scenes20", workdir=str(tmp_path / "w"), pretrain="scenes20_similar",
       pretrain_steps=3, adversarial_weight=1.0, bns_weight=1.0, bns_form="norm",
       generator_jitter=1, student_jitter=1, **QUICK)
   results = pipeline.run(config, progress=False)
   helpers.assert_scores_agree(results)
-  assert os.path.exists(tmp_path / "w" / "pretrained" / "target_init.weights.h5")
+  assert os.path.exists(tmp_path / "w" / "pretrained" / "backbone.weights.h5")
   with open(tmp_path / "w" / "progress.json") as f:
     progress = json.load(f)
-  assert progress["done"].index("pretrain") < progress["done"].index("block1")
+  assert progress["done"].index("pretrain") < progress["done"].index("teacher1")
   # Adversarial fine-tuning keeps G in Step III's checkpoint.
   latest = tf.train.latest_checkpoint(str(tmp_path / "w" / "ckpt" / "finetune"))
   names = [name for name, _ in tf.train.list_variables(latest)]
@@ -36,13 +38,32 @@ def test_every_option_together_runs_and_records_the_pretrain_stage(tmp_path):
   assert again["target_map"] == results["target_map"]
 
 
+def test_teachers_start_from_the_pretrained_backbone(tmp_path):
+  # With no teacher steps a teacher is the backbone itself, classifier excepted.
+  config = RunConfig.for_dataset("scenes20", workdir=str(tmp_path / "w"), pretrain_steps=3,
+                                 teacher_steps=0, method="teacher", **QUICK)
+  pipeline.run(config, progress=False)
+  backbone = build_resnet(config.data.arch, 20, (32, 32, 3), name="pretrain")
+  backbone.load_weights(str(tmp_path / "w" / "pretrained" / "backbone.weights.h5"))
+  teacher = blocknet.load_teacher(str(tmp_path / "w" / "teachers" / "teacher1.keras"))
+  layers = {l.name: l for l in teacher.model.layers}
+  compared = 0
+  for layer in backbone.layers:
+    if layer.name != "logits" and layer.weights and layer.name in layers:
+      for a, b in zip(layer.get_weights(), layers[layer.name].get_weights()):
+        np.testing.assert_array_equal(a, b)
+      compared += 1
+  assert compared >= 10
+
+
 @pytest.mark.parametrize("name, message", [
-    ("scenes20", "teachers' own data"), ("scenes20_64", "teachers' own data"),
-    ("scenes20_different", "no labels"), ("imagenet", "nknown dataset")])
+    ("scenes20", "teachers' own"), ("scenes20_64", "teachers' own"),
+    ("scenes20_colour", "teachers' own"), ("scenes20_different", "not a labelled dataset"),
+    ("no_such_data", "not a labelled dataset"), ("imagenet", "ImageNet weights exist for")])
 def test_bad_pretrain_dataset_is_refused_before_anything_is_written(tmp_path, name, message):
   with pytest.raises(ConfigError, match=message):
     config = RunConfig.for_dataset("scenes20", workdir=str(tmp_path / "w"),
-                                   target_pretrain=name, **QUICK)
+                                   pretrain=name, **QUICK)
     pipeline.start(config, progress=False)
   assert not os.path.exists(tmp_path / "w")
 

@@ -23,7 +23,12 @@ def test_every_option_has_one_short_name_help_and_a_documented_row():
 def test_method_is_expanded_once_into_settings():
   dafl = RunConfig.for_dataset("scenes20", method="dafl", groups=2, gamma=5.0)
   assert (dafl.generator.groups, dafl.generator.gamma) == (1, 0.0)
+  # DAFL trains G in its joint stage, not in a Step I before it; dafl_2stage does.
   assert (dafl.student.mode, dafl.source.kind, dafl.generator.enabled) == (
+      "joint", "generator", False)
+  two = RunConfig.for_dataset("scenes20", method="dafl_2stage", groups=2, gamma=5.0)
+  assert (two.generator.groups, two.generator.gamma) == (1, 0.0)
+  assert (two.student.mode, two.source.kind, two.generator.enabled) == (
       "distill", "generator", True)
   similar = RunConfig.for_dataset("scenes20", method="similar")
   assert (similar.source.kind, similar.source.dataset, similar.generator.enabled) == (
@@ -71,9 +76,13 @@ def test_json_round_trip_and_old_flat_files():
           "teacher_paths": ["t.keras"],
           "labels": ["circle"], "method": "dafl", "seed": 4, "bns_weight": 0.0,
           "teacher_blocks": ["x", "y"], "groups": 2, "gamma": 5.0, "block_steps": 300,
-          "image_bn": True, "jit": None}
+          "image_bn": True, "jit": None,
+          # Renamed (student.pretrain -> data.pretrain) and dropped (imagenet_init) options.
+          "target_pretrain": "scenes20_similar", "imagenet_init": True}
   old = RunConfig.from_json(json.dumps(flat))
   assert old.differences(c) == []
+  flat.pop("target_pretrain")  # Older runs started from fresh weights: a resume must refuse.
+  assert RunConfig.from_json(json.dumps(flat)).differences(c) == ["pretrain"]
 
 
 def test_keys_ignore_options_at_their_default_and_resumable_ones():

@@ -28,7 +28,7 @@ def test_voc_and_coco_presets_are_the_papers():
     assert (c.data.teacher_lr, c.student.lr, c.runtime.weight_decay) == (0.01, 0.01, 5e-3)
     g = c.generator
     assert (g.groups, g.alpha, g.beta, g.gamma) == (2, 1.0, 1.0, 5.0)
-    assert c.data.teacher_steps == teacher_steps and c.data.imagenet_init
+    assert c.data.teacher_steps == teacher_steps and c.data.pretrain == "imagenet"
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def mock_tfds(monkeypatch):
 
 def _run(tmp_path, dataset, **overrides):
   steps = dict(teacher_steps=2, generator_steps=2, block_steps=2, finetune_steps=2)
-  config = RunConfig.for_dataset(dataset, workdir=str(tmp_path / "w"), imagenet_init=False,
+  config = RunConfig.for_dataset(dataset, workdir=str(tmp_path / "w"), pretrain="None",
                                  eval_batch_size=4, checkpoint_every=1,
                                  **dict(steps, **overrides))
   return config, pipeline.run(config, progress=False)

@@ -350,3 +350,52 @@ def test_adversarial_finetune_moves_generator_and_target_net_not_teachers(world)
   concat = tf.concat([t(image)["probs"] for t in teachers], axis=1)
   np.testing.assert_allclose(tf.gather(concat, trainer.target_cols, axis=1).numpy(),
                              trainer.teacher_targets(image).numpy(), rtol=1e-5)
+
+
+def test_joint_step_moves_g_and_the_student_each_by_its_own_loss_only(world):
+  # DAFL's step (JointTrainer) from one state must equal, for G, a plain Step I update on
+  # G's objective, and for the student, a distillation step on G's image before the update.
+  teachers, task, _ = world
+  settings = dict(batch_size=BATCH, alpha=0.1, beta=5.0, gamma=0.0, beta_1=0.9)
+  make_g = lambda: GroupStackGenerator(teachers[0].feature_shapes, num_groups=1,
+                                       latent_dim=8, width=16)
+  make_s = lambda: build_resnet("tiny", len(task.labels), SHAPE, name="student")
+  make_opt = lambda: steps.step_decay_sgd(0.05, 10, weight_decay=5e-4)
+  g_joint, g_ref = make_g(), make_g()
+  s_joint, s_ref = make_s(), make_s()
+  z = _rng().normal([BATCH, 8])
+  g_joint(z, training=False), g_ref(z, training=False)  # Builds both.
+  g_ref.set_weights(g_joint.get_weights())
+  s_ref.set_weights(s_joint.get_weights())
+  frozen = [v for t in teachers for v in t.variables]
+  before_frozen = _values(frozen)
+
+  joint = steps.JointTrainer(steps.GeneratorTrainer(g_joint, teachers, rng=_rng(), **settings),
+                             s_joint, teachers, task, optimizer=make_opt()).build()
+  out = joint.step()
+  assert set(out) >= {"loss", "generator_loss", "oh", "a", "ie"}
+
+  # The reference: G's own step, and the student's distillation on G_0(z).
+  image = g_ref(z, training=True)[-1]
+  probs = tf.concat([t.tail(image, 0, training=False)["probs"] for t in teachers], axis=1)
+  targets = tf.gather(probs, steps.target_columns(teachers, task), axis=1)
+  steps.GeneratorTrainer(g_ref, teachers, rng=_rng(), **settings).build().step()
+  optimizer = make_opt()
+  with tf.GradientTape() as tape:
+    loss = losses.distillation_loss(s_ref(image, training=True), targets)
+  optimizer.apply(tape.gradient(loss, s_ref.trainable_variables), s_ref.trainable_variables)
+
+  assert np.isclose(float(out["loss"]), float(loss), rtol=1e-5)
+  for a, b in zip(g_joint.trainable_variables, g_ref.trainable_variables):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+  for a, b in zip(s_joint.trainable_variables, s_ref.trainable_variables):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+  assert not any(_changed(before_frozen, frozen))
+  assert any(_changed(_values(s_ref.trainable_variables),
+                      make_s().trainable_variables))  # The student did move.
+
+
+def test_step_decay_sgd_drops_tenfold_at_40_and_80_percent():
+  schedule = steps.step_decay(0.1, 100)
+  lrs = [float(schedule(s)) for s in (0, 40, 41, 80, 81, 99)]
+  np.testing.assert_allclose(lrs, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)

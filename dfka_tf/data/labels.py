@@ -89,6 +89,8 @@ _DATASET_LABELS: dict[str, tuple[str, ...]] = {
     "coco2014": COCO_LABELS,
     "scenes20": SCENES20_LABELS,
     "scenes20_64": SCENES20_LABELS,
+    "scenes20_colour": SCENES20_LABELS,
+    "scenes20_colour_64": SCENES20_LABELS,
     "scenes20_similar": SCENES20_SIMILAR_LABELS,
     "scenes20_similar_64": SCENES20_SIMILAR_LABELS,
     # Textures without objects: there is nothing to label.

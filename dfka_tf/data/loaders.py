@@ -24,6 +24,8 @@ from dfka_tf.errors import ConfigError, DataNotFoundError
 TFDS_NAMES = {
     "scenes20": ("scenes20/32", {"train": "train", "test": "test"}),
     "scenes20_64": ("scenes20/64", {"train": "train", "test": "test"}),
+    "scenes20_colour": ("scenes20_colour/32", {"train": "train", "test": "test"}),
+    "scenes20_colour_64": ("scenes20_colour/64", {"train": "train", "test": "test"}),
     "scenes20_similar": ("scenes20_similar/32", {"train": "train"}),
     "scenes20_similar_64": ("scenes20_similar/64", {"train": "train"}),
     "scenes20_different": ("scenes20_different/32", {"train": "train"}),

@@ -10,7 +10,7 @@ Workdir layout:
   config.json      the exact configuration (written first; a resume must match it)
   progress.json    finished stages, η^{b,m}, S_m, stage times
   teachers/        teacher<m>.keras + teacher<m>.labels.json (trained teachers)
-  pretrained/      the TargetNet's pretrained start (--target_pretrain)
+  pretrained/      backbone.weights.h5, the pretrained start of teachers and T (--pretrain)
   ckpt/<stage>/    tf.train.CheckpointManager checkpoints of each stage
   logs/            TensorBoard scalars
   generated.png    generated images next to real test images (Fig. 4)
@@ -32,6 +32,9 @@ import tensorflow as tf
 from dfka_tf.config import RunConfig
 from dfka_tf.errors import ConfigError
 from dfka_tf.train import loop
+
+
+BACKBONE_FILE = ("pretrained", "backbone.weights.h5")  # Stage "pretrain"'s output.
 
 
 def default_jit() -> bool:
@@ -224,6 +227,9 @@ def seed_workdir(workdir: str, sources: Dict[str, Iterable[str]],
         os.makedirs(os.path.join(workdir, "teachers"), exist_ok=True)
         for name in (f"{stage}.keras", f"{stage}.keras.labels.json"):
           shutil.copy(src.path("teachers", name), os.path.join(workdir, "teachers", name))
+      if stage == "pretrain":
+        os.makedirs(os.path.join(workdir, BACKBONE_FILE[0]), exist_ok=True)
+        shutil.copy(src.path(*BACKBONE_FILE), os.path.join(workdir, *BACKBONE_FILE))
       progress["done"].append(stage)
       progress["times"][stage] = times[stage]
   progress.update(state or {})

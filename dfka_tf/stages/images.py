@@ -17,18 +17,22 @@ from dfka_tf.train.sources import (DatasetSource, GeneratorSource, ImageSource, 
 from dfka_tf.train.steps import GeneratorTrainer
 
 
-def generator_trainer(run: Run, teachers) -> GeneratorTrainer:
-  """Step I's trainer (G, its filters, priors, optimizer), built but not trained."""
+def generator_trainer(run: Run, teachers, **overrides) -> GeneratorTrainer:
+  """Step I's trainer (G, its filters, priors, optimizer), built but not trained.
+
+  `overrides` replace GeneratorTrainer's settings from the config (DAFL's joint stage).
+  """
   g = run.config.generator
   blocknet.check_compatible(teachers, depths=range(len(teachers[0].blocks)))
   generator = GroupStackGenerator(teachers[0].feature_shapes, num_groups=g.groups,
                                   latent_dim=g.latent_dim, width=g.width, image_bn=g.image_bn,
                                   name="generator")
-  return GeneratorTrainer(generator, teachers, rng=run.rng(1),
-                          batch_size=run.config.runtime.batch_size, learning_rate=g.lr,
-                          alpha=g.alpha, beta=g.beta, gamma=g.gamma, dis_sign=g.dis_sign,
-                          bns_weight=g.bns.weight, bns_form=g.bns.form, lh_weight=g.lh.weight,
-                          jitter=g.jitter, jit=run.jit).build()
+  settings = dict(batch_size=run.config.runtime.batch_size, learning_rate=g.lr,
+                  alpha=g.alpha, beta=g.beta, gamma=g.gamma, dis_sign=g.dis_sign,
+                  bns_weight=g.bns.weight, bns_form=g.bns.form, lh_weight=g.lh.weight,
+                  jitter=g.jitter, jit=run.jit)
+  settings.update(overrides)
+  return GeneratorTrainer(generator, teachers, rng=run.rng(1), **settings).build()
 
 
 def generator_state(trainer: GeneratorTrainer, prefix: str = ""):

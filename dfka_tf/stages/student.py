@@ -1,5 +1,6 @@
 """The TargetNet: Step II block by block (with η^{b,m} of Eq. 18), Step III regrouping and
-fine-tuning, and the DAFL baseline's plain distillation."""
+fine-tuning, and the DAFL baselines: joint training (dafl) and plain distillation from a
+trained G (dafl_2stage)."""
 
 from typing import Dict
 
@@ -9,11 +10,11 @@ import tensorflow as tf
 from dfka_tf.errors import ConfigError, TeacherError
 from dfka_tf.models import blocknet
 from dfka_tf.stages.base import Parts, Run, Stage, run_stages
-from dfka_tf.stages.images import Images, generator_state
+from dfka_tf.stages.images import Images, generator_state, generator_trainer
 from dfka_tf.stages.teachers import target_model
 from dfka_tf.task import TaskMap
 from dfka_tf.train.steps import (AdversarialFinetuneTrainer, BlockTrainer, FinetuneTrainer,
-                                 branch_out_blocks, regroup)
+                                 JointTrainer, branch_out_blocks, regroup, step_decay_sgd)
 
 
 def eta_tail_start(block_steps: int) -> int:
@@ -148,15 +149,44 @@ def regrouped(run: Run, teachers, images: Images, blocks: Dict, task: TaskMap,
   return target_net
 
 
-def distilled(run: Run, teachers, images: Images, task: TaskMap) -> keras.Model:
-  """Stage "distill", DAFL's second stage: plain distillation of a whole TargetNet.
+def student_budget(run: Run, teachers) -> int:
+  """The steps a whole-network student gets: Steps II + III of DFKA together (B ×
+  block_steps + finetune_steps), so the Table 1 rows compare methods, not budgets."""
+  c = run.config
+  return teachers[0].num_blocks * c.student.block_steps + c.student.finetune_steps
 
-  It gets the step budget of Steps II + III together (B × block_steps + finetune_steps),
-  so the Table 1 rows compare methods, not budgets.
+
+def joint(run: Run, teachers, task: TaskMap):
+  """Stage "joint", DAFL as its code runs: G and a whole TargetNet trained together.
+
+  G (K = 1, γ = 0) has DAFL's loss weights and Adam (β1 0.9); the student DAFL's SGD with
+  step decay and weight decay; both learning rates are DAFL's at batch 1024 scaled to
+  --batch_size. Returns (T_u, G's trainer); G, its optimizer and noise stream are in the
+  stage checkpoint.
   """
   c = run.config
+  j = c.student.joint
+  scale = c.runtime.batch_size / 1024
+  steps = j.steps if j.steps is not None else student_budget(run, teachers)
+  g = generator_trainer(run, teachers, alpha=j.alpha, beta=j.beta,
+                        learning_rate=j.generator_lr * scale, beta_1=0.9)
   model = target_model(run, len(task.labels), "target_net")
-  steps = teachers[0].num_blocks * c.student.block_steps + c.student.finetune_steps
+  trainer = JointTrainer(g, model, teachers, task, jit=run.jit,
+                         optimizer=step_decay_sgd(j.student_lr * scale, steps,
+                                                  weight_decay=j.weight_decay)).build()
+  state = dict(target_net=model, optimizer=trainer.optimizer,
+               **generator_state(g, prefix="generator"))
+  run_stages(run, [Stage("joint", steps, lambda: Parts(trainer.step, state),
+                         summary=f"[dafl] G and a TargetNet trained jointly, {steps} steps")])
+  return model, g
+
+
+def distilled(run: Run, teachers, images: Images, task: TaskMap) -> keras.Model:
+  """Stage "distill" (dafl_2stage): plain distillation of a whole TargetNet from a G that
+  Step I trained and froze, with the step budget of `student_budget`."""
+  c = run.config
+  model = target_model(run, len(task.labels), "target_net")
+  steps = student_budget(run, teachers)
   trainer = FinetuneTrainer(model, images.source(20), teachers, task,
                             batch_size=c.runtime.batch_size, steps=steps,
                             learning_rate=c.student.lr, weight_decay=c.runtime.weight_decay,
@@ -164,6 +194,6 @@ def distilled(run: Run, teachers, images: Images, task: TaskMap) -> keras.Model:
   state = dict(target_net=model, optimizer=trainer.optimizer,
                **trainer.source.checkpoint_state())
   run_stages(run, [Stage("distill", steps, lambda: Parts(trainer.step, state),
-                         summary=f"[dafl] distilling a TargetNet on generated images, "
+                         summary=f"[dafl_2stage] distilling a TargetNet on generated images, "
                                  f"{steps} steps")])
   return model

@@ -1,5 +1,5 @@
-"""The inputs of a run (labels, teachers), teacher training and the TargetNet's pretrained
-start: everything the data-free steps build on.
+"""The inputs of a run (labels, teachers), the pretrained start, teacher training: everything
+the data-free steps build on.
 
 `check_inputs` runs every check that can fail fast before the workdir is touched.
 """
@@ -8,18 +8,17 @@ import dataclasses
 import os
 from typing import List, Optional
 
+import keras
+
 from dfka_tf import data as dfka_data
 from dfka_tf.config import RunConfig
 from dfka_tf.errors import ConfigError
 from dfka_tf.models import blocknet
 from dfka_tf.models.generator import aligned_depths
 from dfka_tf.models.resnet import build_resnet, copy_weights_by_name
-from dfka_tf.stages.base import Parts, Run, Stage, run_stages
+from dfka_tf.stages.base import BACKBONE_FILE, Parts, Run, Stage, run_stages
 from dfka_tf.task import TaskMap
 from dfka_tf.train.teachers import TeacherTrainer
-
-PAPER_SCALE_ARCHS = ("resnet50", "resnet101")
-
 
 @dataclasses.dataclass
 class Inputs:
@@ -64,16 +63,13 @@ def check_inputs(config: RunConfig) -> Inputs:
     if c.source.kind == "dataset" and c.source.dataset:
       dfka_data.check_prepared(c.source.dataset, c.data.data_dir)
     inputs = Inputs(c, task, dataset_labels=names, teacher_splits=splits)
-  if c.student.pretrain is not None:
-    if not dfka_data.label_names(c.student.pretrain):
-      raise ConfigError(f"--target_pretrain={c.student.pretrain} has no labels to train on; "
-                        "use a labelled dataset such as scenes20_similar.")
-    dfka_data.check_prepared(c.student.pretrain, c.data.data_dir)
+  if c.data.pretrain not in (None, "imagenet"):
+    if c.data.pretrain not in dfka_data.DATASETS or not dfka_data.label_names(c.data.pretrain):
+      raise ConfigError(f"--pretrain={c.data.pretrain} is not a labelled dataset to train a "
+                        "backbone on; use imagenet (resnet50/101), a labelled dataset such as "
+                        "scenes20_similar, or None.")
+    dfka_data.check_prepared(c.data.pretrain, c.data.data_dir)
   return inputs
-
-
-def imagenet(config: RunConfig, arch: str) -> Optional[str]:
-  return "imagenet" if (config.data.imagenet_init and arch in PAPER_SCALE_ARCHS) else None
 
 
 def input_shape(config: RunConfig):
@@ -115,8 +111,7 @@ def _teacher_stage(run: Run, inputs: Inputs, m: int, out: List) -> Stage:
   built = {}
 
   def setup():
-    model = build_resnet(c.data.arch, len(labels), input_shape(c),
-                         weights=imagenet(c, c.data.arch), name=name)
+    model = fresh_or_pretrained(run, len(labels), name)
     built["model"] = model
     columns = [inputs.dataset_labels.index(n) for n in labels]
     return classifier_parts(run, model, c.data.dataset, columns, steps=c.data.teacher_steps,
@@ -135,47 +130,57 @@ def _teacher_stage(run: Run, inputs: Inputs, m: int, out: List) -> Stage:
                load=load, finish=finish, output=path)
 
 
-def pretrained_target(run: Run) -> Optional[str]:
-  """Stage "pretrain": the TargetNet's starting point where ImageNet weights are missing.
+def backbone(run: Run) -> Optional[keras.Model]:
+  """The pretrained start of §5.1, shared by the teachers and the TargetNet; None when off.
 
-  The paper starts T from ImageNet: a network trained on other labelled images. With
-  --target_pretrain=D the TargetNet's architecture is first trained on every label of D
-  (scenes20_similar for scenes20: 20 other shapes, none of the teachers' classes), then
-  T starts from it, classifier excepted. Returns the weights file, or None when off.
+  The paper fine-tunes its teachers from ImageNet ResNet-101s and starts the TargetNet from
+  ImageNet too. --pretrain=imagenet builds that network (Keras' weights). Where ImageNet is
+  missing (the embedded benchmark), --pretrain=D trains data.arch on every label of D first,
+  stage "pretrain" (scenes20_similar for scenes20: 20 other shapes, none of the teachers'
+  classes, so the TargetNet never sees the teachers' data). The backbone is trained once
+  per workdir, architecture and seed; the suites share it between rows like the teachers.
   """
   c = run.config
-  if c.student.pretrain is None:
+  if c.data.pretrain is None:
     return None
-  path = run.wd.path("pretrained", "target_init.weights.h5")
-  names = dfka_data.label_names(c.student.pretrain)
+  if c.data.pretrain == "imagenet":
+    return build_resnet(c.data.arch, 1000, input_shape(c), weights="imagenet",
+                        name="pretrain")
+  path = run.wd.path(*BACKBONE_FILE)
+  names = dfka_data.label_names(c.data.pretrain)
   built = {}
 
   def setup():
-    built["model"] = build_resnet(c.data.arch, len(names), input_shape(c),
-                                  weights=imagenet(c, c.data.arch), name="pretrain")
-    return classifier_parts(run, built["model"], c.student.pretrain, list(range(len(names))),
-                            steps=c.student.pretrain_steps, seed=c.seed + 500)
+    built["model"] = build_resnet(c.data.arch, len(names), input_shape(c), name="pretrain")
+    return classifier_parts(run, built["model"], c.data.pretrain, list(range(len(names))),
+                            steps=c.data.pretrain_steps, seed=c.seed + 500)
+
+  def load():
+    built["model"] = build_resnet(c.data.arch, len(names), input_shape(c), name="pretrain")
+    built["model"].load_weights(path)
 
   def finish():
     os.makedirs(os.path.dirname(path), exist_ok=True)
     built["model"].save_weights(path)
 
-  run_stages(run, [Stage("pretrain", c.student.pretrain_steps, setup,
-                         summary=f"[pretrain] TargetNet on {c.student.pretrain} "
-                                 f"({len(names)} labels) for {c.student.pretrain_steps} steps",
-                         load=lambda: None, finish=finish, output=path)])
-  return path
+  run_stages(run, [Stage("pretrain", c.data.pretrain_steps, setup,
+                         summary=f"[pretrain] backbone on {c.data.pretrain} ({len(names)} "
+                                 f"labels) for {c.data.pretrain_steps} steps",
+                         load=load, finish=finish, output=path)])
+  return built["model"]
 
 
-def target_model(run: Run, num_labels: int, name: str):
-  """The TargetNet's whole model: ImageNet or the pretrained start where set, else fresh."""
+def fresh_or_pretrained(run: Run, num_labels: int, name: str) -> keras.Model:
+  """data.arch with `num_labels` outputs, from the pretrained start where there is one
+  (every layer but the classifier), else from fresh weights."""
   c = run.config
-  pretrained = pretrained_target(run)
-  model = build_resnet(c.data.arch, num_labels, input_shape(c),
-                       weights=imagenet(c, c.data.arch), name=name)
-  if pretrained is not None:
-    source = build_resnet(c.data.arch, len(dfka_data.label_names(c.student.pretrain)),
-                          input_shape(c), name="pretrain")
-    source.load_weights(pretrained)
+  model = build_resnet(c.data.arch, num_labels, input_shape(c), name=name)
+  source = backbone(run)
+  if source is not None:
     copy_weights_by_name(source, model, skip=("logits",))
   return model
+
+
+def target_model(run: Run, num_labels: int, name: str) -> keras.Model:
+  """The TargetNet's whole model: from the pretrained start where set, else fresh."""
+  return fresh_or_pretrained(run, num_labels, name)

@@ -3,6 +3,7 @@
 - `GeneratorTrainer`   Step I:   G and its teacher-level filters on L_joint (Eq. 12).
 - `BlockTrainer`       Step II:  TargetNet block T^b and its filters on L_u^b (Eq. 13–17).
 - `regroup` + `FinetuneTrainer` Step III: T_u (Eq. 18–20), fine-tuned against the teachers.
+- `JointTrainer`       the DAFL baseline: G and a whole student trained together.
 
 Teachers are frozen and always called with training=False (batch norm in inference mode);
 their forward pass on the generated image is computed once per step (`TeacherPass`) and
@@ -109,7 +110,8 @@ class GeneratorTrainer(Step):
                batch_size: int, learning_rate: float = 1e-3, alpha: float = 1.0,
                beta: float = 1.0, gamma: float = 5.0, dis_sign: str = "sparse",
                bns_weight: float = 0.0, bns_form: str = "squared", lh_weight: float = 0.0,
-               jitter: int = 0, filter_reduction: int = 4, jit: bool = False):
+               jitter: int = 0, filter_reduction: int = 4, beta_1: float = 0.5,
+               jit: bool = False):
     self.generator = generator
     self.jitter = int(jitter)
     self.teachers = list(teachers)
@@ -126,7 +128,7 @@ class GeneratorTrainer(Step):
     self.filters = [[TeacherFilter(filter_reduction, name=f"f{m + 1}_g{j + 1}")
                      for m in range(len(self.teachers))]
                     for j in range(len(generator.depths) - 1)]
-    self.optimizer = _maybe_loss_scaled(keras.optimizers.Adam(learning_rate, beta_1=0.5))
+    self.optimizer = _maybe_loss_scaled(keras.optimizers.Adam(learning_rate, beta_1=beta_1))
     super().__init__(rng, batch_size, generator.latent_dim, jit)
 
   @property
@@ -366,6 +368,14 @@ class _KeepColumns(keras.layers.Layer):
     return {**super().get_config(), "columns": self.columns}
 
 
+def target_columns(teachers: Sequence, task: TaskMap) -> List[int]:
+  """Positions of Y_cst, in order, in the teachers' concatenated predictions (the
+  `image_probs` of `GeneratorTrainer.objective`): the distillation targets of T_u there."""
+  offsets = np.cumsum([0] + [t.num_labels for t in teachers])
+  concat = [int(offsets[m]) + c for m in task.active for c in task.teacher_cols[m]]
+  return [concat[i] for i in task.order]
+
+
 class FinetuneTrainer(Step):
   """Step III, Algorithm 1 line 23: fine-tune T_u on generated images against the teachers.
 
@@ -428,11 +438,7 @@ class AdversarialFinetuneTrainer(FinetuneTrainer):
                jit: bool = False):
     self.generator_trainer = generator_trainer
     self.weight = float(weight)
-    # Positions of Y_cst in the teachers' concatenated predictions (GeneratorTrainer's
-    # image_probs), in the order teacher_targets assembles them.
-    offsets = np.cumsum([0] + [t.num_labels for t in teachers])
-    concat = [int(offsets[m]) + c for m in task.active for c in task.teacher_cols[m]]
-    self.target_cols = [concat[i] for i in task.order]
+    self.target_cols = target_columns(teachers, task)
     super().__init__(target_net, source, teachers, task, batch_size=batch_size, steps=steps,
                      learning_rate=learning_rate, weight_decay=weight_decay, jit=jit)
 
@@ -448,3 +454,68 @@ class AdversarialFinetuneTrainer(FinetuneTrainer):
     g.apply_gradients(tape, scaled, g.trainable_variables)
     out = super()._step()
     return dict(out, disagreement=gap, generator_loss=g_loss)
+
+
+def step_decay(base_lr: float, steps: int):
+  """DAFL's LR schedule: x0.1 at 40 % and 80 % of the steps (its CIFAR code: epochs 800
+  and 1600 of 2000)."""
+  bounds = [max(1, int(0.4 * steps)), max(2, int(0.8 * steps))]
+  return keras.optimizers.schedules.PiecewiseConstantDecay(
+      bounds, [base_lr, base_lr * 0.1, base_lr * 0.01])
+
+
+def step_decay_sgd(base_lr: float, steps: int, *, weight_decay: float,
+                   momentum: float = 0.9) -> keras.optimizers.Optimizer:
+  """DAFL's student optimiser: SGD with momentum and `step_decay`."""
+  return _maybe_loss_scaled(keras.optimizers.SGD(
+      step_decay(base_lr, steps), momentum=momentum, weight_decay=weight_decay or None))
+
+
+class JointTrainer(Step):
+  """DAFL as its code trains (Chen et al., ICCV 2019; huawei-noah's DAFL_train.py): G and
+  the student together, the teachers as a fixed discriminator.
+
+  Each step draws one batch G(z), G in training mode. G takes a step on its objective
+  (`generator_trainer`'s: L_oh + α L_a + β L_ie with DAFL's weights, the supplementary's
+  multi-label forms S-Eq. 2–3), and the student a step on the distillation loss to the
+  teachers' predictions on the same images, images and targets detached. The two losses
+  are taped apart, so each network moves only through its own loss. The student thus sees
+  every state G passes through.
+
+  Args:
+    generator_trainer: G, its optimizer and loss weights (K = 1, γ = 0), built here.
+    student: the whole TargetNet (image -> Y_cst probabilities).
+    optimizer: the student's (`step_decay_sgd` for DAFL's).
+  """
+
+  def __init__(self, generator_trainer: GeneratorTrainer, student: keras.Model,
+               teachers: Sequence, task: TaskMap, *, optimizer, jit: bool = False):
+    self.generator_trainer = generator_trainer
+    self.student = student
+    self.target_cols = target_columns(teachers, task)
+    self.optimizer = optimizer
+    super().__init__(generator_trainer.rng, generator_trainer.batch_size,
+                     generator_trainer.latent_dim, jit)
+
+  def _build_layers(self):
+    self.generator_trainer.build()
+
+  @property
+  def trainable_variables(self):
+    return self.student.trainable_variables
+
+  def _step(self):
+    g = self.generator_trainer
+    with tf.GradientTape() as g_tape:
+      objective, terms, image, image_probs = g.objective(g.sample_noise())
+      g_scaled = g.optimizer.scale_loss(objective)
+    image = tf.stop_gradient(image)
+    targets = tf.stop_gradient(tf.gather(image_probs, self.target_cols, axis=1))
+    with tf.GradientTape() as s_tape:
+      out = self.student(image, training=True)
+      out = out["probs"] if isinstance(out, dict) else out
+      loss = losses.distillation_loss(out, targets)
+      s_scaled = self.optimizer.scale_loss(loss)
+    g.apply_gradients(g_tape, g_scaled, g.trainable_variables)
+    self.apply_gradients(s_tape, s_scaled, self.trainable_variables)
+    return {"loss": loss, "generator_loss": objective, **terms}
