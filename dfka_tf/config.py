@@ -82,7 +82,7 @@ class DataConfig:
   arch: str = option("small", "Teacher/TargetNet ResNet (small, tiny, resnet18, resnet50, "
                      "resnet101).")
   image_size: int = option(32, "Image side in pixels.", check="positive")
-  teacher_steps: int = option(600, "Teacher training steps.", check="nonneg")
+  teacher_steps: int = option(300, "Teacher training steps.", check="nonneg")
   teacher_lr: float = option(0.3, "Base LR of teacher training (poly, power 0.9).")
   pretrain: Optional[str] = option(
       None, "The pretrained start of teachers and TargetNet (§5.1): 'imagenet' (Keras' "

@@ -225,7 +225,7 @@ class Stages:
     from dfka_tf.models import blocknet  # pylint: disable=g-import-not-at-top
     tdir = self.teachers(config)
     teachers = [blocknet.load_teacher(os.path.join(tdir, "teachers", f"{s}.keras"))
-                for s in self._teacher_stages(config)]
+                for s in self._teacher_stages(config) if s.startswith("teacher")]
     for t in teachers:
       t.freeze()
     return teachers

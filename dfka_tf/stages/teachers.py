@@ -96,6 +96,7 @@ def teachers(run: Run, inputs: Inputs) -> List[blocknet.BlockNet]:
   if inputs.loaded is not None:
     out = inputs.loaded
   else:
+    backbone(run)  # Its own stage first, so its time is not counted in teacher1's.
     out = [None] * run.config.data.num_teachers
     run_stages(run, [_teacher_stage(run, inputs, m, out) for m in range(len(out))])
   for t in out:

@@ -91,6 +91,16 @@ class Step:
     grads = tape.gradient(loss, variables)
     self.optimizer.apply(grads, variables)
 
+  def distil(self, model, image, targets):
+    """One step of `model` on the distillation loss to `targets`; returns the loss."""
+    with tf.GradientTape() as tape:
+      out = model(image, training=True)
+      out = out["probs"] if isinstance(out, dict) else out
+      loss = losses.distillation_loss(out, targets)
+      scaled = self.optimizer.scale_loss(loss)
+    self.apply_gradients(tape, scaled, model.trainable_variables)
+    return loss
+
 
 class GeneratorTrainer(Step):
   """Step I of Algorithm 1: train G = G^1..G^K and its filters f_m^j on L_joint (Eq. 12).
@@ -402,14 +412,7 @@ class FinetuneTrainer(Step):
 
   def _step(self):
     image, _ = self.source.sample()
-    targets = self.teacher_targets(image)
-    with tf.GradientTape() as tape:
-      out = self.target_net(image, training=True)
-      out = out["probs"] if isinstance(out, dict) else out
-      loss = losses.distillation_loss(out, targets)
-      scaled = self.optimizer.scale_loss(loss)
-    self.apply_gradients(tape, scaled, self.trainable_variables)
-    return {"loss": loss}
+    return {"loss": self.distil(self.target_net, image, self.teacher_targets(image))}
 
   @property
   def trainable_variables(self):
@@ -509,13 +512,7 @@ class JointTrainer(Step):
     with tf.GradientTape() as g_tape:
       objective, terms, image, image_probs = g.objective(g.sample_noise())
       g_scaled = g.optimizer.scale_loss(objective)
-    image = tf.stop_gradient(image)
-    targets = tf.stop_gradient(tf.gather(image_probs, self.target_cols, axis=1))
-    with tf.GradientTape() as s_tape:
-      out = self.student(image, training=True)
-      out = out["probs"] if isinstance(out, dict) else out
-      loss = losses.distillation_loss(out, targets)
-      s_scaled = self.optimizer.scale_loss(loss)
     g.apply_gradients(g_tape, g_scaled, g.trainable_variables)
-    self.apply_gradients(s_tape, s_scaled, self.trainable_variables)
+    targets = tf.gather(image_probs, self.target_cols, axis=1)
+    loss = self.distil(self.student, tf.stop_gradient(image), tf.stop_gradient(targets))
     return {"loss": loss, "generator_loss": objective, **terms}
