@@ -6,9 +6,10 @@ r"""Paper Fig. 4: generated images next to real test images, random noise and DA
 
 Panels (CSV rows real, noise, dafl, dfka, dfka+bns; --rows picks generators): real
 scenes20 test images; Random Noise (N(0.5, 0.25²) clipped, as the noise
-baseline feeds); DAFL's generator; the last group of the DFKA group-stack generator; and
-DFKA + L_bns (beyond the paper, --bns_weight; 0 drops it). Only Step I runs; generators are
-shared with the table suites under the same --workdir_root. For each panel the Markdown
+baseline feeds); DAFL's generator as its joint training left it (the DAFL row of Table 1
+runs first); the last group of the DFKA group-stack generator; and DFKA + L_bns (beyond the
+paper, --bns_weight; 0 drops it). For DFKA only Step I runs; generators and rows are shared
+with the table suites under the same --workdir_root. For each panel the Markdown
 gives numbers behind the picture: pixel mean, diversity (per-pixel std across images; ~0
 means G collapsed to one image), saturated pixels, and the teachers' labels per image and
 label evenness on --num_images samples.
