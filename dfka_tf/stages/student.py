@@ -11,7 +11,7 @@ from dfka_tf.errors import ConfigError, TeacherError
 from dfka_tf.models import blocknet
 from dfka_tf.stages.base import Parts, Run, Stage, run_stages
 from dfka_tf.stages.images import Images, generator_state, generator_trainer
-from dfka_tf.stages.teachers import target_model
+from dfka_tf.stages.teachers import fresh_or_pretrained
 from dfka_tf.task import TaskMap
 from dfka_tf.train.steps import (AdversarialFinetuneTrainer, BlockTrainer, FinetuneTrainer,
                                  JointTrainer, branch_out_blocks, regroup, step_decay_sgd)
@@ -48,7 +48,7 @@ def finetune_trainer(run: Run, target_net, source, teachers, task: TaskMap,
 def target_blocks(run: Run, teachers, images: Images, task: TaskMap) -> Dict:
   """Stages block1..blockB (Step II); returns the TargetNet, its filters and η^{b,m}."""
   c = run.config
-  model = target_model(run, len(task.labels), "target")
+  model = fresh_or_pretrained(run, len(task.labels), "target")
   target = blocknet.split_model(model, label_names=list(task.labels))
   num_blocks = len(target.blocks)
   if target.feature_shapes[:num_blocks] != teachers[0].feature_shapes[:num_blocks]:
@@ -170,7 +170,7 @@ def joint(run: Run, teachers, task: TaskMap):
   steps = j.steps if j.steps is not None else student_budget(run, teachers)
   g = generator_trainer(run, teachers, alpha=j.alpha, beta=j.beta,
                         learning_rate=j.generator_lr * scale, beta_1=0.9)
-  model = target_model(run, len(task.labels), "target_net")
+  model = fresh_or_pretrained(run, len(task.labels), "target_net")
   trainer = JointTrainer(g, model, teachers, task, jit=run.jit,
                          optimizer=step_decay_sgd(j.student_lr * scale, steps,
                                                   weight_decay=j.weight_decay)).build()
@@ -185,7 +185,7 @@ def distilled(run: Run, teachers, images: Images, task: TaskMap) -> keras.Model:
   """Stage "distill" (dafl_2stage): plain distillation of a whole TargetNet from a G that
   Step I trained and froze, with the step budget of `student_budget`."""
   c = run.config
-  model = target_model(run, len(task.labels), "target_net")
+  model = fresh_or_pretrained(run, len(task.labels), "target_net")
   steps = student_budget(run, teachers)
   trainer = FinetuneTrainer(model, images.source(20), teachers, task,
                             batch_size=c.runtime.batch_size, steps=steps,

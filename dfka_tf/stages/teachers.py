@@ -180,8 +180,3 @@ def fresh_or_pretrained(run: Run, num_labels: int, name: str) -> keras.Model:
   if source is not None:
     copy_weights_by_name(source, model, skip=("logits",))
   return model
-
-
-def target_model(run: Run, num_labels: int, name: str) -> keras.Model:
-  """The TargetNet's whole model: from the pretrained start where set, else fresh."""
-  return fresh_or_pretrained(run, num_labels, name)
