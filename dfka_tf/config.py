@@ -120,7 +120,7 @@ class GeneratorConfig:
   """Step I: the group-stack generator G, its loss weights (S-Table 1) and its priors."""
   enabled: bool = option(True, "Train G (set by --method).", flag="none")
   groups: int = option(2, "K, generator groups; must divide B.", check="positive")
-  steps: int = option(300, "Step I steps.", name="generator_steps", check="nonneg")
+  steps: int = option(150, "Step I steps.", name="generator_steps", check="nonneg")
   lr: float = option(1e-3, "Adam LR of the generator.", name="generator_lr")
   latent_dim: int = option(128, "Length of z.", check="positive")
   width: int = option(64, "Channels of G's first group.", name="generator_width",
@@ -200,10 +200,10 @@ class StudentConfig:
                      "distillation from a trained G: dafl_2stage), joint (DAFL: G and one "
                      "network together) or ensemble (the teachers themselves); set by --method.",
                      flag="none", choices=STUDENT_MODES)
-  block_steps: int = option(300, "Step II steps per TargetNet block.", check="nonneg")
+  block_steps: int = option(100, "Step II steps per TargetNet block.", check="nonneg")
   lr: float = option(0.3, "Base LR of the TargetNet blocks (poly, power 0.9).",
                      name="target_lr")
-  finetune_steps: int = option(400, "Step III fine-tuning steps.", check="nonneg")
+  finetune_steps: int = option(100, "Step III fine-tuning steps.", check="nonneg")
   finetune_lr_scale: float = option(0.1, "Step III's base LR as a fraction of --target_lr.")
   lambda_in1: float = option(1.0, "λ_in^1 of Eq. 17 (F_in^1 stream).", check="nonneg")
   lambda_in2: float = option(1.0, "λ_in^2 of Eq. 17 (generator link stream).", check="nonneg")
@@ -245,14 +245,16 @@ class RuntimeConfig:
 SECTIONS = {"data": DataConfig, "generator": GeneratorConfig, "source": SourceConfig,
             "student": StudentConfig, "eval": EvalConfig, "runtime": RuntimeConfig}
 
-# Named presets: dotted paths -> values. scenes20 fits the whole default run (teachers
-# included) in 10 minutes on 2 CPU cores; voc2007/coco2014 follow the paper (§5.1):
-# ResNet-101 at 224 px, batch 16, SGD with poly LR base 0.01, power 0.9, weight decay 5e-3.
+# Named presets: dotted paths -> values. scenes20 is the quick start: the whole default run
+# (teachers included, the backbone from the cache) in 10 minutes on 2 CPU cores. "tables" is
+# the suites' budget, chosen where the loss curves flatten (docs/results.md, "The tables'
+# budget"). voc2007/coco2014 follow the paper (§5.1): ResNet-101 at 224 px, batch 16, SGD
+# with poly LR base 0.01, power 0.9, weight decay 5e-3.
 PRESETS: Dict[str, Dict[str, Any]] = {
     "scenes20": {"data.arch": "small", "data.image_size": 32, "runtime.batch_size": 64,
-                 "data.teacher_steps": 300, "data.teacher_lr": 0.3, "generator.steps": 300,
-                 "generator.lr": 1e-3, "student.block_steps": 300, "student.lr": 0.3,
-                 "student.finetune_steps": 400, "generator.latent_dim": 128,
+                 "data.teacher_steps": 300, "data.teacher_lr": 0.3, "generator.steps": 150,
+                 "generator.lr": 1e-3, "student.block_steps": 100, "student.lr": 0.3,
+                 "student.finetune_steps": 100, "generator.latent_dim": 128,
                  "generator.width": 64, "eval.batch_size": 250,
                  "data.pretrain": "scenes20_similar"},
     "voc2007": {"data.arch": "resnet101", "data.image_size": 224, "runtime.batch_size": 16,
@@ -261,6 +263,10 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                 "student.lr": 0.01, "student.finetune_steps": 10000,
                 "generator.latent_dim": 256, "generator.width": 256, "eval.batch_size": 32,
                 "data.pretrain": "imagenet"},
+    # The suites' rows (scenes20): Step I, Step II and Step III each past where their losses
+    # flatten; a DFKA row takes about 10 minutes on 2 CPU cores.
+    "tables": {"data.pretrain_steps": 1200, "data.teacher_steps": 300, "generator.steps": 400,
+               "student.block_steps": 200, "student.finetune_steps": 200},
     # Smoke runs (tests, suites' --quick): every stage a handful of steps; numbers meaningless.
     "quick": {"data.arch": "tiny", "data.image_size": 32, "runtime.batch_size": 8,
               "data.teacher_steps": 20, "generator.steps": 5, "student.block_steps": 5,

@@ -52,6 +52,8 @@ flags.DEFINE_float("bns_weight", 20.0, "L_bns weight of the 'dfka+bns' row (beyo
                    "paper; 0 drops the row).")
 flags.DEFINE_float("lh_weight", 1.0, "L_H weight of the 'dfka+lh' row (IFHE's auxiliary "
                    "classifier, beyond the paper; 0 drops the row).")
+flags.DEFINE_integer("pool_images", 1024, "Images of the 'pool' row's DeepInversion pool "
+                     "(beyond the paper; 0 drops the row).")
 flags.DEFINE_bool("quiet", False, "No per-stage progress bars (one line per row remains).")
 flags.DEFINE_list("rows", None, "Run only these rows (by their name in the table, e.g. "
                   "--rows=teacher,dfka); default every row.")
@@ -72,7 +74,7 @@ STEP3_FIELDS = ("branch_out", "finetune_steps", "finetune_lr_scale", "adversaria
 
 def base_overrides(quick: bool, extra: Optional[Dict] = None) -> Dict:
   """RunConfig overrides every row of a suite starts from."""
-  base = {"preset": "quick"} if quick else {}
+  base = {"preset": "quick" if quick else "tables"}
   base.update(export=False)  # Suites compare numbers; the SavedModel is not needed.
   base.update(extra or {})
   return base
@@ -141,7 +143,8 @@ class Stages:
   @staticmethod
   def _teacher_stages(config) -> List[str]:
     """The shared stages: the trained backbone where there is one, then the teachers."""
-    pretrain = config.data.pretrain not in (None, "imagenet")
+    from dfka_tf.stages.teachers import pretrains_on_dataset  # pylint: disable=g-import-not-at-top
+    pretrain = pretrains_on_dataset(config)
     return ["pretrain"] * pretrain + [f"teacher{m + 1}" for m in range(config.data.num_teachers)]
 
   def _start(self, config):
@@ -503,10 +506,20 @@ def lh_row(lh_weight: float) -> "Row":
              label=f"DFKA + L_H ({lh_weight:g})")
 
 
-def beyond_paper_rows(bns_weight: float, lh_weight: float) -> List["Row"]:
-  """The rows of the options beyond the paper; a weight of 0 leaves its row out."""
+def pool_row(images: int) -> "Row":
+  """Steps II–III on a DeepInversion pool of `images` (beyond the paper), with the
+  student-side jitter of the recipe in docs/results.md ("The DeepInversion image pool")."""
+  return Row("pool", {"method": "dfka", "inversion_images": images, "student_jitter": 2},
+             label=f"DeepInversion pool ({images})")
+
+
+def beyond_paper_rows(bns_weight: float, lh_weight: float,
+                      pool_images: int = 0) -> List["Row"]:
+  """The rows of the options beyond the paper; a weight (or pool size) of 0 leaves its row
+  out."""
   return (([bns_row(bns_weight)] if bns_weight > 0 else [])
-          + ([lh_row(lh_weight)] if lh_weight > 0 else []))
+          + ([lh_row(lh_weight)] if lh_weight > 0 else [])
+          + ([pool_row(pool_images)] if pool_images > 0 else []))
 
 
 def select(rows: Sequence[Row], names: Optional[Sequence[str]]) -> List[Row]:

@@ -31,16 +31,16 @@ PAPER = {"teacher": 86.0, "ka": 86.4, "similar": 71.8, "diff": 27.2, "noise": 14
          "dafl": 46.8, "dfka": 73.6}
 
 
-def table_rows(bns_weight: float, lh_weight: float = 0.0):
+def table_rows(bns_weight: float, lh_weight: float = 0.0, pool_images: int = 0):
   methods = ("teacher", "ka", "similar", "diff", "noise", "dafl", "dfka")
   return ([common.Row(m, {"method": m}, PAPER[m]) for m in methods]
-          + common.beyond_paper_rows(bns_weight, lh_weight))
+          + common.beyond_paper_rows(bns_weight, lh_weight, pool_images))
 
 
 def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,
-              rows=None, bns_weight=20.0, lh_weight=1.0, log=print):
+              rows=None, bns_weight=20.0, lh_weight=1.0, pool_images=1024, log=print):
   return common.run_table(
-      NAME, TITLE, table_rows(bns_weight, lh_weight),
+      NAME, TITLE, table_rows(bns_weight, lh_weight, pool_images),
       setting=dict(num_teachers=1, labels=tuple(common.scenes_labels(10))),
       out=out, workdir_root=workdir_root, quick=quick,
       seeds=common.seeds_from(seeds, 3, quick), overrides=overrides or {}, progress=progress,
@@ -48,11 +48,13 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
       notes=["Paper rows: TeacherNet, KA, Similar Data (CIFAR100), Diff Data (CityScape), "
              "Random Noise, DAFL, Data-free KA. Here Similar = scenes20_similar (same "
              "renderer, 20 other shapes), Diff = scenes20_different. 'dfka+bns' adds "
-             f"L_bns (weight {bns_weight}, with α = 0) and 'dfka+lh' IFHE's L_H (weight "
-             f"{lh_weight}); the paper has neither."])
+             f"L_bns (weight {bns_weight}, with α = 0), 'dfka+lh' IFHE's L_H (weight "
+             f"{lh_weight}) and 'pool' trains Steps II–III on a DeepInversion pool of "
+             f"{pool_images} images; the paper has none of them."])
 
 
 if __name__ == "__main__":
   app.run(common.suite_main(
-      run_suite, lambda: dict(bns_weight=FLAGS.bns_weight, lh_weight=FLAGS.lh_weight),
+      run_suite, lambda: dict(bns_weight=FLAGS.bns_weight, lh_weight=FLAGS.lh_weight,
+                   pool_images=FLAGS.pool_images),
       setting_flags=False))

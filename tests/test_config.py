@@ -75,7 +75,7 @@ def test_json_round_trip_and_old_flat_files():
   flat = {"workdir": "w", "dataset": "scenes20", "num_teachers": 2,
           "teacher_paths": ["t.keras"],
           "labels": ["circle"], "method": "dafl", "seed": 4, "bns_weight": 0.0,
-          "teacher_blocks": ["x", "y"], "groups": 2, "gamma": 5.0, "block_steps": 300,
+          "teacher_blocks": ["x", "y"], "groups": 2, "gamma": 5.0, "block_steps": 100,
           "image_bn": True, "jit": None,
           # Renamed (student.pretrain -> data.pretrain) and dropped (imagenet_init) options.
           "target_pretrain": "scenes20_similar", "imagenet_init": True}

@@ -63,7 +63,7 @@ def check_inputs(config: RunConfig) -> Inputs:
     if c.source.kind == "dataset" and c.source.dataset:
       dfka_data.check_prepared(c.source.dataset, c.data.data_dir)
     inputs = Inputs(c, task, dataset_labels=names, teacher_splits=splits)
-  if c.data.pretrain not in (None, "imagenet"):
+  if pretrains_on_dataset(c):
     if c.data.pretrain not in dfka_data.DATASETS or not dfka_data.label_names(c.data.pretrain):
       raise ConfigError(f"--pretrain={c.data.pretrain} is not a labelled dataset to train a "
                         "backbone on; use imagenet (resnet50/101), a labelled dataset such as "
@@ -144,9 +144,12 @@ def backbone(run: Run) -> Optional[keras.Model]:
   c = run.config
   if c.data.pretrain is None:
     return None
+  if run.backbone is not None:
+    return run.backbone
   if c.data.pretrain == "imagenet":
-    return build_resnet(c.data.arch, 1000, input_shape(c), weights="imagenet",
-                        name="pretrain")
+    run.backbone = build_resnet(c.data.arch, 1000, input_shape(c), weights="imagenet",
+                                name="pretrain")
+    return run.backbone
   path = run.wd.path(*BACKBONE_FILE)
   names = dfka_data.label_names(c.data.pretrain)
   built = {}
@@ -168,7 +171,13 @@ def backbone(run: Run) -> Optional[keras.Model]:
                          summary=f"[pretrain] backbone on {c.data.pretrain} ({len(names)} "
                                  f"labels) for {c.data.pretrain_steps} steps",
                          load=load, finish=finish, output=path)])
-  return built["model"]
+  run.backbone = built["model"]
+  return run.backbone
+
+
+def pretrains_on_dataset(config: RunConfig) -> bool:
+  """Whether the pretrained start is trained here (stage "pretrain"), not loaded."""
+  return config.data.pretrain not in (None, "imagenet")
 
 
 def fresh_or_pretrained(run: Run, num_labels: int, name: str) -> keras.Model:
