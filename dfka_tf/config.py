@@ -92,6 +92,11 @@ class DataConfig:
       "TargetNet starts from it.")
   pretrain_steps: int = option(1200, "Steps of the backbone's training on --pretrain's "
                                "dataset (the teachers' optimiser).", check="nonneg")
+  pretrain_cache: Optional[str] = option(
+      None, "Folder of the trained-backbone cache (default $DFKA_TF_CACHE or "
+      "~/.cache/dfka_tf; 'none' trains the backbone every time). A backbone of the same "
+      "recipe and seed, shipped or trained before, is reused instead of trained.",
+      resumable=True)
 
   @property
   def num_blocks(self) -> int:

@@ -117,6 +117,8 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
   if c.eval.export:
     evaluation.export(run, target_net, task)
   out["stage_times"] = dict(run.state["times"])
+  if run.state.get("pretrain_cached"):  # Stage "pretrain" took 0 s: its backbone was cached.
+    out["pretrain_cached"] = run.state["pretrain_cached"]
   out["total_time"] = float(sum(run.state["times"].values()))
   out["wall_time_this_process"] = time.time() - wall_start
   run.save_state()

@@ -39,7 +39,7 @@ PRETTY = {
     "dfka_k1": "DFKA, K = 1",
 }
 # Rows of the suites that are not the paper's method or baselines.
-BEYOND = ("dfka+bns", "dfka+lh")
+BEYOND = ("dfka+bns", "dfka+lh", "pool")
 
 # Paper-scale estimate: the voc2007 preset's steps (teachers 20k each, Step I 20k, Step II
 # 10k per block, Step III 10k; K = 2, M = 2) and an assumed sustained GPU rate.
@@ -203,49 +203,45 @@ def suite_table(name, directory=RESULTS, *, labels=False):
 
 
 def headline():
+  """Table 2's rows: the two teachers, the bounds (KA, noise), DAFL, DFKA and beyond."""
   t2 = Suite("table2")
-  bp = Suite("table2", os.path.join(RESULTS, "beyond_paper"))
-  pool = read_csv(os.path.join(RESULTS, "inversion_pool", "seeds.csv"))
   rows = []
-
-  def add(suite, key, shown=None):
-    i = [r["row"] for r in suite.summary].index(key)
-    shown = shown or suite.label(i)
-    runs = suite.per_seed(key)
-    paper = suite.md_cell(i, next(h for h in suite.md_header if h.startswith("paper")))
-    pct = "—" if key == "teacher" else mean_std(suite.pct_of_teachers(key), unit=" %")
-    rows.append([shown, mean_std([r["map"] for r in runs]), pct, str(len(runs)), paper])
-
-  add(t2, "teacher", "the two teachers (reference)")
-  add(t2, "dafl", "DAFL (baseline)")
-  add(t2, "dfka", "DFKA, the paper's recipe")
-  add(bp, "dfka+bns")
-  rows.append(["DeepInversion image pool for Steps II–III, beyond the paper",
-               mean_std([r["target_map"] for r in pool]),
-               mean_std([r["pct_of_teachers"] for r in pool], unit=" %"), str(len(pool)), "—"])
+  shown = {"teacher": "the two teachers (reference)", "ka": "KA: real unlabeled images (bound)",
+           "noise": "random noise (floor)", "dafl": "DAFL (baseline)",
+           "dfka": "DFKA, the paper's recipe"}
+  for i, row in enumerate(t2.summary):
+    key = row["row"]
+    runs = t2.per_seed(key)
+    paper = t2.md_cell(i, next(h for h in t2.md_header if h.startswith("paper")))
+    pct = "—" if key == "teacher" else mean_std(t2.pct_of_teachers(key), unit=" %")
+    rows.append([shown.get(key, t2.label(i)), mean_std([r["map"] for r in runs]), pct,
+                 str(len(runs)), paper])
   header = ["2 teachers (10 + 10 labels) → 20 labels", "mAP", "% of teachers", "seeds",
             "paper (VOC07)"]
-  return table(header, rows), (t2.sources()[:2] + bp.sources()[:2]
-                               + [os.path.join(RESULTS, "inversion_pool", "seeds.csv")])
+  return table(header, rows), t2.sources()[:2]
 
 
 def quickstart():
-  """The quick-start run: Table 2's seed-0 teacher and DFKA rows (the same configuration)."""
-  s = Suite("table2")
-  teacher = next(r for r in s.per_seed("teacher") if r["seed"] == "0")
-  dfka = next(r for r in s.per_seed("dfka") if r["seed"] == "0")
-  points = json.loads(dfka["branch_out"])
+  """The quick-start run: results/quickstart.json, the results.json of command 1."""
+  path = os.path.join(RESULTS, "quickstart.json")
+  if not os.path.exists(path):
+    raise SourceError(f"{os.path.relpath(path, ROOT)} is missing")
+  with open(path) as f:
+    r = json.load(f)
+  p = r["params"]
+  times = ", ".join(f"{k} {v:.0f} s" + (" (cached)" if k == "pretrain" and
+                                         r.get("pretrain_cached") else "")
+                    for k, v in r["stage_times"].items())
   rows = [
-      ["teachers' mAP on the 20 labels", f1(teacher["map"])],
+      ["teachers' mAP on the 20 labels", f1(100 * r["teacher_map"])],
       ["T_u mAP on the same labels",
-       f"{f1(dfka['map'])} ({100 * float(dfka['map']) / float(dfka['teacher_map']):.1f} % "
-       "of the teachers')"],
-      ["parameters", f"T_u {params(dfka['target_params'])}, teachers "
-                     f"{params(dfka['teacher_params'])}"],
+       f"{f1(100 * r['target_map'])} ({100 * r['target_over_teacher']:.1f} % of the teachers')"],
+      ["parameters", f"T_u {params(p['target_net'])}, teachers {params(p['teachers_total'])}"],
       ["branch-out S_m (Eq. 18)",
-       ", ".join(f"teacher {m}: block {b}" for m, b in sorted(points.items()))],
+       ", ".join(f"teacher {m}: block {b}" for m, b in sorted(r["branch_out"].items()))],
+      ["stage times", f"{times}; {r['total_time']:.0f} s in all"],
   ]
-  return table(["seed 0", "value"], rows), [os.path.join(RESULTS, "table2_seeds.csv")]
+  return table(["seed 0", "value"], rows), [path]
 
 
 def table_s5_blocks():

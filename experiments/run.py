@@ -108,7 +108,9 @@ def summary(results) -> str:
   lines.append(f"parameters: T_u {p['target_net']:,} vs teachers {p['teachers_total']:,} "
                f"({' + '.join(f'{n:,}' for n in p['teachers'])})")
   lines.append(f"branch-out blocks S_m: {results.get('branch_out')}")
-  times = ", ".join(f"{k} {v:.0f}s" for k, v in results["stage_times"].items())
+  times = ", ".join(f"{k} {v:.0f}s" + (" (cached)" if k == "pretrain" and
+                                        results.get("pretrain_cached") else "")
+                    for k, v in results["stage_times"].items())
   lines.append(f"stage times: {times}; total {results['total_time']:.0f}s")
   return "\n".join(lines)
 

@@ -506,6 +506,13 @@ def lh_row(lh_weight: float) -> "Row":
              label=f"DFKA + L_H ({lh_weight:g})")
 
 
+QUICK_POOL_IMAGES = 16  # --quick's pool: two batches of the quick preset.
+
+
+def pool_images_for(images: int, quick: bool) -> int:
+  return min(images, QUICK_POOL_IMAGES) if quick else images
+
+
 def pool_row(images: int) -> "Row":
   """Steps II–III on a DeepInversion pool of `images` (beyond the paper), with the
   student-side jitter of the recipe in docs/results.md ("The DeepInversion image pool")."""

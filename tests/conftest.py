@@ -8,6 +8,8 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Every test trains its own backbone unless it names a cache (tests/test_beyond_paper.py).
+os.environ["DFKA_TF_CACHE"] = "none"
 
 
 def pytest_configure(config):

@@ -56,6 +56,41 @@ def test_teachers_start_from_the_pretrained_backbone(tmp_path):
   assert compared >= 10
 
 
+def _teacher_weights(workdir):
+  return blocknet.load_teacher(os.path.join(workdir, "teachers", "teacher1.keras")).model \
+      .get_weights()
+
+
+def test_a_cached_backbone_stands_in_for_its_stage_with_the_weights_training_gives(tmp_path):
+  cache_root = str(tmp_path / "cache")
+  def config(name, **overrides):
+    return RunConfig.for_dataset("scenes20", workdir=str(tmp_path / name), pretrain_steps=3,
+                                 teacher_steps=2, method="teacher", pretrain_cache=cache_root,
+                                 **QUICK, **overrides)
+
+  trained = pipeline.run(config("a"), progress=False)
+  stored = os.listdir(os.path.join(cache_root, "backbones"))
+  assert len(stored) == 1 and "pretrain_cached" not in trained
+  assert trained["stage_times"]["pretrain"] > 0
+
+  hit = pipeline.run(config("b"), progress=False)
+  assert hit["pretrain_cached"] == os.path.join(cache_root, "backbones", stored[0])
+  assert hit["stage_times"]["pretrain"] == 0.0
+  with open(tmp_path / "a" / "pretrained" / "backbone.weights.h5", "rb") as a, \
+      open(tmp_path / "b" / "pretrained" / "backbone.weights.h5", "rb") as b:
+    assert a.read() == b.read()
+  for x, y in zip(_teacher_weights(str(tmp_path / "a")), _teacher_weights(str(tmp_path / "b"))):
+    np.testing.assert_array_equal(x, y)  # The teachers cannot tell a hit from training.
+
+  other_seed = pipeline.run(config("c", seed=1), progress=False)  # Another recipe: no hit.
+  assert "pretrain_cached" not in other_seed
+  assert len(os.listdir(os.path.join(cache_root, "backbones"))) == 2
+
+  off = pipeline.run(config("d", seed=2).replace(pretrain_cache="none"), progress=False)
+  assert "pretrain_cached" not in off
+  assert len(os.listdir(os.path.join(cache_root, "backbones"))) == 2
+
+
 @pytest.mark.parametrize("name, message", [
     ("scenes20", "teachers' own"), ("scenes20_64", "teachers' own"),
     ("scenes20_colour", "teachers' own"), ("scenes20_different", "not a labelled dataset"),

@@ -6,6 +6,7 @@ the data-free steps build on.
 
 import dataclasses
 import os
+import shutil
 from typing import List, Optional
 
 import keras
@@ -16,6 +17,7 @@ from dfka_tf.errors import ConfigError
 from dfka_tf.models import blocknet
 from dfka_tf.models.generator import aligned_depths
 from dfka_tf.models.resnet import build_resnet, copy_weights_by_name
+from dfka_tf.stages import cache
 from dfka_tf.stages.base import BACKBONE_FILE, Parts, Run, Stage, run_stages
 from dfka_tf.task import TaskMap
 from dfka_tf.train.teachers import TeacherTrainer
@@ -68,7 +70,8 @@ def check_inputs(config: RunConfig) -> Inputs:
       raise ConfigError(f"--pretrain={c.data.pretrain} is not a labelled dataset to train a "
                         "backbone on; use imagenet (resnet50/101), a labelled dataset such as "
                         "scenes20_similar, or None.")
-    dfka_data.check_prepared(c.data.pretrain, c.data.data_dir)
+    if cache.find(c) is None:  # A cached backbone needs no pretraining data.
+      dfka_data.check_prepared(c.data.pretrain, c.data.data_dir)
   return inputs
 
 
@@ -139,7 +142,8 @@ def backbone(run: Run) -> Optional[keras.Model]:
   missing (the embedded benchmark), --pretrain=D trains data.arch on every label of D first,
   stage "pretrain" (scenes20_similar for scenes20: 20 other shapes, none of the teachers'
   classes, so the TargetNet never sees the teachers' data). The backbone is trained once
-  per workdir, architecture and seed; the suites share it between rows like the teachers.
+  per recipe and seed: a cached one (stages/cache.py) stands in for the stage, and the
+  suites share it between rows like the teachers.
   """
   c = run.config
   if c.data.pretrain is None:
@@ -153,6 +157,13 @@ def backbone(run: Run) -> Optional[keras.Model]:
   path = run.wd.path(*BACKBONE_FILE)
   names = dfka_data.label_names(c.data.pretrain)
   built = {}
+  cached = None if run.done("pretrain") else cache.find(c)
+  if cached is not None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    shutil.copyfile(cached, path)
+    run.mark_done("pretrain", 0.0, pretrain_cached=cached)
+    run.say(f"[pretrain] backbone of this recipe and seed from the cache: {cached} "
+            "(--pretrain_cache=none trains it)")
 
   def setup():
     built["model"] = build_resnet(c.data.arch, len(names), input_shape(c), name="pretrain")
@@ -166,6 +177,7 @@ def backbone(run: Run) -> Optional[keras.Model]:
   def finish():
     os.makedirs(os.path.dirname(path), exist_ok=True)
     built["model"].save_weights(path)
+    cache.store(c, path)
 
   run_stages(run, [Stage("pretrain", c.data.pretrain_steps, setup,
                          summary=f"[pretrain] backbone on {c.data.pretrain} ({len(names)} "

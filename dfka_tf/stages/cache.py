@@ -1,0 +1,89 @@
+"""A cache of trained backbones (the pretrained start on a labelled dataset), shared
+between workdirs.
+
+Training the scenes20 backbone takes longer than the rest of the quick start, and every run
+with the same recipe trains the same network. A backbone is therefore looked up, before its
+stage runs, by a key over everything that decides its weights: the dataset and its version,
+the architecture, image size, steps, optimiser, batch, weight decay, precision and seed.
+
+Where it is looked up, in order:
+  1. `dfka_tf/assets/backbones/`: backbones shipped with the code (the quick start's, seed 0;
+     docs/results.md says how it was trained and what it scores);
+  2. the user cache: --pretrain_cache, default $DFKA_TF_CACHE or ~/.cache/dfka_tf, under
+     backbones/. A backbone a run trains is stored there for the next run.
+
+Seeded training is bit-identical on one machine, so on the machine that filled the cache a
+hit gives the weights training would give; on another machine it gives that machine's
+weights, as a download of pretrained weights would. --pretrain_cache=none trains every time.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+from typing import Optional
+
+from dfka_tf.config import RunConfig
+
+# Bump when the backbone's training code changes, so older cached backbones stop matching.
+RECIPE = 1
+BUNDLED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "assets", "backbones")
+OFF = ("", "none", "off")
+
+
+def user_dir(config: RunConfig) -> Optional[str]:
+  """The user cache's backbones/ folder; None when the cache is off."""
+  root = config.data.pretrain_cache
+  if root is None:
+    root = os.environ.get("DFKA_TF_CACHE") or os.path.join("~", ".cache", "dfka_tf")
+  if root.strip().lower() in OFF:
+    return None
+  return os.path.join(os.path.expanduser(root), "backbones")
+
+
+def backbone_name(config: RunConfig) -> str:
+  """The file name of `config`'s backbone: readable recipe, then a hash of all of it."""
+  from dfka_tf.data import builders  # pylint: disable=g-import-not-at-top
+  d, r = config.data, config.runtime
+  recipe = {"recipe": RECIPE, "dataset": d.pretrain, "version": str(builders._Scenes.VERSION),  # pylint: disable=protected-access
+            "arch": d.arch, "image_size": d.image_size, "steps": d.pretrain_steps,
+            "lr": d.teacher_lr, "batch_size": r.batch_size, "weight_decay": r.weight_decay,
+            "mixed_precision": r.mixed_precision, "seed": r.seed}
+  digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
+  return (f"{d.pretrain}-{d.arch}-{d.image_size}px-{d.pretrain_steps}steps-seed{r.seed}-"
+          f"{digest}.weights.h5")
+
+
+def find(config: RunConfig) -> Optional[str]:
+  """The cached backbone of `config`'s recipe, or None."""
+  if user_dir(config) is None:
+    return None
+  name = backbone_name(config)
+  for folder in (BUNDLED, user_dir(config)):
+    path = os.path.join(folder, name)
+    if os.path.isfile(path):
+      return path
+  return None
+
+
+def store(config: RunConfig, path: str) -> Optional[str]:
+  """Copies a freshly trained backbone into the user cache; returns where (None: off).
+
+  A full disk or a read-only cache costs the next run its shortcut, not this run its
+  result, so failures to write are reported and skipped.
+  """
+  folder = user_dir(config)
+  if folder is None:
+    return None
+  target = os.path.join(folder, backbone_name(config))
+  try:
+    os.makedirs(folder, exist_ok=True)
+    partial = f"{target}.partial-{os.getpid()}"
+    shutil.copyfile(path, partial)
+    os.replace(partial, target)  # Readers never see a half-written file.
+  except OSError as e:
+    print(f"[pretrain] could not store the backbone in the cache {folder} ({e}); "
+          "the next run trains it again.")
+    return None
+  return target
