@@ -385,8 +385,9 @@ def write_md(path: str, title: str, sections: Sequence[str]):
 
 def setting_note(config, seeds: Sequence[int], quick: bool, seconds: float) -> str:
   """The lines every suite's Markdown ends with: settings, seeds and runtime."""
-  keys = ("arch", "image_size", "batch_size", "teacher_steps", "generator_steps",
-          "block_steps", "finetune_steps", "groups", "gamma", "dis_sign", "bns_weight")
+  keys = ("arch", "image_size", "batch_size", "pretrain", "pretrain_steps", "teacher_steps",
+          "generator_steps", "block_steps", "finetune_steps", "groups", "gamma", "dis_sign",
+          "bns_weight")
   settings = ", ".join(f"{k}={config.get(k)}" for k in keys)
   note = (f"Dataset scenes20 (embedded, 2000 test images); AP is the area under the PR curve "
           f"in %. Seeds: {list(seeds)}. Settings (where a row does not set them): "
@@ -518,6 +519,18 @@ def pool_row(images: int) -> "Row":
   student-side jitter of the recipe in docs/results.md ("The DeepInversion image pool")."""
   return Row("pool", {"method": "dfka", "inversion_images": images, "student_jitter": 2},
              label=f"DeepInversion pool ({images})")
+
+
+def beyond_paper_note(bns_weight: float, lh_weight: float, pool_images: int) -> str:
+  """What the beyond-paper rows of a table are, for those it has."""
+  parts = ([f"'dfka+bns' adds L_bns (weight {bns_weight:g}, with α = 0)"] * (bns_weight > 0)
+           + [f"'dfka+lh' IFHE's L_H (weight {lh_weight:g})"] * (lh_weight > 0)
+           + [f"'pool' trains Steps II–III on a DeepInversion pool of {pool_images} images"]
+           * (pool_images > 0))
+  if not parts:
+    return ""
+  return ("; ".join(parts) + "; " + ("the paper has none of them." if len(parts) > 1
+                                      else "the paper does not have it."))
 
 
 def beyond_paper_rows(bns_weight: float, lh_weight: float,

@@ -51,10 +51,9 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
       paper_header="paper mAP (VOC07, Table 1)", only=rows, log=log,
       notes=["Paper rows: TeacherNet, KA, Similar Data (CIFAR100), Diff Data (CityScape), "
              "Random Noise, DAFL, Data-free KA. Here Similar = scenes20_similar (same "
-             "renderer, 20 other shapes), Diff = scenes20_different. 'dfka+bns' adds "
-             f"L_bns (weight {bns_weight}, with α = 0), 'dfka+lh' IFHE's L_H (weight "
-             f"{lh_weight}) and 'pool' trains Steps II–III on a DeepInversion pool of "
-             f"{pool_images} images; the paper has none of them."])
+             "renderer, 20 other shapes), Diff = scenes20_different. DAFL trains G and the "
+             "student jointly, as its code does. "
+             + common.beyond_paper_note(bns_weight, lh_weight, pool_images)])
 
 
 if __name__ == "__main__":

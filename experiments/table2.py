@@ -48,9 +48,9 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
       notes=["The paper's Table 2 also lists supervised methods (HCP-2000 85.2, HCP-VGG "
              "90.9, RLSD+ft-RPN 88.5, partial-BCE 90.7, KA-ResNet 92.5); they need labels "
              "and are not rerun here. KA (unlabelled scenes20 images) and noise are not in it "
-             "either: they bound the data-free rows from above and below. 'dfka+bns' adds "
-             "L_bns (with α = 0), 'dfka+lh' IFHE's L_H and 'pool' trains Steps II–III on a "
-             "DeepInversion pool; all three are beyond the paper."])
+             "either: they bound the data-free rows from above and below. DAFL trains G and "
+             "the student jointly, as its code does. "
+             + common.beyond_paper_note(bns_weight, lh_weight, pool_images)])
 
 
 if __name__ == "__main__":
