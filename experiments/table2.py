@@ -5,7 +5,7 @@ r"""Paper Table 2: two teachers (labels 0–9 and 10–19) -> a TargetNet for al
 
 Rows: Teacher (the two teachers side by side), KA and random noise (not in the paper's
 Table 2: the bounds from above and below), DAFL (joint, as its code runs), Data-free KA, and
-beyond the paper DFKA + L_bns (--bns_weight, with α = 0), DFKA + L_H (--lh_weight) and pool
+beyond the paper DFKA + L_bns (--bns_weight, with α = 0), DFKA + L_H (with --lh_weight > 0) and pool
 (--pool_images). Every row runs at the "tables" preset with the pretrained start.
 Per-label AP and mAP, mean ± std over --seeds. The
 paper's Table 2 (VOC07, ResNet-101): DFKA 87.2, DAFL 54.9 mAP; it has no teacher row
@@ -37,7 +37,7 @@ def table_rows(bns_weight: float, lh_weight: float = 0.0, pool_images: int = 0):
 
 
 def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,
-              rows=None, bns_weight=20.0, lh_weight=1.0, pool_images=1024, log=print):
+              rows=None, bns_weight=20.0, lh_weight=0.0, pool_images=1024, log=print):
   pool_images = common.pool_images_for(pool_images, quick)
   return common.run_table(
       NAME, TITLE, table_rows(bns_weight, lh_weight, pool_images),
