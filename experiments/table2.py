@@ -5,8 +5,8 @@ r"""Paper Table 2: two teachers (labels 0–9 and 10–19) -> a TargetNet for al
 
 Rows: Teacher (the two teachers side by side), KA and random noise (not in the paper's
 Table 2: the bounds from above and below), DAFL (joint, as its code runs), Data-free KA, and
-beyond the paper DFKA + L_bns (--bns_weight, with α = 0), DFKA + L_H (with --lh_weight > 0) and pool
-(--pool_images). Every row runs at the "tables" preset with the pretrained start.
+beyond the paper DFKA + L_bns (--bns_weight, with α = 0), DFKA + L_H (with --lh_weight > 0)
+and pool (--pool_images). Every row runs at the "tables" preset with the pretrained start.
 Per-label AP and mAP, mean ± std over --seeds. The
 paper's Table 2 (VOC07, ResNet-101): DFKA 87.2, DAFL 54.9 mAP; it has no teacher row
 (S-Table 4 gives the two teachers 86.1 and 65.5 on their own ten labels).

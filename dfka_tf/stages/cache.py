@@ -46,7 +46,8 @@ def backbone_name(config: RunConfig) -> str:
   """The file name of `config`'s backbone: readable recipe, then a hash of all of it."""
   from dfka_tf.data import builders  # pylint: disable=g-import-not-at-top
   d, r = config.data, config.runtime
-  recipe = {"recipe": RECIPE, "dataset": d.pretrain, "version": str(builders._Scenes.VERSION),  # pylint: disable=protected-access
+  version = str(builders._Scenes.VERSION)  # pylint: disable=protected-access
+  recipe = {"recipe": RECIPE, "dataset": d.pretrain, "version": version,
             "arch": d.arch, "image_size": d.image_size, "steps": d.pretrain_steps,
             "lr": d.teacher_lr, "batch_size": r.batch_size, "weight_decay": r.weight_decay,
             "mixed_precision": r.mixed_precision, "seed": r.seed}
