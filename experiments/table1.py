@@ -16,8 +16,8 @@ The paper's numbers are VOC 2007 with ResNet-101 (DESIGN.md "Paper figures"); sc
 labels are not VOC's, so only the setting and the ordering of rows compare.
 
 Writes --out/table1.md, table1.csv (one line per row), table1_seeds.csv, table1.png.
-Runtime on 2 CPU cores: 3698 s (62 min) for seed 0 the backbone (373 s)
-and the teacher (79 s) included: 210 s for each of KA, similar, diff and noise, about 500 s
+Runtime on 2 CPU cores: 3698 s (62 min) for seed 0, the backbone (373 s, a test sharing
+the cores for part of it) and the teacher (79 s) included: 210 s for each of KA, similar, diff and noise, about 500 s
 for DFKA and DFKA + L_bns, 608 s for DAFL and 779 s for the pool.
 """
 

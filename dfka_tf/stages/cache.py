@@ -8,7 +8,7 @@ the architecture, image size, steps, optimiser, batch, weight decay, precision a
 
 Where it is looked up, in order:
   1. `dfka_tf/assets/backbones/`: backbones shipped with the code (the quick start's, seed 0;
-     docs/results.md says how it was trained and what it scores);
+     the README there says what trained each);
   2. the user cache: --pretrain_cache, default $DFKA_TF_CACHE or ~/.cache/dfka_tf, under
      backbones/. A backbone a run trains is stored there for the next run.
 
@@ -58,10 +58,11 @@ def backbone_name(config: RunConfig) -> str:
 
 def find(config: RunConfig) -> Optional[str]:
   """The cached backbone of `config`'s recipe, or None."""
-  if user_dir(config) is None:
+  user = user_dir(config)
+  if user is None:
     return None
   name = backbone_name(config)
-  for folder in (BUNDLED, user_dir(config)):
+  for folder in (BUNDLED, user):
     path = os.path.join(folder, name)
     if os.path.isfile(path):
       return path

@@ -188,7 +188,8 @@ def backbone(run: Run) -> Optional[keras.Model]:
 
 
 def pretrains_on_dataset(config: RunConfig) -> bool:
-  """Whether the pretrained start is trained here (stage "pretrain"), not loaded."""
+  """Whether the pretrained start is stage "pretrain" (a backbone trained on a dataset, or
+  the cached one of its recipe), not Keras' ImageNet weights or none."""
   return config.data.pretrain not in (None, "imagenet")
 
 
