@@ -8,6 +8,13 @@ once per distinct setting under --workdir_root and reused by every row and every
   <root>/generators/<key>/  Step I of one generator setting (teachers copied in)
   <root>/runs/<key>/        one row, a full pipeline workdir named after its config
 
+Beside its table, each finished row's results.json is also kept as a record,
+<out>/<suite>_rows/<row>-seed<N>.json. A rerun reuses a record whose config equals the row's
+(`RunConfig.differences` is empty) without opening --workdir_root, so a table whose rows
+take hours can be committed row by row and completed on another machine, or after the
+workdirs are gone. Delete a record (or the folder) to run its row again; a record made by
+different code with the same config is reused all the same.
+
 A row's workdir starts as a copy of its teachers (and, for dfka/dafl_2stage, of its generator's
 checkpoint), with progress.json marking those stages done; `pipeline.run(resume=True)` then
 runs only the remaining stages. No row trains its teachers in-process, so rows sharing
@@ -131,6 +138,33 @@ def _read_json(path, default=None):
     return default
   with open(path) as f:
     return json.load(f)
+
+
+class Records:
+  """Finished rows' results.json, one file per row and seed, in one folder beside a table."""
+
+  def __init__(self, folder: str):
+    self.folder = folder
+
+  def path(self, row: str, seed: int) -> str:
+    return os.path.join(self.folder, f"{row}-seed{seed}.json")
+
+  def find(self, row: str, config) -> Optional[Dict]:
+    """The record of `row` at config.seed if its config equals `config`, else None."""
+    results = _read_json(self.path(row, config.seed))
+    if results is None or config.differences(_config_of(results)):
+      return None
+    if results.get("target_map") is None and config.eval.evaluate:
+      return None
+    return dict(results, reused=True, recorded=True)
+
+  def store(self, row: str, results: Dict):
+    results = {k: v for k, v in results.items() if k not in ("reused", "recorded")}
+    path = self.path(row, _config_of(results).seed)
+    os.makedirs(self.folder, exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+      json.dump(results, f, indent=1, sort_keys=True)
+    os.replace(path + ".tmp", path)  # A run stopped mid-write leaves no half a record.
 
 
 class Stages:
@@ -399,6 +433,19 @@ def setting_note(config, seeds: Sequence[int], quick: bool, seconds: float) -> s
   return note
 
 
+def records_note(name: str, runs: Dict[str, List[Dict]]) -> str:
+  """Says how many row runs came from records, and where each row's own time is."""
+  results = [r for per_seed in runs.values() for r in per_seed]
+  recorded = sum(bool(r.get("recorded")) for r in results)
+  note = (f"Each row's own time (its stages, shared ones included) is total_time in "
+          f"{name}_seeds.csv.")
+  if recorded:
+    note += (f" {recorded} of the {len(results)} row runs were taken from their records in "
+             f"{name}_rows/, measured by an earlier run of this suite (on this machine or "
+             f"another: seeded runs are bit-identical on one machine only).")
+  return note
+
+
 def bar_plot(path: str, names: Sequence[str], means: Sequence[float], stds: Sequence[float],
              *, ylabel: str = "mAP (%)", title: str = "", paper: Optional[Sequence] = None):
   """Bars with error bars; the paper's values (VOC07) as black markers where given."""
@@ -562,19 +609,29 @@ def row_config(row: Row, *, setting: Dict, quick: bool, seed: int, overrides: Di
 
 
 def run_rows(name: str, rows: Sequence[Row], stages: Stages, *, setting: Dict, quick: bool,
-             seeds: Sequence[int], overrides: Dict, log=print):
-  """Runs (or reuses) every row at every seed; returns ({row name: [results]}, last config)."""
+             seeds: Sequence[int], overrides: Dict, records: Optional[Records] = None,
+             log=print):
+  """Runs (or reuses) every row at every seed; returns ({row name: [results]}, last config).
+
+  With `records`, a row whose record matches is taken from it, and every row run is
+  recorded as soon as it finishes.
+  """
   runs: Dict[str, List[Dict]] = {r.name: [] for r in rows}
   config = None
   for seed in seeds:
     for row in rows:
       config = row_config(row, setting=setting, quick=quick, seed=seed, overrides=overrides)
       t0 = time.time()
-      results = stages.run(config)
+      results = records.find(row.name, config) if records is not None else None
+      if results is None:
+        results = stages.run(config)
+        if records is not None:
+          records.store(row.name, results)
       runs[row.name].append(results)
+      how = ("recorded" if results.get("recorded") else "reused" if results.get("reused")
+             else f"{time.time() - t0:.0f}s")
       log(f"[{name}] seed {seed} {row.name:>10}: T_u mAP {pct(results.get('target_map')):5.1f}"
-          f" (teachers {pct(results.get('teacher_map')):5.1f}) "
-          f"{'reused' if results.get('reused') else f'{time.time() - t0:.0f}s'}")
+          f" (teachers {pct(results.get('teacher_map')):5.1f}) {how}")
   return runs, config
 
 
@@ -583,7 +640,8 @@ def run_table(name: str, title: str, rows: Sequence[Row], *, setting: Dict, out:
               progress: bool = False, per_label: bool = True, notes: Sequence[str] = (),
               paper_header: str = "paper mAP (VOC07)", only: Optional[Sequence[str]] = None,
               log=print) -> Dict:
-  """Runs rows × seeds and writes <out>/<name>.md, .csv (one line per row), _seeds.csv, .png.
+  """Runs rows × seeds and writes <out>/<name>.md, .csv (one line per row), _seeds.csv, .png,
+  and a record of each row in <out>/<name>_rows/ (reused by the next run; see `Records`).
 
   Args:
     setting: RunConfig overrides shared by every row (num_teachers, labels, ...).
@@ -597,7 +655,8 @@ def run_table(name: str, title: str, rows: Sequence[Row], *, setting: Dict, out:
   rows = select(rows, only)
   stages = Stages(workdir_root, progress=progress, log=log)
   runs, _ = run_rows(name, rows, stages, setting=setting, quick=quick, seeds=seeds,
-                     overrides=overrides, log=log)
+                     overrides=overrides, records=Records(os.path.join(out, f"{name}_rows")),
+                     log=log)
   config = row_config(Row("base", {}), setting=setting, quick=quick, seed=seeds[0],
                       overrides=overrides)
   labels = runs[rows[0].name][0]["labels"]
@@ -620,7 +679,8 @@ def run_table(name: str, title: str, rows: Sequence[Row], *, setting: Dict, out:
               f"Teachers' parameters (all together): {teacher_params:,}. mAP is mean ± "
               f"sample std over {len(seeds)} seed(s); per-label columns are means. "
               f"S_m: branch-out block per teacher (Eq. 18), seed {seeds[0]}.",
-              *notes, setting_note(config, seeds, quick, seconds)]
+              *notes, setting_note(config, seeds, quick, seconds),
+              records_note(name, runs)]
   os.makedirs(out, exist_ok=True)
   write_md(os.path.join(out, f"{name}.md"), title, sections)
   write_csv(os.path.join(out, f"{name}.csv"), summaries)

@@ -158,6 +158,35 @@ def test_table2(tmp_path, runs_root):
   out = table2.run_suite(rows=["teacher"], **_quick(tmp_path, runs_root))
   _assert_outputs(str(tmp_path / "out"), "table2", "row", ["teacher"])
   assert len(out["runs"]["teacher"][0]["labels"]) == 20
+  # The row's record stands in for it on a fresh machine: nothing under the new root runs.
+  fresh = tmp_path / "fresh_root"
+  again = table2.run_suite(rows=["teacher"], **_quick(tmp_path, str(fresh)))
+  assert again["runs"]["teacher"][0]["recorded"] and not fresh.exists()
+  assert (again["runs"]["teacher"][0]["target_map"]
+          == out["runs"]["teacher"][0]["target_map"])
+  text = _assert_outputs(str(tmp_path / "out"), "table2", "row", ["teacher"])
+  assert "1 of the 1 row runs were taken from their records in table2_rows/" in text
+
+
+def test_a_record_stands_in_for_its_row_only_while_the_config_matches(tmp_path):
+  row = suites_common.Row("dfka", {"method": "dfka"})
+  config = suites_common.row_config(row, setting={"num_teachers": 2}, quick=True, seed=1,
+                                    overrides={})
+  records = suites_common.Records(str(tmp_path / "rows"))
+  assert records.find("dfka", config) is None
+  results = {"config": config.to_dict(), "method": "dfka", "target_map": 0.5, "reused": True}
+  records.store("dfka", results)
+  assert sorted(os.listdir(tmp_path / "rows")) == ["dfka-seed1.json"]
+  found = records.find("dfka", config)
+  assert found["target_map"] == 0.5 and found["recorded"]
+  # The workdir does not change results; the seed and result-changing fields do.
+  assert records.find("dfka", config.replace(workdir=str(tmp_path / "elsewhere")))
+  assert records.find("dfka", config.replace(seed=2)) is None
+  longer = suites_common.row_config(row, setting={"num_teachers": 2}, quick=True, seed=1,
+                                    overrides={"block_steps": 7})
+  assert records.find("dfka", longer) is None
+  records.store("dfka", dict(results, target_map=None))  # Stopped before evaluation.
+  assert records.find("dfka", config) is None
 
 
 def test_table_s5(tmp_path, runs_root):
