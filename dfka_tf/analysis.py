@@ -82,6 +82,35 @@ def label_histogram(generator, teachers: Sequence, n: int = 1000, seed: int = 0,
   return histogram_of(teacher_predictions(images, teachers), names, threshold)
 
 
+def batch_diagnostics(images, probs, threshold: float = 0.5) -> Dict[str, tf.Tensor]:
+  """Collapse indicators of one generated batch, as float32 scalars (monitoring only).
+
+  The graph-mode counterpart of `histogram_of` and `image_statistics`, cheap enough for
+  every training step:
+    label_coverage: share of the C labels predicted (p > threshold) on at least one image;
+    label_evenness: `histogram_of`'s evenness of the batch's label counts;
+    labels_per_image: mean number of labels predicted per image;
+    pixel_diversity: per-pixel std across the batch, averaged (0: every image the same).
+
+  Args:
+    images: [N, H, W, 3] generated images.
+    probs: [N, C] the teachers' concatenated predictions on them (O_gan, Eq. 11).
+  """
+  probs = tf.cast(probs, tf.float32)
+  positive = tf.cast(probs > threshold, tf.float32)
+  counts = tf.reduce_sum(positive, axis=0)
+  share = counts / tf.maximum(tf.reduce_sum(counts), 1.0)
+  entropy = -tf.reduce_sum(tf.math.multiply_no_nan(tf.math.log(share), share))
+  num_labels = tf.cast(tf.shape(probs)[1], tf.float32)
+  return {
+      "label_coverage": tf.reduce_mean(tf.cast(counts > 0, tf.float32)),
+      "label_evenness": tf.math.divide_no_nan(entropy, tf.math.log(num_labels)),
+      "labels_per_image": tf.reduce_mean(tf.reduce_sum(positive, axis=1)),
+      "pixel_diversity": tf.reduce_mean(tf.math.reduce_std(tf.cast(images, tf.float32),
+                                                           axis=0)),
+  }
+
+
 def image_statistics(images: np.ndarray) -> Dict:
   """Mean pixel value, and diversity: per-pixel std across the images, averaged.
 

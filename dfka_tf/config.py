@@ -222,9 +222,12 @@ class StudentConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-  """Evaluation on the real test split and export."""
-  evaluate: bool = option(True, "Evaluate teachers and T_u on the real test split.",
+  """Evaluation on a real split (test by default) and export."""
+  evaluate: bool = option(True, "Evaluate teachers and T_u on the real --eval_split.",
                           resumable=True)
+  split: str = option("test", "Real split the teachers and T_u are scored on: test (what "
+                      "results report) or validation (what settings are tuned on).",
+                      name="eval_split", choices=("test", "validation"))
   batch_size: int = option(250, "Batch size of evaluation.", name="eval_batch_size",
                            check="positive", resumable=True)
   export: bool = option(True, "Export T_u as a SavedModel.", resumable=True, flag="none")
@@ -245,6 +248,10 @@ class RuntimeConfig:
   mixed_precision: bool = option(False, "mixed_float16 (GPU).")
   checkpoint_every: int = option(100, "Steps between checkpoints.", check="positive",
                                  resumable=True)
+  summary_every: int = option(50, "Steps between the TensorBoard image grid, label histogram "
+                              "and sampled/* scalars of G as Steps II-III sample it (Step I, "
+                              "DAFL's joint stage); 0 = none.", check="nonneg",
+                              resumable=True)
 
 
 SECTIONS = {"data": DataConfig, "generator": GeneratorConfig, "source": SourceConfig,

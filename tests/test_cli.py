@@ -100,6 +100,13 @@ def test_negative_beyond_paper_weight(tmp_path, flag):
   assert not os.path.exists(tmp_path / "w")
 
 
+def test_a_dataset_without_a_validation_split_is_refused_before_any_work(tmp_path):
+  proc = run_cli("--dataset=coco2014", "--eval_split=validation",
+                 f"--workdir={tmp_path / 'w'}", "--quiet")
+  assert_user_error(proc, "--eval_split=validation", "coco2014 has no such split")
+  assert not os.path.exists(tmp_path / "w")
+
+
 def test_dataset_baseline_needs_a_dataset(teachers, tmp_path):
   # --method takes every baseline; KA-style ones read real images, which BYO teachers lack.
   proc = run_cli(f"--teacher={teachers['a']}", f"--teacher={teachers['b']}", "--method=ka",

@@ -14,6 +14,7 @@ def tiny_splits(monkeypatch):
   # The builder code path is the real one; only the split sizes shrink.
   monkeypatch.setitem(builders.SPLITS, "train", (0, 24))
   monkeypatch.setitem(builders.SPLITS, "test", (1, 12))
+  monkeypatch.setitem(builders.SPLITS, "validation", (2, 12))
 
 
 def _read(name, data_dir, split):
@@ -85,3 +86,16 @@ def test_companions_and_64px_config_load(tiny_splits, tmp_path):
   assert big["image"].shape == (2, 64, 64, 3)
   assert 0.0 <= float(big["image"].numpy().min()) and float(big["image"].numpy().max()) <= 1.0
   assert data.num_examples("scenes20_64", "test", d) == 12
+
+
+def test_the_validation_split_is_drawn_apart_from_train_and_test(tiny_splits, tmp_path):
+  d = str(tmp_path)
+  splits = {s: _read("scenes20/32", d, s) for s in ("train", "validation", "test")}
+  assert len(splits["validation"]) == 12
+  seen = {s: {image.tobytes() for image, _ in examples} for s, examples in splits.items()}
+  assert not seen["validation"] & (seen["train"] | seen["test"])
+  # Its own stream: adding the split left test as the renderer draws it on stream 1.
+  test_images, _ = render.generate("main", range(12), size=32, seed=builders.SEED, stream=1)
+  assert {image.tobytes() for image in test_images} == seen["test"]
+  assert data.split_names("scenes20") == ["test", "train", "validation"]
+  assert "validation" not in data.split_names("coco2014")

@@ -86,6 +86,36 @@ def test_generator_step_moves_only_generator_and_filters(world):
   assert trainer.trace_count == traces  # No retracing after the first step.
 
 
+def test_generator_summaries_show_what_steps_two_and_three_sample_and_change_nothing(
+    world, tmp_path):
+  teachers, _, generator = world
+  trainer = steps.GeneratorTrainer(generator, teachers, rng=_rng(), batch_size=BATCH)
+  out = trainer.step()
+  assert 0.0 <= float(out["label_coverage"]) <= 1.0
+  assert 0.0 <= float(out["labels_per_image"]) <= 5.0  # The teachers know 5 labels.
+  assert float(out["pixel_diversity"]) > 0.0
+  z = tf.random.stateless_normal([6, generator.latent_dim], seed=[0, 31])
+  state = _values(generator.variables) + [trainer.rng.state.numpy().copy()]
+  writer = tf.summary.create_file_writer(str(tmp_path))
+  with writer.as_default(step=7):
+    trainer.summarize(z)
+  writer.flush()
+  # G ran in inference mode and drew no noise: its BN statistics and the stream are as before.
+  assert not any(_changed(state, generator.variables + [trainer.rng.state]))
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  events = event_accumulator.EventAccumulator(
+      str(tmp_path), size_guidance={event_accumulator.TENSORS: 0})
+  events.Reload()
+  tags = events.Tags()["tensors"]
+  assert {"sampled/images", "sampled/labels_predicted", "sampled/label_coverage",
+          "sampled/pixel_diversity"} <= set(tags)
+  image = events.Tensors("sampled/images")[0]
+  assert image.step == 7
+  # An image summary holds width, height and the PNG: a 4 x 2 grid of 16-pixel images.
+  width, height = (int(v) for v in tf.make_ndarray(image.tensor_proto)[:2])
+  assert (width, height) == (4 * 16, 2 * 16)
+
+
 @pytest.mark.parametrize("block", [1, 2, 3, 4])
 def test_block_step_moves_only_its_block(world, block):
   teachers, task, generator = world

@@ -3,4 +3,4 @@
 from dfka_tf.data.labels import (COCO_LABELS, DATASETS, SCENES20_LABELS, VOC_LABELS,
                                  label_names, resolve_labels, teacher_label_split)
 from dfka_tf.data.loaders import (check_prepared, load, load_coco_json, num_examples,
-                                  to_unit_range)
+                                  split_names, to_unit_range)

@@ -12,7 +12,9 @@ import tensorflow_datasets as tfds
 from dfka_tf.data import render
 
 SEED = 2020
-SPLITS = {"train": (0, 6000), "test": (1, 2000)}  # split: (stream, number of examples)
+# split: (stream, number of examples). Each split renders from its own stream, so adding
+# "validation" (for tuning: docs/results.md) left train and test as they were.
+SPLITS = {"train": (0, 6000), "test": (1, 2000), "validation": (2, 2000)}
 _CHUNK = 500
 
 
@@ -26,13 +28,14 @@ class _Config(tfds.core.BuilderConfig):
 class _Scenes(tfds.core.GeneratorBasedBuilder):
   """Shared builder: `KIND` picks the renderer ("main", "similar" or "different")."""
 
-  VERSION = tfds.core.Version("2.0.0")
-  RELEASE_NOTES = {"2.0.0": "Object colour independent of class (shape decides the label).",
+  VERSION = tfds.core.Version("2.1.0")
+  RELEASE_NOTES = {"2.1.0": "A validation split; train and test unchanged.",
+                   "2.0.0": "Object colour independent of class (shape decides the label).",
                    "1.0.0": "Objects in their class's typical hue (now scenes20_colour)."}
   BUILDER_CONFIGS = [_Config(size=32), _Config(size=64)]
   KIND = "main"
   STYLE = render.DEFAULT_STYLE
-  SPLIT_NAMES = ("train", "test")
+  SPLIT_NAMES = ("train", "validation", "test")
 
   def _info(self):
     size = self.builder_config.size
@@ -75,10 +78,14 @@ class Scenes20Colour(_Scenes):
 class Scenes20Similar(_Scenes):
   """Same renderer, 20 other shapes: the "Similar Data" baseline's images (Table 1)."""
   KIND = "similar"
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {"2.0.0": "Object colour independent of class."}
   SPLIT_NAMES = ("train",)
 
 
 class Scenes20Different(_Scenes):
   """Textures without objects: the "Diff Data" baseline's images (Table 1)."""
   KIND = "different"
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {"2.0.0": "Object colour independent of class."}
   SPLIT_NAMES = ("train",)

@@ -20,18 +20,23 @@ from dfka_tf.data import builders  # pylint: disable=unused-import  (registers t
 from dfka_tf.data import labels as labels_lib
 from dfka_tf.errors import ConfigError, DataNotFoundError
 
-# Our dataset name -> (TFDS name, {our split: TFDS split}).
+# Our dataset name -> (TFDS name, {our split: TFDS split}). "validation" is for tuning
+# (--eval_split=validation), "test" for reporting.
+_SCENES_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
 TFDS_NAMES = {
-    "scenes20": ("scenes20/32", {"train": "train", "test": "test"}),
-    "scenes20_64": ("scenes20/64", {"train": "train", "test": "test"}),
-    "scenes20_colour": ("scenes20_colour/32", {"train": "train", "test": "test"}),
-    "scenes20_colour_64": ("scenes20_colour/64", {"train": "train", "test": "test"}),
+    "scenes20": ("scenes20/32", _SCENES_SPLITS),
+    "scenes20_64": ("scenes20/64", _SCENES_SPLITS),
+    "scenes20_colour": ("scenes20_colour/32", _SCENES_SPLITS),
+    "scenes20_colour_64": ("scenes20_colour/64", _SCENES_SPLITS),
     "scenes20_similar": ("scenes20_similar/32", {"train": "train"}),
     "scenes20_similar_64": ("scenes20_similar/64", {"train": "train"}),
     "scenes20_different": ("scenes20_different/32", {"train": "train"}),
     "scenes20_different_64": ("scenes20_different/64", {"train": "train"}),
     # Teachers train on VOC trainval and COCO train; evaluation uses VOC test, COCO val.
-    "voc2007": ("voc/2007", {"train": "train+validation", "test": "test"}),
+    # VOC's validation images are part of the teachers' trainval, never of the TargetNet's
+    # data (it sees none); COCO keeps no split apart for tuning.
+    "voc2007": ("voc/2007", {"train": "train+validation", "validation": "validation",
+                             "test": "test"}),
     "coco2014": ("coco/2014", {"train": "train", "test": "validation"}),
 }
 
@@ -52,6 +57,11 @@ def _tfds(dataset: str):
 
 def _is_local(dataset: str) -> bool:
   return dataset.startswith("scenes20")
+
+
+def split_names(dataset: str):
+  """Our split names `dataset` has ("train", "test", and "validation" where it has one)."""
+  return sorted(_tfds(dataset)[1])
 
 
 def check_prepared(dataset: str, data_dir: Optional[str] = None):
@@ -153,7 +163,8 @@ def load(dataset: str, split: str, *, data_dir: Optional[str] = None,
   Args:
     dataset: scenes20[_64], scenes20_similar[_64], scenes20_different[_64], voc2007,
       coco2014.
-    split: "train" (teachers' training split) or "test" (evaluation split).
+    split: "train" (teachers' training split), "validation" (for tuning) or "test" (the
+      split results are reported on).
     image_size: resize to this square size (None: keep the stored size).
     cache: cache decoded images in memory (only for the small embedded datasets).
 

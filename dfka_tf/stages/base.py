@@ -144,11 +144,14 @@ class Parts:
   prepare(checkpoint): runs before the first step of this process (e.g. block b starts
     from block b-1's end when it has no checkpoint of its own).
   on_step(step, values): runs after every step, before its checkpoint.
+  summarize(): writes the stage's image and histogram summaries (every
+    --summary_every steps).
   """
   step: Callable[[], Dict[str, tf.Tensor]]
   state: Dict[str, Any]
   prepare: Optional[Callable[[loop.StageCheckpoint], None]] = None
   on_step: Optional[Callable[[int, Dict[str, float]], None]] = None
+  summarize: Optional[Callable[[], None]] = None
 
 
 @dataclasses.dataclass
@@ -201,7 +204,8 @@ def run_stages(run: Run, stages: Iterable[Stage]):
       run.say(stage.summary)
     loop.run_stage(parts.step, stage=stage.name, steps=stage.steps, checkpoint=ckpt,
                    every=c.runtime.checkpoint_every, log_dir=run.wd.path("logs"),
-                   progress=run.progress, on_step=parts.on_step)
+                   progress=run.progress, on_step=parts.on_step,
+                   summarize=parts.summarize, summarize_every=c.runtime.summary_every)
     extra = stage.finish() if stage.finish is not None else {}
     run.mark_done(stage.name, time.time() - start, **(extra or {}))
 

@@ -24,17 +24,18 @@ def teachers_fn(teachers, task: TaskMap):
 
 
 def evaluate(run: Run, teachers, target_net, task: TaskMap, dataset_labels) -> Dict:
-  """Teacher and T_u AP on the real test split, both on the customized labels."""
+  """Teacher and T_u AP on the real split c.eval.split, both on the customized labels."""
   c = run.config
   start = time.time()
   columns = [dataset_labels.index(name) for name in task.labels]
   topk = 3 if c.data.dataset.startswith("coco") else None
-  test = dfka_data.load(c.data.dataset, "test", data_dir=c.data.data_dir,
+  test = dfka_data.load(c.data.dataset, c.eval.split, data_dir=c.data.data_dir,
                         image_size=c.data.image_size, batch_size=c.eval.batch_size)
   scores = evaluate_many({"teacher": teachers_fn(teachers, task),
                           "target": tf.function(lambda x: target_net(x, training=False))},
                          test, label_indices=columns, topk=topk, progress=run.progress)
-  out = {"labels": list(task.labels), "num_test_images": scores["target"]["num_images"]}
+  out = {"labels": list(task.labels), "eval_split": c.eval.split,
+         "num_test_images": scores["target"]["num_images"]}
   for who, s in scores.items():
     out[f"{who}_map"] = float(s["map"])
     out[f"{who}_ap"] = dict(zip(task.labels, map(float, s["ap"])))

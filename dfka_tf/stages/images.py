@@ -35,6 +35,13 @@ def generator_trainer(run: Run, teachers, **overrides) -> GeneratorTrainer:
   return GeneratorTrainer(generator, teachers, rng=run.rng(1), **settings).build()
 
 
+def summary_noise(run: Run, trainer: GeneratorTrainer) -> tf.Tensor:
+  """The fixed latent codes of G's TensorBoard summaries (stateless: no stream is drawn)."""
+  n = min(64, run.config.runtime.batch_size)
+  return tf.random.stateless_normal([n, trainer.generator.latent_dim],
+                                    seed=[run.config.seed, 31])
+
+
 def generator_state(trainer: GeneratorTrainer, prefix: str = ""):
   """What a checkpoint saves of Step I's trainer (with `prefix` inside another stage's)."""
   state = dict(generator=trainer.generator, filters=trainer.filters,
@@ -56,7 +63,8 @@ def generator(run: Run, teachers) -> Optional[GeneratorTrainer]:
 
   def setup():
     built["trainer"] = trainer = generator_trainer(run, teachers)
-    return Parts(trainer.step, generator_state(trainer))
+    z = summary_noise(run, trainer)
+    return Parts(trainer.step, generator_state(trainer), summarize=lambda: trainer.summarize(z))
 
   stage = Stage("generator", c.generator.steps, setup,
                 summary=f"[step I] group-stack generator, K={c.generator.groups} (depths "

@@ -10,7 +10,7 @@ import tensorflow as tf
 from dfka_tf.errors import ConfigError, TeacherError
 from dfka_tf.models import blocknet
 from dfka_tf.stages.base import Parts, Run, Stage, run_stages
-from dfka_tf.stages.images import Images, generator_state, generator_trainer
+from dfka_tf.stages.images import Images, generator_state, generator_trainer, summary_noise
 from dfka_tf.stages.teachers import fresh_or_pretrained
 from dfka_tf.task import TaskMap
 from dfka_tf.train.steps import (AdversarialFinetuneTrainer, BlockTrainer, FinetuneTrainer,
@@ -176,7 +176,9 @@ def joint(run: Run, teachers, task: TaskMap):
                                                   weight_decay=j.weight_decay)).build()
   state = dict(target_net=model, optimizer=trainer.optimizer,
                **generator_state(g, prefix="generator"))
-  run_stages(run, [Stage("joint", steps, lambda: Parts(trainer.step, state),
+  z = summary_noise(run, g)
+  run_stages(run, [Stage("joint", steps,
+                         lambda: Parts(trainer.step, state, summarize=lambda: g.summarize(z)),
                          summary=f"[dafl] G and a TargetNet trained jointly, {steps} steps")])
   return model, g
 

@@ -61,6 +61,10 @@ def check_inputs(config: RunConfig) -> Inputs:
     if c.data.labels is not None:
       c = c.replace(labels=tuple(dfka_data.resolve_labels(list(c.data.labels), names)))
     task = TaskMap.build(splits, c.data.labels)
+    if c.eval.evaluate and c.eval.split not in dfka_data.split_names(c.data.dataset):
+      raise ConfigError(f"--eval_split={c.eval.split}: {c.data.dataset} has no such split; "
+                        f"use one of {dfka_data.split_names(c.data.dataset)} other than "
+                        "train, or --noevaluate.")
     dfka_data.check_prepared(c.data.dataset, c.data.data_dir)
     if c.source.kind == "dataset" and c.source.dataset:
       dfka_data.check_prepared(c.source.dataset, c.data.data_dir)

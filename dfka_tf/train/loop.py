@@ -83,13 +83,16 @@ def run_stage(step_fn: Callable[[], Dict[str, tf.Tensor]], *, stage: str, steps:
               checkpoint: Optional[StageCheckpoint] = None, every: int = 100,
               log_dir: Optional[str] = None, progress: bool = True,
               on_step: Optional[Callable[[int, Dict[str, float]], None]] = None,
-              log_every: int = 10) -> Dict[str, float]:
+              log_every: int = 10, summarize: Optional[Callable[[], None]] = None,
+              summarize_every: int = 0) -> Dict[str, float]:
   """Runs `step_fn` until `steps`, resuming from `checkpoint`; returns the last measurements.
 
   Measurements are read back and checked for NaN/inf every step; every `log_every` steps (and
   on the last) they are written to TensorBoard under `log_dir/stage` and shown on a progress
   bar. A checkpoint is written every `every` steps and at the end; a non-finite loss stops
   the stage at once, before the next checkpoint, so the last good one stays the latest.
+  `summarize`, where given, writes its own summaries (images, histograms) every
+  `summarize_every` steps and on the last.
   """
   start = checkpoint.restore() if checkpoint is not None else 0
   writer = tf.summary.create_file_writer(os.path.join(log_dir, stage)) if log_dir else None
@@ -110,6 +113,10 @@ def run_stage(step_fn: Callable[[], Dict[str, tf.Tensor]], *, stage: str, steps:
       with writer.as_default(step=step):
         for k, v in last.items():
           tf.summary.scalar(k, v)
+    if (writer is not None and summarize is not None and summarize_every > 0
+        and (step % summarize_every == 0 or step == steps)):
+      with writer.as_default(step=step):
+        summarize()
     if bar is not None and logging_now:
       bar.stateful_metrics.update(last)  # Show current values, not running averages.
       bar.update(step, values=[(k, v) for k, v in last.items()][:4], finalize=step == steps)

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dfka_tf import analysis
 from dfka_tf import losses
 from dfka_tf import priors as priors_lib
 from dfka_tf.models.filters import TeacherFilter
@@ -190,10 +191,30 @@ class GeneratorTrainer(Step):
 
   def _step(self):
     with tf.GradientTape() as tape:
-      total, terms, _, _ = self.objective(self.sample_noise())
+      total, terms, image, image_probs = self.objective(self.sample_noise())
       scaled = self.optimizer.scale_loss(total)
     self.apply_gradients(tape, scaled, self.trainable_variables)
-    return {"loss": total, **terms}
+    # Collapse shows in these first (label coverage and diversity fall), not in the loss.
+    return {"loss": total, **terms, **analysis.batch_diagnostics(image, image_probs)}
+
+  def summarize(self, z):
+    """Writes to the default summary writer what Steps II–III would sample from G now.
+
+    G runs on the fixed noise `z` in inference mode, as `GeneratorSource` samples it, so
+    nothing it trains or draws changes: `sampled/*` scalars (`analysis.batch_diagnostics`),
+    a histogram of the labels the teachers predict (bucket i is label i of the
+    concatenated teachers' labels) and a grid of the first 16 images.
+    """
+    from dfka_tf import report  # pylint: disable=g-import-not-at-top  (matplotlib)
+    images = self.generator(z, training=False)[-1]
+    probs = tf.concat([tf.cast(t.tail(images, 0, training=False)["probs"], tf.float32)
+                       for t in self.teachers], axis=1)
+    for name, value in analysis.batch_diagnostics(images, probs).items():
+      tf.summary.scalar(f"sampled/{name}", value)
+    predicted = tf.cast(tf.where(probs > 0.5)[:, 1], tf.float32)
+    tf.summary.histogram("sampled/labels_predicted", predicted, buckets=int(probs.shape[1]))
+    grid = report.image_grid(images[:16].numpy(), columns=4)
+    tf.summary.image("sampled/images", grid[None], max_outputs=1)
 
 
 class BlockTrainer(Step):
@@ -515,4 +536,5 @@ class JointTrainer(Step):
     g.apply_gradients(g_tape, g_scaled, g.trainable_variables)
     targets = tf.gather(image_probs, self.target_cols, axis=1)
     loss = self.distil(self.student, tf.stop_gradient(image), tf.stop_gradient(targets))
-    return {"loss": loss, "generator_loss": objective, **terms}
+    return {"loss": loss, "generator_loss": objective, **terms,
+            **analysis.batch_diagnostics(image, image_probs)}
