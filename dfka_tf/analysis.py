@@ -11,6 +11,8 @@ from typing import Dict, Sequence
 import numpy as np
 import tensorflow as tf
 
+_CLIP = 1e-7  # dfka_tf.losses' clip of probabilities before a log.
+
 
 def generated_images(generator, n: int, seed: int = 0, batch_size: int = 250) -> np.ndarray:
   """n images from the last group of G, [n, H, W, 3] in [0, 1], from a stateless seed."""
@@ -90,7 +92,9 @@ def batch_diagnostics(images, probs, threshold: float = 0.5) -> Dict[str, tf.Ten
     label_coverage: share of the C labels predicted (p > threshold) on at least one image;
     label_evenness: `histogram_of`'s evenness of the batch's label counts;
     labels_per_image: mean number of labels predicted per image;
-    pixel_diversity: per-pixel std across the batch, averaged (0: every image the same).
+    pixel_diversity: per-pixel std across the batch, averaged (0: every image the same);
+    saturated_outputs: share of predictions outside [1e-7, 1 - 1e-7], where the losses'
+      clip makes their gradient exactly zero.
 
   Args:
     images: [N, H, W, 3] generated images.
@@ -108,6 +112,8 @@ def batch_diagnostics(images, probs, threshold: float = 0.5) -> Dict[str, tf.Ten
       "labels_per_image": tf.reduce_mean(tf.reduce_sum(positive, axis=1)),
       "pixel_diversity": tf.reduce_mean(tf.math.reduce_std(tf.cast(images, tf.float32),
                                                            axis=0)),
+      "saturated_outputs": tf.reduce_mean(tf.cast(
+          (probs < _CLIP) | (probs > 1.0 - _CLIP), tf.float32)),
   }
 
 

@@ -108,7 +108,11 @@ def test_generator_summaries_show_what_steps_two_and_three_sample_and_change_not
   events.Reload()
   tags = events.Tags()["tensors"]
   assert {"sampled/images", "sampled/labels_predicted", "sampled/label_coverage",
-          "sampled/pixel_diversity"} <= set(tags)
+          "sampled/pixel_diversity", "sampled/saturated_outputs", "sampled/pull_oh",
+          "sampled/pull_a", "sampled/pull_ie", "sampled/pull_dis"} <= set(tags)
+  pulls = [float(tf.make_ndarray(events.Tensors(f"sampled/pull_{t}")[0].tensor_proto))
+           for t in ("oh", "a", "ie", "dis")]
+  assert all(np.isfinite(pulls)) and pulls[1] > 0  # L_a always pulls on the image.
   image = events.Tensors("sampled/images")[0]
   assert image.step == 7
   # An image summary holds width, height and the PNG: a 4 x 2 grid of 16-pixel images.

@@ -204,11 +204,25 @@ class GeneratorTrainer(Step):
     nothing it trains or draws changes: `sampled/*` scalars (`analysis.batch_diagnostics`),
     a histogram of the labels the teachers predict (bucket i is label i of the
     concatenated teachers' labels) and a grid of the first 16 images.
+
+    `sampled/pull_<term>` is how hard each weighted term of L_gan pulls on the image: the
+    RMS over pixels of its weight times its gradient with respect to the image, per image.
+    It shows which term drives G once the others go flat.
     """
     from dfka_tf import report  # pylint: disable=g-import-not-at-top  (matplotlib)
     images = self.generator(z, training=False)[-1]
-    probs = tf.concat([tf.cast(t.tail(images, 0, training=False)["probs"], tf.float32)
-                       for t in self.teachers], axis=1)
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch(images)
+      views = self.teacher_pass(images)
+      probs = TeacherPass.concat_probs(views)
+      _, terms = losses.gan_loss(probs, [v.pre_logits for v in views], **self.weights)
+    w = self.weights
+    for name, weight in (("oh", 1.0), ("a", w["alpha"]), ("ie", w["beta"]),
+                         ("dis", w["gamma"])):
+      grad = tape.gradient(terms[name], images)
+      pull = 0.0 if grad is None else float(weight) * tf.sqrt(tf.reduce_mean(tf.square(grad)))
+      tf.summary.scalar(f"sampled/pull_{name}", pull * int(images.shape[0]))
+    del tape
     for name, value in analysis.batch_diagnostics(images, probs).items():
       tf.summary.scalar(f"sampled/{name}", value)
     predicted = tf.cast(tf.where(probs > 0.5)[:, 1], tf.float32)
