@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from dfka_tf import analysis
-from experiments import (fig4, fig5, suites_common, table1, table2, table4, table_s3,
-                         table_s5)
+from experiments import (collapse, fig4, fig5, suites_common, table1, table2, table4,
+                         table_s3, table_s5)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIRST10 = ["circle", "square", "triangle", "star", "plus", "ring", "diamond", "hexagon",
@@ -166,6 +166,17 @@ def test_table2(tmp_path, runs_root):
           == out["runs"]["teacher"][0]["target_map"])
   text = _assert_outputs(str(tmp_path / "out"), "table2", "row", ["teacher"])
   assert "1 of the 1 row runs were taken from their records in table2_rows/" in text
+
+
+def test_collapse_reads_step_one_as_it_trained(tmp_path, runs_root):
+  out = collapse.run_suite(summary_every=2, **_quick(tmp_path, runs_root))
+  rows = out["rows"]
+  # Quick Step I takes 5 steps: sampled at 2 and 4, and at the last step.
+  assert [r["step"] for r in rows] == [2, 4, 5]
+  last = rows[-1]
+  assert 0.0 <= last["sampled_label_coverage"] <= 1.0 and last["sampled_pull_a"] > 0
+  assert last["train_oh"] is not None  # Step 5 is also a step the training scalars log.
+  assert _csv(str(tmp_path / "out" / "collapse.csv"), "step") == ["2", "4", "5"]
 
 
 def test_a_record_stands_in_for_its_row_only_while_the_config_matches(tmp_path):
