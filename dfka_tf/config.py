@@ -174,6 +174,10 @@ class SourceConfig:
                                   "teachers' dataset).", name="source_dataset", flag="none")
   jitter: int = option(0, "Flip and shift each image by up to this many pixels (beyond the "
                        "paper; 0 = off).", name="student_jitter", check="nonneg")
+  generator_mode: str = option("inference", "Mode G samples Steps II-III's images in: "
+                               "inference (its batch norms' moving statistics) or training "
+                               "(each batch's own statistics, as Step I trains it and DAFL "
+                               "samples).", choices=("inference", "training"))
   pool: PoolConfig = option(PoolConfig, "The DeepInversion pool.")
 
 

@@ -344,6 +344,19 @@ def test_generator_step_with_jitter_moves_only_generator(world):
   assert not any(_changed(before_frozen, frozen))
 
 
+def test_generator_source_samples_in_the_mode_asked(world):
+  _, _, generator = world
+  z = _rng().normal([BATCH, generator.latent_dim])
+  inference, _ = sources.GeneratorSource(generator, _rng(), BATCH).sample()
+  np.testing.assert_array_equal(inference.numpy(), generator(z, training=False)[-1].numpy())
+  # Sampling in training mode also moves G's moving statistics (read after it, not before).
+  expected = generator(z, training=True)[-1].numpy()
+  training, _ = sources.GeneratorSource(generator, _rng(), BATCH, training=True).sample()
+  np.testing.assert_allclose(training.numpy(), expected, atol=1e-6)
+  # Batch statistics are not the moving ones: the two modes give other images.
+  assert not np.allclose(inference.numpy(), training.numpy(), atol=1e-3)
+
+
 def test_source_jitter_moves_the_image_not_the_links(world):
   _, _, generator = world
   plain_image, plain_links = sources.GeneratorSource(generator, _rng(), BATCH).sample()

@@ -118,7 +118,8 @@ class Images:
         self.pool = inversion_pool(run, self.teachers)
       return PoolSource(self.pool, run.rng(stream), batch, jitter=c.source.jitter)
     if kind == "generator":
-      return GeneratorSource(self.generator, run.rng(stream), batch, jitter=c.source.jitter)
+      return GeneratorSource(self.generator, run.rng(stream), batch, jitter=c.source.jitter,
+                             training=c.source.generator_mode == "training")
     if kind == "noise":
       return NoiseSource(input_shape(c), run.rng(stream), batch)
     if kind == "dataset":

@@ -36,19 +36,24 @@ class ImageSource:
 
 
 class GeneratorSource(ImageSource):
-  """Generated batches: I_gan and every group's output, from frozen G (inference mode).
+  """Generated batches: I_gan and every group's output, from frozen G.
 
-  With `jitter` > 0 (beyond the paper) each image is flipped and shifted at random by up to
-  `jitter` pixels (`random_flip_shift`); the intermediate outputs are left as G made them.
+  G runs in inference mode unless `training`: then its batch norms normalise each batch by
+  its own statistics, as in Step I (its moving statistics still update, and nothing reads
+  them but inference-mode sampling). With `jitter` > 0 (beyond the paper) each image is
+  flipped and shifted at random by up to `jitter` pixels (`random_flip_shift`); the
+  intermediate outputs are left as G made them.
   """
 
-  def __init__(self, generator, rng: tf.random.Generator, batch_size: int, jitter: int = 0):
+  def __init__(self, generator, rng: tf.random.Generator, batch_size: int, jitter: int = 0,
+               training: bool = False):
     self.generator, self.rng, self.batch_size = generator, rng, int(batch_size)
     self.jitter = int(jitter)
+    self.training = bool(training)
 
   def sample(self):
     z = self.rng.normal([self.batch_size, self.generator.latent_dim])
-    outputs = self.generator(z, training=False)
+    outputs = self.generator(z, training=self.training)
     links = dict(zip(self.generator.depths, outputs))
     return random_flip_shift(outputs[-1], self.rng, self.jitter), links
 
