@@ -135,7 +135,11 @@ class GeneratorConfig:
   gamma: float = option(5.0, "Weight of L_dis (S-Table 1: 5).")
   dis_sign: str = option("sparse", "Reading of L_dis (Eq. 8).", choices=("sparse", "printed"))
   image_bn: bool = option(True, "End G in a batch norm without affine before the sigmoid "
-                          "(DAFL's generator).")
+                          "(image_head=sigmoid).")
+  image_head: str = option("sigmoid", "G's image head: sigmoid (an image in [0, 1]) or dafl "
+                           "(tanh, then a batch norm without affine, as DAFL's generator "
+                           "ends, in the teachers' normalised input space).",
+                           choices=("sigmoid", "dafl"))
   jitter: int = option(0, "The teachers judge G's image flipped and shifted by up to this many "
                        "pixels (DeepInversion; beyond the paper; 0 = off).",
                        name="generator_jitter", check="nonneg")

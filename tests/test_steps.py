@@ -331,6 +331,30 @@ def test_image_batch_norm_keeps_generated_channels_standardised():
       assert np.abs(var.numpy() - 1.0).max() > 0.05
 
 
+@pytest.mark.parametrize("mode", ["imagenet", "caffe", "tf", "none"])
+def test_dafl_image_head_standardises_what_the_teachers_normalisation_gives(mode):
+  from dfka_tf.models.resnet import InputNormalization  # pylint: disable=g-import-not-at-top
+  shapes = [(8, 8, 3), (4, 4, 8), (2, 2, 8), (2, 2, 8)]
+  g = GroupStackGenerator(shapes, num_groups=1, latent_dim=4, width=8, image_head="dafl",
+                          normalization=mode)
+  image = g(tf.random.normal((16, 4)), training=True)[-1]
+  # The teacher's own normalisation of G's image is tanh -> BN: standardised channels.
+  seen = InputNormalization(mode)(image)
+  mean, var = tf.nn.moments(seen, axes=[0, 1, 2])
+  np.testing.assert_allclose(mean, 0.0, atol=1e-3)
+  np.testing.assert_allclose(var, 1.0, rtol=1e-2)
+  assert g.get_config()["image_head"] == "dafl"
+  with pytest.raises(ConfigError, match="image_head"):
+    GroupStackGenerator(shapes, num_groups=1, image_head="tanh")
+
+
+def test_the_dafl_head_reads_the_teachers_normalisation():
+  from dfka_tf.models import generator as generator_lib  # pylint: disable=g-import-not-at-top
+  model = build_resnet("tiny", 2, SHAPE, normalization="tf")
+  assert generator_lib.input_normalization_of(model) == "tf"
+  assert generator_lib.input_normalization_of(None) == "none"
+
+
 def test_generator_step_with_jitter_moves_only_generator(world):
   teachers, _, generator = world
   trainer = steps.GeneratorTrainer(generator, teachers, rng=_rng(), batch_size=BATCH,

@@ -44,16 +44,36 @@ def _upsample_count(source: int, target: int, group: int) -> int:
   return ratio.bit_length() - 1
 
 
+IMAGE_HEADS = ("sigmoid", "dafl")
+
+
+def input_normalization_of(model) -> str:
+  """The mode of the first `InputNormalization` layer of `model` ("none" if it has none)."""
+  from dfka_tf.models.resnet import InputNormalization  # pylint: disable=g-import-not-at-top
+  if model is not None:
+    for layer in model._flatten_layers(include_self=False):  # pylint: disable=protected-access
+      if isinstance(layer, InputNormalization):
+        return layer.mode
+  return "none"
+
+
 def build_group(input_shape: Sequence[int], output_shape: Sequence[int], *, is_image: bool,
                 width: int = 128, min_width: int = 32, image_bn: bool = True,
+                image_head: str = "sigmoid", normalization: str = "none",
                 name: str = "group") -> keras.Model:
   """One group G^j (S-Fig. 2): [dense] -> (upsample ×2, conv 3×3, BN, LeakyReLU)* -> output.
 
   A DAFL-style stack. The first group reads the latent vector through a dense layer onto a
   small map; later groups read the previous group's map. Hidden widths halve at every
   upsampling, not below `min_width`. A feature output ends in BN + ReLU, non-negative like the
-  post-ReLU teacher features it imitates; the image ends in a sigmoid: the library's image
-  range is [0, 1] and each teacher normalises its own input.
+  post-ReLU teacher features it imitates. The image head is one of IMAGE_HEADS:
+
+  - "sigmoid": [BN without affine, when image_bn] -> sigmoid, an image in [0, 1], the
+    library's image range (each teacher normalises its own input);
+  - "dafl": tanh -> BN without affine, as DAFL's generator ends, read as the teachers'
+    *normalised* input (`normalization`, their `InputNormalization` mode) and mapped back to
+    the library's range by its inverse, so the teachers' first layer sees standardised
+    channels. The image is unbounded.
 
   Args:
     input_shape: (latent_dim,) or (h, w, c).
@@ -80,7 +100,14 @@ def build_group(input_shape: Sequence[int], output_shape: Sequence[int], *, is_i
     x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i + 1}")(x)
     x = keras.layers.LeakyReLU(0.2, name=f"{name}_lrelu{i}")(x)
   x = keras.layers.Conv2D(channels, 3, padding="same", name=f"{name}_out")(x)
-  if is_image:
+  if is_image and image_head == "dafl":
+    from dfka_tf.models.resnet import InputNormalization  # pylint: disable=g-import-not-at-top
+    x = keras.layers.Activation("tanh", name=f"{name}_tanh")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, center=False, scale=False,
+                                        name=f"{name}_image_bn")(x)
+    inverse = InputNormalization(normalization).inverse
+    x = keras.layers.Lambda(inverse, name=f"{name}_image")(x)
+  elif is_image:
     if image_bn:
       # DAFL's generator ends in a batch norm without affine parameters: every channel of
       # the batch keeps zero mean and unit variance before the squashing, so G cannot
@@ -106,11 +133,13 @@ class GroupStackGenerator(keras.Model):
     num_groups: K, a divisor of B = len(feature_shapes).
     latent_dim: size of z.
     width: hidden width of each group's first conv stage.
+    image_head, normalization: the image's last layers (`build_group`).
   """
 
   def __init__(self, feature_shapes: Sequence[Sequence[int]], num_groups: int = 2,
                latent_dim: int = 128, width: int = 128, min_width: int = 32,
-               image_bn: bool = True, **kwargs):
+               image_bn: bool = True, image_head: str = "sigmoid",
+               normalization: str = "none", **kwargs):
     super().__init__(**kwargs)
     self.feature_shapes = [tuple(int(v) for v in s) for s in feature_shapes]
     self.num_groups = int(num_groups)
@@ -118,18 +147,23 @@ class GroupStackGenerator(keras.Model):
     self.width = int(width)
     self.min_width = int(min_width)
     self.image_bn = bool(image_bn)
+    if image_head not in IMAGE_HEADS:
+      raise ConfigError(f"image_head={image_head!r} is unknown; use one of {IMAGE_HEADS}.")
+    self.image_head, self.normalization = image_head, normalization
     self.depths = aligned_depths(len(self.feature_shapes), self.num_groups)
     shapes = [self.feature_shapes[d] for d in self.depths]
     inputs = [(self.latent_dim,)] + shapes[:-1]
     self.groups = [
         build_group(inputs[j], shapes[j], is_image=(self.depths[j] == 0), width=self.width,
-                    min_width=self.min_width, image_bn=self.image_bn, name=f"G{j + 1}")
+                    min_width=self.min_width, image_bn=self.image_bn,
+                    image_head=self.image_head, normalization=self.normalization,
+                    name=f"G{j + 1}")
         for j in range(self.num_groups)
     ]
     self.built = True  # Every group is a built functional model: nothing is created lazily.
 
   def call(self, z, training=False):
-    """Returns [F^1, ..., F^K]; the last entry is the image in [0, 1]."""
+    """Returns [F^1, ..., F^K]; the last entry is the image (in [0, 1] for "sigmoid")."""
     outputs, x = [], z
     for group in self.groups:
       x = group(x, training=training)
@@ -139,4 +173,5 @@ class GroupStackGenerator(keras.Model):
   def get_config(self):
     return {**super().get_config(), "feature_shapes": self.feature_shapes,
             "num_groups": self.num_groups, "latent_dim": self.latent_dim,
-            "width": self.width, "min_width": self.min_width, "image_bn": self.image_bn}
+            "width": self.width, "min_width": self.min_width, "image_bn": self.image_bn,
+            "image_head": self.image_head, "normalization": self.normalization}

@@ -116,6 +116,20 @@ class InputNormalization(keras.layers.Layer):
       return x * 2.0 - 1.0
     return x
 
+  def inverse(self, normalised):
+    """The [0, 1] image whose normalisation is `normalised` (unbounded where it is)."""
+    x = ops.cast(normalised, self.compute_dtype)
+    if self.mode == "imagenet":
+      mean = ops.convert_to_tensor(_IMAGENET_MEAN, dtype=self.compute_dtype)
+      std = ops.convert_to_tensor(_IMAGENET_STD, dtype=self.compute_dtype)
+      return x * std + mean
+    if self.mode == "caffe":
+      mean = ops.convert_to_tensor(_CAFFE_BGR_MEAN, dtype=self.compute_dtype)
+      return ops.flip((x + mean) / 255.0, axis=-1)
+    if self.mode == "tf":
+      return (x + 1.0) / 2.0
+    return x
+
   def compute_output_shape(self, input_shape):
     return input_shape
 

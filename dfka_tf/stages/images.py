@@ -8,7 +8,8 @@ import tensorflow as tf
 from dfka_tf import data as dfka_data
 from dfka_tf.errors import ConfigError
 from dfka_tf.models import blocknet
-from dfka_tf.models.generator import GroupStackGenerator, aligned_depths
+from dfka_tf.models.generator import (GroupStackGenerator, aligned_depths,
+                                      input_normalization_of)
 from dfka_tf.stages.base import Parts, Run, Stage, run_stages
 from dfka_tf.stages.teachers import input_shape
 from dfka_tf.train.inversion import InversionTrainer
@@ -26,6 +27,8 @@ def generator_trainer(run: Run, teachers, **overrides) -> GeneratorTrainer:
   blocknet.check_compatible(teachers, depths=range(len(teachers[0].blocks)))
   generator = GroupStackGenerator(teachers[0].feature_shapes, num_groups=g.groups,
                                   latent_dim=g.latent_dim, width=g.width, image_bn=g.image_bn,
+                                  image_head=g.image_head,
+                                  normalization=input_normalization_of(teachers[0].model),
                                   name="generator")
   settings = dict(batch_size=run.config.runtime.batch_size, learning_rate=g.lr,
                   alpha=g.alpha, beta=g.beta, gamma=g.gamma, dis_sign=g.dis_sign,
