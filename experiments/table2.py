@@ -11,9 +11,11 @@ Per-label AP and mAP, mean ± std over --seeds. The
 paper's Table 2 (VOC07, ResNet-101): DFKA 87.2, DAFL 54.9 mAP; it has no teacher row
 (S-Table 4 gives the two teachers 86.1 and 65.5 on their own ten labels).
 
-Writes --out/table2.md, table2.csv (one line per row), table2_seeds.csv, table2.png.
-Runtime on 2 CPU cores: 2619 s (44 min) for teacher, dafl and dfka over 3 seeds, teachers
-included, with other jobs sharing the cores; each extra row adds about 4–5 min per seed.
+Writes --out/table2.md, table2.csv (one line per row), table2_seeds.csv, table2.png, and
+each row's record in table2_rows/ (a rerun reuses them).
+Runtime on 2 CPU cores: one seed's seven rows took 1018 s (17 min) with its teachers; the
+backbone of a seed other than 0 adds about 95 s, and the pool row is about a third of the
+total. Times vary several-fold between 2-core machines.
 """
 
 from absl import app
