@@ -113,7 +113,14 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
         pool=pool_grid(pool.numpy()) if pool is not None else None)
   report.save_block_curves(run.state.get("block_curves", {}), run.wd.path("block_losses.png"))
   if c.eval.evaluate and not c.data.teacher_paths:
-    out.update(evaluation.evaluate(run, teachers, target_net, task, inputs.dataset_labels))
+    others = {}
+    if c.student.mode == "blockwise":
+      # Where S_m < B, T_u runs the teachers' own later blocks (copies): the TargetNet alone
+      # shows what Steps II–III taught it.
+      alone = student.step2_target_net(run, task)
+      others["targetnet"] = tf.function(lambda x: alone(x, training=False))
+    out.update(evaluation.evaluate(run, teachers, target_net, task, inputs.dataset_labels,
+                                   others))
   if c.eval.export:
     evaluation.export(run, target_net, task)
   out["stage_times"] = dict(run.state["times"])

@@ -177,11 +177,17 @@ def suite_table(name, directory=RESULTS, *, labels=False):
   s = Suite(name, directory)
   seeds = sorted({int(r["seed"]) for r in s.seeds})
   label_names = [c[:-5] for c in s.summary[0] if c.endswith("_mean") and c not in (
-      "map_mean", "map_voc07_mean", "teacher_map_mean", "time_s_mean")] if labels else []
+      "map_mean", "map_voc07_mean", "teacher_map_mean", "time_s_mean",
+      "targetnet_map_mean")] if labels else []
+  # Older suite files have no TargetNet-alone score; "nan" where a row has none (teacher).
+  alone = any(r.get("targetnet_map", "") not in ("", "nan") for r in s.seeds)
   paper_cols = [h for h in s.md_header if h.startswith("paper")]
   header = (["row"] + label_names + ([f"seed {k}" for k in seeds] if len(seeds) > 1 else [])
             + ["mAP" + (" (mean ± std)" if len(seeds) > 1 else ""), "% of teachers"]
-            + paper_cols + ["T_u params", "S_m" + (" (seed 0)" if len(seeds) > 1 else "")])
+            + (["TargetNet alone"] if alone else [])
+            + paper_cols + ["T_u params", "S_m" + (" (per seed)" if alone and len(seeds) > 1
+                                                   else " (seed 0)" if len(seeds) > 1
+                                                   else "")])
   rows = []
   for i, row in enumerate(s.summary):
     runs = {int(r["seed"]): r for r in s.per_seed(row["row"])}
@@ -194,8 +200,12 @@ def suite_table(name, directory=RESULTS, *, labels=False):
     cells.append(mean_std([runs[k]["map"] for k in seeds]))
     cells.append("—" if row["row"] == "teacher" else
                  f"{statistics.mean(s.pct_of_teachers(row['row'])):.1f} %")
+    if alone:
+      values = [runs[k].get("targetnet_map", "") for k in seeds]
+      cells.append("—" if all(v in ("", "nan") for v in values) else mean_std(values))
     cells += [s.md_cell(i, h) for h in paper_cols]
-    cells += [params(row["target_params"]), branch_out(runs[seeds[0]]["branch_out"])]
+    shown = [branch_out(runs[k]["branch_out"]) for k in (seeds if alone else seeds[:1])]
+    cells += [params(row["target_params"]), " / ".join(shown)]
     rows.append(cells)
   teacher_params = params(s.summary[0]["teacher_params"])
   note = (f"Teachers' parameters, all together: {teacher_params}. {s.wall_time() or ''}")

@@ -104,6 +104,9 @@ def summary(results) -> str:
     lines.append(f"TargetNet T_u mAP on the same labels:        "
                  f"{100 * results['target_map']:.1f} "
                  f"({100 * results['target_over_teacher']:.1f}% of the teachers')")
+    if "targetnet_map" in results:
+      lines.append(f"TargetNet alone after Step II (no teacher block): "
+                   f"{100 * results['targetnet_map']:.1f}")
   p = results["params"]
   lines.append(f"parameters: T_u {p['target_net']:,} vs teachers {p['teachers_total']:,} "
                f"({' + '.join(f'{n:,}' for n in p['teachers'])})")

@@ -368,6 +368,8 @@ def summarize(name: str, runs: List[Dict], labels: Sequence[str]) -> Dict:
     out[f"{label}_mean"], out[f"{label}_std"] = mean_std(
         pct(r.get("target_ap", {}).get(label)) for r in runs)
   out["teacher_map_mean"], _ = mean_std(pct(r.get("teacher_map")) for r in runs)
+  out["targetnet_map_mean"], out["targetnet_map_std"] = mean_std(
+      pct(r.get("targetnet_map")) for r in runs)
   out["target_params"] = runs[0]["params"]["target_net"]
   out["teacher_params"] = runs[0]["params"]["teachers_total"]
   out["time_s_mean"], _ = mean_std(r.get("total_time") for r in runs)
@@ -384,7 +386,8 @@ def per_seed_rows(name: str, runs: List[Dict], labels: Sequence[str]) -> List[Di
   for r in runs:
     row = {"row": name, "method": r["method"], "seed": _config_of(r).seed,
            "map": pct(r.get("target_map")), "map_voc07": pct(r.get("target_map_voc07")),
-           "teacher_map": pct(r.get("teacher_map"))}
+           "teacher_map": pct(r.get("teacher_map")),
+           "targetnet_map": pct(r.get("targetnet_map"))}
     row.update({label: pct(r.get("target_ap", {}).get(label)) for label in labels})
     row.update(target_params=r["params"]["target_net"],
                teacher_params=r["params"]["teachers_total"],
@@ -666,19 +669,24 @@ def run_table(name: str, title: str, rows: Sequence[Row], *, setting: Dict, out:
   seconds = time.time() - start
 
   label_cols = list(labels) if per_label else []
-  header = ["row"] + label_cols + ["mAP", paper_header, "T_u params", "S_m"]
+  header = (["row"] + label_cols + ["mAP", "TargetNet alone", paper_header, "T_u params",
+                                     "S_m"])
   body = []
   for s, r in zip(summaries, rows):
     branch = runs[r.name][0].get("branch_out")
     body.append([r.shown] + [fmt(s[f"{label}_mean"]) for label in label_cols]
-                + [fmt(s["map_mean"], s["map_std"]), fmt(r.paper if r.paper is not None
-                                                         else float("nan")),
+                + [fmt(s["map_mean"], s["map_std"]),
+                   fmt(s["targetnet_map_mean"], s["targetnet_map_std"]),
+                   fmt(r.paper if r.paper is not None else float("nan")),
                    f"{s['target_params']:,}", json.dumps(branch) if branch else "—"])
   teacher_params = summaries[0]["teacher_params"]
   sections = [md_table(header, body),
               f"Teachers' parameters (all together): {teacher_params:,}. mAP is mean ± "
               f"sample std over {len(seeds)} seed(s); per-label columns are means. "
-              f"S_m: branch-out block per teacher (Eq. 18), seed {seeds[0]}.",
+              f"S_m: branch-out block per teacher (Eq. 18), seed {seeds[0]}. TargetNet "
+              f"alone: the TargetNet as Step II left it, its own head and no teacher "
+              f"block; where S_m < B, T_u runs copies of the teachers' blocks S_m+1..B, "
+              f"so mAP alone does not show what Steps II–III taught.",
               *notes, setting_note(config, seeds, quick, seconds),
               records_note(name, runs)]
   os.makedirs(out, exist_ok=True)

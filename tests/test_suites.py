@@ -115,6 +115,38 @@ def test_table1(tmp_path, runs_root, table1_dfka):
   assert len(folders) == 1 and folders[0].startswith("m1-seed0-")
   assert _csv(str(tmp_path / "out" / "table1_seeds.csv"), "seed") == ["0", "0", "0"]
   assert runs["dfka+lh"][0]["config"]["generator"]["lh"]["weight"] == 1.0
+  # The TargetNet alone (no teacher block) is scored too, where there is a TargetNet.
+  assert 0.0 <= runs["dfka"][0]["targetnet_map"] <= 1.0
+  assert "targetnet_map" not in runs["teacher"][0]
+  assert "| TargetNet alone |" in text
+
+
+def test_the_targetnet_alone_is_the_one_step_two_left(runs_root, table1_dfka):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from dfka_tf import pipeline  # pylint: disable=g-import-not-at-top
+  from dfka_tf.stages import student  # pylint: disable=g-import-not-at-top
+  workdir = table1_dfka["runs"]["dfka"][0]["workdir"]
+  config = suites_common.config_lib.RunConfig.from_json(
+      open(os.path.join(workdir, "config.json")).read())
+  run, inputs = pipeline.start(config, progress=False, resume=True)
+  model = student.step2_target_net(run, inputs.task)
+  path = tf.train.latest_checkpoint(os.path.join(workdir, "ckpt", "block4"))
+  saved = tf.train.load_checkpoint(path)
+  names = [n for n, _ in tf.train.list_variables(path)
+           if n.startswith("target/") and "OPTIMIZER" not in n]
+  # Every weight the last block's checkpoint holds is in the model (compared by their sums),
+  # and they are not the ones it starts from.
+  def sums(variables):
+    return [float(np.abs(v.numpy()).sum()) for v in variables]
+
+  def holds(model_sums, value):
+    return any(abs(m - value) <= 1e-6 * max(1.0, abs(value)) for m in model_sums)
+
+  stored = [float(np.abs(saved.get_tensor(n)).sum()) for n in names]
+  mine = sums(model.variables)
+  start = sums(student.fresh_or_pretrained(run, len(inputs.task.labels), "t").variables)
+  assert stored and all(holds(mine, s) for s in stored)
+  assert not all(holds(start, s) for s in stored)
 
 
 def test_table4_reuses_shared_rows(tmp_path, runs_root, table1_dfka):

@@ -1,7 +1,7 @@
 """Scores on the real test split (`dfka_tf.eval.evaluate_many`: one pass, both models), export."""
 
 import time
-from typing import Dict
+from typing import Callable, Dict, Optional
 
 import tensorflow as tf
 
@@ -23,8 +23,13 @@ def teachers_fn(teachers, task: TaskMap):
   return predict
 
 
-def evaluate(run: Run, teachers, target_net, task: TaskMap, dataset_labels) -> Dict:
-  """Teacher and T_u AP on the real split c.eval.split, both on the customized labels."""
+def evaluate(run: Run, teachers, target_net, task: TaskMap, dataset_labels,
+             others: Optional[Dict[str, Callable]] = None) -> Dict:
+  """Teacher and T_u AP on the real split c.eval.split, both on the customized labels.
+
+  `others` ({name: images -> Y_cst probabilities}) are scored in the same pass, under
+  "<name>_map", "<name>_ap", "<name>_map_voc07".
+  """
   c = run.config
   start = time.time()
   columns = [dataset_labels.index(name) for name in task.labels]
@@ -32,7 +37,8 @@ def evaluate(run: Run, teachers, target_net, task: TaskMap, dataset_labels) -> D
   test = dfka_data.load(c.data.dataset, c.eval.split, data_dir=c.data.data_dir,
                         image_size=c.data.image_size, batch_size=c.eval.batch_size)
   scores = evaluate_many({"teacher": teachers_fn(teachers, task),
-                          "target": tf.function(lambda x: target_net(x, training=False))},
+                          "target": tf.function(lambda x: target_net(x, training=False)),
+                          **(others or {})},
                          test, label_indices=columns, topk=topk, progress=run.progress)
   out = {"labels": list(task.labels), "eval_split": c.eval.split,
          "num_test_images": scores["target"]["num_images"]}
