@@ -226,10 +226,17 @@ def headline():
     runs = t1.per_seed(key)
     paper = t1.md_cell(i, next(h for h in t1.md_header if h.startswith("paper")))
     pct = "—" if key == "teacher" else mean_std(t1.pct_of_teachers(key), unit=" %")
-    rows.append([shown.get(key, t1.label(i)), mean_std([r["map"] for r in runs]), pct,
+    alone = [r.get("targetnet_map", "") for r in runs]
+    if key == "dafl":  # One whole network: its T_u is the TargetNet alone.
+      alone = mean_std([r["map"] for r in runs]) + " (one network)"
+    elif all(v in ("", "nan") for v in alone):
+      alone = "—"
+    else:
+      alone = mean_std(alone)
+    rows.append([shown.get(key, t1.label(i)), mean_std([r["map"] for r in runs]), alone, pct,
                  str(len(runs)), paper])
-  header = ["1 teacher (20 labels) → 10 labels", "mAP", "% of the teacher", "seeds",
-            "paper (VOC07)"]
+  header = ["1 teacher (20 labels) → 10 labels", "T_u mAP", "TargetNet alone",
+            "T_u, % of the teacher", "seeds", "paper (VOC07)"]
   return table(header, rows), t1.sources()[:2]
 
 
