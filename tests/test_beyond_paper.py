@@ -61,6 +61,16 @@ def _teacher_weights(workdir):
       .get_weights()
 
 
+def test_the_quick_start_finds_the_backbone_that_ships(tmp_path, monkeypatch):
+  # The shipped file's name is the recipe's key: a change to what the key reads (say, a
+  # dataset version) would silently make every quick start train its backbone again.
+  from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
+  from dfka_tf.stages import cache  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("DFKA_TF_CACHE", str(tmp_path))
+  path = cache.find(RunConfig.for_dataset("scenes20"))
+  assert path is not None and os.path.dirname(path) == cache.BUNDLED
+
+
 def test_a_cached_backbone_stands_in_for_its_stage_with_the_weights_training_gives(tmp_path):
   cache_root = str(tmp_path / "cache")
   def config(name, **overrides):

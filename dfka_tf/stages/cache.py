@@ -44,9 +44,12 @@ def user_dir(config: RunConfig) -> Optional[str]:
 
 def backbone_name(config: RunConfig) -> str:
   """The file name of `config`'s backbone: readable recipe, then a hash of all of it."""
-  from dfka_tf.data import builders  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from dfka_tf.data import loaders  # pylint: disable=g-import-not-at-top  (registers builders)
   d, r = config.data, config.runtime
-  version = str(builders._Scenes.VERSION)  # pylint: disable=protected-access
+  # The version of the dataset the backbone trains on: a new split of scenes20 leaves
+  # scenes20_similar, and its backbones, as they were.
+  version = str(tfds.builder_cls(loaders.TFDS_NAMES[d.pretrain][0].split("/")[0]).VERSION)
   recipe = {"recipe": RECIPE, "dataset": d.pretrain, "version": version,
             "arch": d.arch, "image_size": d.image_size, "steps": d.pretrain_steps,
             "lr": d.teacher_lr, "batch_size": r.batch_size, "weight_decay": r.weight_decay,
