@@ -11,7 +11,7 @@ from typing import Dict, Sequence
 import numpy as np
 import tensorflow as tf
 
-_CLIP = 1e-7  # dfka_tf.losses' clip of probabilities before a log.
+from dfka_tf.losses import _EPS as _CLIP  # pylint: disable=g-bad-import-order  (one clip)
 
 
 def generated_images(generator, n: int, seed: int = 0, batch_size: int = 250) -> np.ndarray:

@@ -117,7 +117,7 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
     if c.student.mode == "blockwise":
       # Where S_m < B, T_u runs the teachers' own later blocks (copies): the TargetNet alone
       # shows what Steps II–III taught it.
-      alone = student.step2_target_net(run, task)
+      alone = student.step2_target_net(run, task, len(made["blocks"]["target"].blocks))
       others["targetnet"] = tf.function(lambda x: alone(x, training=False))
     out.update(evaluation.evaluate(run, teachers, target_net, task, inputs.dataset_labels,
                                    others))

@@ -129,7 +129,7 @@ def test_the_targetnet_alone_is_the_one_step_two_left(runs_root, table1_dfka):
   config = suites_common.config_lib.RunConfig.from_json(
       open(os.path.join(workdir, "config.json")).read())
   run, inputs = pipeline.start(config, progress=False, resume=True)
-  model = student.step2_target_net(run, inputs.task)
+  model = student.step2_target_net(run, inputs.task, 4)
   path = tf.train.latest_checkpoint(os.path.join(workdir, "ckpt", "block4"))
   saved = tf.train.load_checkpoint(path)
   names = [n for n, _ in tf.train.list_variables(path)

@@ -1,4 +1,4 @@
-"""Scores on the real test split (`dfka_tf.eval.evaluate_many`: one pass, both models), export."""
+"""Scores on a real split (`dfka_tf.eval.evaluate_many`: one pass, every model), export."""
 
 import time
 from typing import Callable, Dict, Optional

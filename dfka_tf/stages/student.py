@@ -124,12 +124,11 @@ def branch_points(run: Run, blocks: Dict, task: TaskMap) -> Dict[int, int]:
   return {m: forced for m in task.active}
 
 
-def step2_target_net(run: Run, task: TaskMap) -> keras.Model:
-  """The TargetNet as Step II left it (its own head, no teacher block), fresh from the last
-  block's checkpoint: Step III fine-tunes layers T_u shares with it, so the TargetNet the
-  run holds no longer is."""
+def step2_target_net(run: Run, task: TaskMap, num_blocks: int) -> keras.Model:
+  """The TargetNet as Step II left it (its own head, no teacher block), fresh from block
+  `num_blocks`' checkpoint: Step III fine-tunes layers T_u shares with it, so the TargetNet
+  the run holds no longer is."""
   model = fresh_or_pretrained(run, len(task.labels), "target")
-  num_blocks = len(blocknet.split_model(model, label_names=list(task.labels)).blocks)
   tf.train.Checkpoint(target=model).restore(
       tf.train.latest_checkpoint(run.wd.path("ckpt", f"block{num_blocks}"))).expect_partial()
   return model
