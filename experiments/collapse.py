@@ -35,22 +35,6 @@ SAMPLED = ("label_coverage", "label_evenness", "labels_per_image", "pixel_divers
            "saturated_outputs", "pull_oh", "pull_a", "pull_ie", "pull_dis")
 
 
-def read_log(log_dir: str):
-  """{step: {name: value}} of every scalar a stage's TensorBoard log holds."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
-  events = event_accumulator.EventAccumulator(
-      log_dir, size_guidance={event_accumulator.TENSORS: 0})
-  events.Reload()
-  out = {}
-  for tag in events.Tags()["tensors"]:
-    for event in events.Tensors(tag):
-      value = tf.make_ndarray(event.tensor_proto)
-      if value.ndim == 0:
-        out.setdefault(event.step, {})[tag] = float(value)
-  return out
-
-
 def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,
               summary_every=20, log=print):
   start = time.time()
@@ -62,7 +46,7 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
                                seed=seed, overrides=overrides)
     stages = common.Stages(workdir_root, progress=progress, log=log)
     gdir = stages.generator_dir(config)
-    logged = read_log(os.path.join(gdir, "logs", "generator"))
+    logged = common.read_log(os.path.join(gdir, "logs", "generator"))
     if not any("sampled/pull_a" in v for v in logged.values()):
       raise RuntimeError(f"{gdir} holds a generator trained without sampled summaries; "
                          "delete it (or pick another --workdir_root) and rerun.")

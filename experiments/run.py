@@ -33,8 +33,9 @@ flags.DEFINE_enum("method", "dfka", list(config_lib.METHODS),
                   "images), dafl (DAFL: one generator and the student trained jointly), dafl_2stage "
                   "(one generator trained, then plain distillation from it). The experiment "
                   "suites (experiments/table1.py, ...) run them side by side.")
-flags.DEFINE_enum("preset", None, sorted(config_lib.PRESETS), "A named preset applied after "
-                  "the dataset's (e.g. quick: a smoke run of a few steps per stage).")
+flags.DEFINE_list("preset", None, "Named presets applied after the dataset's, in order "
+                  f"({', '.join(sorted(config_lib.PRESETS))}; e.g. quick: a smoke run of a "
+                  "few steps per stage; paper_weights: S-Table 1's loss weights as printed).")
 flags.DEFINE_multi_string("set", [], "Override any option by its dotted path, e.g. "
                           "--set=generator.bns.weight=20 (repeatable; docs/configuration.md).")
 flags.DEFINE_string("workdir", None, "Run directory (default runs/<dataset>-seed<seed>).")

@@ -82,9 +82,12 @@ STEP3_FIELDS = ("branch_out", "finetune_steps", "finetune_lr_scale", "adversaria
 
 def base_overrides(quick: bool, extra: Optional[Dict] = None) -> Dict:
   """RunConfig overrides every row of a suite starts from."""
-  base = {"preset": "quick" if quick else "tables"}
+  extra = dict(extra or {})
+  # A --set=preset=... goes on top of the suite's own (tables or quick), not instead of it.
+  presets = ["quick" if quick else "tables"] + config_lib.preset_names(extra.pop("preset", None))
+  base = {"preset": ",".join(presets)}
   base.update(export=False)  # Suites compare numbers; the SavedModel is not needed.
-  base.update(extra or {})
+  base.update(extra)
   return base
 
 
@@ -131,6 +134,22 @@ def _locked(path: str):
       yield
     finally:
       fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def read_log(log_dir: str) -> Dict[int, Dict[str, float]]:
+  """{step: {name: value}} of every scalar a stage's TensorBoard log holds."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  events = event_accumulator.EventAccumulator(
+      log_dir, size_guidance={event_accumulator.TENSORS: 0})
+  events.Reload()
+  out = {}
+  for tag in events.Tags()["tensors"]:
+    for event in events.Tensors(tag):
+      value = tf.make_ndarray(event.tensor_proto)
+      if value.ndim == 0:
+        out.setdefault(event.step, {})[tag] = float(value)
+  return out
 
 
 def _read_json(path, default=None):
@@ -535,6 +554,7 @@ class Row:
   overrides: Dict
   paper: Optional[float] = None
   label: Optional[str] = None
+  group: Optional[str] = None  # The heading a sweep lists the row under.
 
   @property
   def shown(self) -> str:
@@ -550,6 +570,13 @@ def bns_row(bns_weight: float) -> "Row":
   """
   return Row("dfka+bns", {"method": "dfka", "bns_weight": bns_weight, "alpha": 0.0},
              label=f"DFKA + L_bns ({bns_weight:g}, α=0)")
+
+
+def paper_weights_row(paper: Optional[float] = None) -> "Row":
+  """DFKA with S-Table 1's loss weights as printed (the `paper_weights` preset), beside the
+  DFKA row at the weights scenes20's validation split chose."""
+  return Row("dfka_paper", dict(config_lib.preset_values("paper_weights"), method="dfka"),
+             paper, label="DFKA, S-Table 1's weights")
 
 
 def lh_row(lh_weight: float) -> "Row":

@@ -38,6 +38,7 @@ PAPER = {"teacher": 86.0, "ka": 86.4, "similar": 71.8, "diff": 27.2, "noise": 14
 def table_rows(bns_weight: float, lh_weight: float = 0.0, pool_images: int = 0):
   methods = ("teacher", "ka", "similar", "diff", "noise", "dafl", "dfka")
   return ([common.Row(m, {"method": m}, PAPER[m]) for m in methods]
+          + [common.paper_weights_row(PAPER["dfka"])]
           + common.beyond_paper_rows(bns_weight, lh_weight, pool_images))
 
 

@@ -35,6 +35,7 @@ def table_rows(bns_weight: float, lh_weight: float = 0.0, pool_images: int = 0):
   # (real images of the task) and below (no images at all) in this setting.
   return ([common.Row(m, {"method": m}, PAPER.get(m))
            for m in ("teacher", "ka", "noise", "dafl", "dfka")]
+          + [common.paper_weights_row(PAPER["dfka"])]
           + common.beyond_paper_rows(bns_weight, lh_weight, pool_images))
 
 

@@ -100,6 +100,12 @@ def test_negative_beyond_paper_weight(tmp_path, flag):
   assert not os.path.exists(tmp_path / "w")
 
 
+def test_an_unknown_preset_among_several_is_named(tmp_path):
+  proc = run_cli("--preset=quick,paper_weigths", f"--workdir={tmp_path / 'w'}", "--quiet")
+  assert_user_error(proc, "unknown preset 'paper_weigths'", "paper_weights")
+  assert not os.path.exists(tmp_path / "w")
+
+
 def test_a_dataset_without_a_validation_split_is_refused_before_any_work(tmp_path):
   proc = run_cli("--dataset=coco2014", "--eval_split=validation",
                  f"--workdir={tmp_path / 'w'}", "--quiet")

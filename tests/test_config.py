@@ -46,6 +46,14 @@ def test_presets_and_overrides_by_short_name_or_path():
   assert (voc.data.arch, voc.data.image_size, voc.runtime.batch_size) == ("resnet101", 224, 16)
   quick = RunConfig.for_dataset("scenes20", preset="quick")
   assert (quick.data.arch, quick.generator.steps, quick.eval.export) == ("tiny", 5, False)
+  # Presets stack in order; paper_weights puts S-Table 1's printed weights back.
+  printed = RunConfig.for_dataset("scenes20", preset="quick,paper_weights")
+  assert printed == RunConfig.build("scenes20", preset=["quick", "paper_weights"])
+  assert printed.generator.steps == 5
+  assert (printed.generator.alpha, printed.generator.beta, printed.generator.gamma,
+          printed.generator.epsilon) == (1.0, 1.0, 5.0, 0.5)
+  with pytest.raises(ConfigError, match="unknown preset 'papr'"):
+    RunConfig.for_dataset("scenes20", preset="quick,papr")
   a = RunConfig.build("scenes20", overrides=config_lib.parse_assignments(
       ["generator.bns.weight=20", "alpha=0", "labels=circle,star", "image_bn=false"]))
   assert a.generator.bns.weight == 20.0 and a.generator.alpha == 0.0
@@ -59,6 +67,7 @@ def test_presets_and_overrides_by_short_name_or_path():
     (dict(batch_size="many"), "is not of type int"),
     (dict(bns_form="cubic"), "--bns_form='cubic' must be one of squared, norm"),
     (dict(groups=0), "--groups=0 must be >= 1"),
+    (dict(epsilon=1.0), "--epsilon=1.0 must be strictly between 0 and 1"),
     (dict(student_jitter=32), "--student_jitter=32 must be in 0..31"),
 ])
 def test_bad_values_name_the_option_and_the_fix(overrides, text):

@@ -32,6 +32,11 @@ class LossesTest(tf.test.TestCase):
     # -ln .8, -ln .7, -ln .5, -ln .9 = .22314355, .35667494, .69314718, .10536052; mean:
     self.assertAllClose(losses.one_hot_loss(P), 0.34458155)
 
+  def test_one_hot_loss_threshold_epsilon(self):
+    # ε = 0.3: t = [[1, 1], [1, 0]], so y = .3 now counts as on and costs -ln .3 = 1.2039728.
+    # (.22314355 + 1.2039728 + .69314718 + .10536052) / 4:
+    self.assertAllClose(losses.one_hot_loss(P, epsilon=0.3), 0.55640601)
+
   def test_one_hot_loss_gradient_is_against_a_fixed_target(self):
     # t = 1[y >= .5] is a comparison, which never carries a gradient; the test is that ℓ is
     # taken against that t and not, say, against y itself (the soft self-entropy).

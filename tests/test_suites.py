@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from dfka_tf import analysis
-from experiments import (collapse, fig4, fig5, suites_common, table1, table2, table4,
-                         table_s3, table_s5)
+from experiments import (collapse, fig4, fig5, suites_common, sweep, table1, table2,
+                         table4, table_s3, table_s5)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIRST10 = ["circle", "square", "triangle", "star", "plus", "ring", "diamond", "hexagon",
@@ -82,8 +82,10 @@ def test_set_overrides_and_row_selection():
       "student.block_steps": "300", "generator.dis_sign": "printed", "generator.gamma": "0.5"}
   rows = table1.table_rows(1.0)
   assert [r.name for r in rows] == ["teacher", "ka", "similar", "diff", "noise", "dafl",
-                                    "dfka", "dfka+bns"]
-  assert [r.name for r in table1.table_rows(0.0)][-1] == "dfka"
+                                    "dfka", "dfka_paper", "dfka+bns"]
+  assert [r.name for r in table1.table_rows(0.0)][-1] == "dfka_paper"
+  paper = rows[-2].overrides  # S-Table 1 as printed, whatever the preset's weights are.
+  assert (paper["alpha"], paper["beta"], paper["gamma"], paper["epsilon"]) == (1.0, 1.0, 5.0, 0.5)
   assert [r.name for r in table1.table_rows(0.0, 1.0)][-1] == "dfka+lh"
   # An option added later stays out of the cache keys while it is off, so finished rows
   # keep their keys; turned on, it makes a new key.
@@ -211,6 +213,24 @@ def test_collapse_reads_step_one_as_it_trained(tmp_path, runs_root):
   assert _csv(str(tmp_path / "out" / "collapse.csv"), "step") == ["2", "4", "5"]
 
 
+def test_the_sweep_scores_on_validation_and_ranks_by_the_targetnet_alone(tmp_path, runs_root):
+  kwargs = _quick(tmp_path, runs_root)
+  out = sweep.run_suite(rows=["paper", "a0.1_b5_g5"], overrides={"summary_every": 2}, **kwargs)
+  summaries = {s["row"]: s for s in out["summaries"]}
+  assert set(summaries) == {"paper", "a0.1_b5_g5"}
+  assert (summaries["a0.1_b5_g5"]["alpha"], summaries["a0.1_b5_g5"]["beta"]) == (0.1, 5.0)
+  for s in summaries.values():
+    assert 0.0 <= s["label_coverage"] <= 1.0  # Read back from Step I's log.
+  for per_seed in out["runs"].values():
+    assert per_seed[0]["eval_split"] == "validation"
+  best = max(summaries.values(), key=lambda s: (s["targetnet_map_mean"], s["map_mean"]))
+  assert out["best"] == best["row"]
+  text = open(tmp_path / "out" / "sweep.md").read()
+  assert f"Best by the TargetNet alone (T_u breaking ties): **{out['best']}**" in text
+  with pytest.raises(Exception, match="validation split"):
+    sweep.run_suite(rows=["paper"], overrides={"eval_split": "test"}, **kwargs)
+
+
 def test_a_record_stands_in_for_its_row_only_while_the_config_matches(tmp_path):
   row = suites_common.Row("dfka", {"method": "dfka"})
   config = suites_common.row_config(row, setting={"num_teachers": 2}, quick=True, seed=1,
@@ -266,10 +286,11 @@ def test_every_row_of_every_suite(tmp_path):
   out = str(tmp_path / "out")
   table1.run_suite(out=out, **kw)
   assert _csv(os.path.join(out, "table1.csv"), "row") == [
-      "teacher", "ka", "similar", "diff", "noise", "dafl", "dfka", "dfka+bns", "pool"]
+      "teacher", "ka", "similar", "diff", "noise", "dafl", "dfka", "dfka_paper", "dfka+bns",
+      "pool"]
   table2.run_suite(out=out, **kw)
   assert _csv(os.path.join(out, "table2.csv"), "row") == [
-      "teacher", "ka", "noise", "dafl", "dfka", "dfka+bns", "pool"]
+      "teacher", "ka", "noise", "dafl", "dfka", "dfka_paper", "dfka+bns", "pool"]
   table4.run_suite(out=out, **kw)
   assert _csv(os.path.join(out, "table4.csv"), "row") == ["in1", "in2", "in1+in2"]
   table_s3.run_suite(out=out, **kw)

@@ -32,6 +32,7 @@ def generator_trainer(run: Run, teachers, **overrides) -> GeneratorTrainer:
                                   name="generator")
   settings = dict(batch_size=run.config.runtime.batch_size, learning_rate=g.lr,
                   alpha=g.alpha, beta=g.beta, gamma=g.gamma, dis_sign=g.dis_sign,
+                  epsilon=g.epsilon,
                   bns_weight=g.bns.weight, bns_form=g.bns.form, lh_weight=g.lh.weight,
                   jitter=g.jitter, jit=run.jit)
   settings.update(overrides)

@@ -120,13 +120,14 @@ class GeneratorTrainer(Step):
   def __init__(self, generator, teachers: Sequence, *, rng: tf.random.Generator,
                batch_size: int, learning_rate: float = 1e-3, alpha: float = 1.0,
                beta: float = 1.0, gamma: float = 5.0, dis_sign: str = "sparse",
-               bns_weight: float = 0.0, bns_form: str = "squared", lh_weight: float = 0.0,
+               epsilon: float = 0.5, bns_weight: float = 0.0, bns_form: str = "squared", lh_weight: float = 0.0,
                jitter: int = 0, filter_reduction: int = 4, beta_1: float = 0.5,
                jit: bool = False):
     self.generator = generator
     self.jitter = int(jitter)
     self.teachers = list(teachers)
-    self.weights = dict(alpha=alpha, beta=beta, gamma=gamma, dis_sign=dis_sign)
+    self.weights = dict(alpha=alpha, beta=beta, gamma=gamma, dis_sign=dis_sign,
+                        epsilon=epsilon)
     self.teacher_pass = TeacherPass(self.teachers, bn_inputs=bns_weight > 0,
                                     features=lh_weight > 0)
     self.priors = []
