@@ -282,7 +282,11 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                  "generator.lr": 1e-3, "student.block_steps": 100, "student.lr": 0.3,
                  "student.finetune_steps": 100, "generator.latent_dim": 128,
                  "generator.width": 64, "eval.batch_size": 250,
-                 "data.pretrain": "scenes20_similar"},
+                 "data.pretrain": "scenes20_similar",
+                 # Step I's weights, chosen on scenes20's validation split (experiments.sweep;
+                 # docs/results.md, "Step I's settings"): S-Table 1's collapse G onto one or
+                 # two labels within 60 steps here. --preset=paper_weights restores them.
+                 "generator.alpha": 0.1, "generator.beta": 5.0, "generator.gamma": 10.0},
     "voc2007": {"data.arch": "resnet101", "data.image_size": 224, "runtime.batch_size": 16,
                 "data.teacher_steps": 20000, "data.teacher_lr": 0.01,
                 "generator.steps": 20000, "generator.lr": 1e-3, "student.block_steps": 10000,
@@ -537,10 +541,38 @@ class RunConfig:
       config = _replace(config, path, coerce(BY_PATH[path], value))
     return config.expanded()
 
-  def differences(self, other: "RunConfig") -> List[str]:
-    """Short names of the result-changing options that differ (the method too)."""
+  def unread(self) -> Tuple[str, ...]:
+    """Dotted paths of the options this config's method never reads, so they cannot change
+    T_u: the generator's where no G is trained (teacher, ka, similar, diff, noise); where
+    Steps II–III train on the pool instead of G, all but those that shape G's layers; L_a's and L_ie's weights, G's LR and Step
+    I's steps under DAFL's joint stage, which takes its own (`student.joint`); L_dis's
+    reading where γ = 0."""
+    g = [f.path for f in FIELDS if f.path.startswith("generator.")]
+    # How G is built still matters where it is built but not used: its layers draw
+    # initializer seeds before the TargetNet's are drawn.
+    built = ("generator.groups", "generator.width", "generator.latent_dim",
+             "generator.image_bn", "generator.image_head", "generator.lh.weight")
+    if self.student.mode == "joint":
+      out = ["generator.alpha", "generator.beta", "generator.lr", "generator.steps"]
+    elif not self.generator.enabled:
+      return tuple(g)
+    elif self.source.kind == "pool":
+      return tuple(p for p in g if p not in built)
+    else:
+      out = []
+    if self.generator.gamma == 0:
+      out.append("generator.dis_sign")
+    return tuple(out)
+
+  def differences(self, other: "RunConfig", *, read_only: bool = False) -> List[str]:
+    """Short names of the result-changing options that differ (the method too).
+
+    With `read_only`, options that neither config's method reads (`unread`) are left out:
+    two such configs give the same T_u (the suites' row records compare this way).
+    """
     out = ["method"] if self.method != other.method else []
-    return out + [f.name for f in FIELDS if not f.meta["resumable"]
+    skip = set(self.unread()) & set(other.unread()) if read_only else set()
+    return out + [f.name for f in FIELDS if not f.meta["resumable"] and f.path not in skip
                   and _get(self, f.path) != _get(other, f.path)]
 
   def key(self, *sections: str, exclude: Tuple[str, ...] = ()) -> str:

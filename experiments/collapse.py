@@ -1,6 +1,6 @@
 r"""Step I as it trains: what G's images look like to the teachers, step by step.
 
-  python -m experiments.collapse                       # Table 2's DFKA generator, seed 0
+  python -m experiments.collapse                       # Table 2's DFKA G, S-Table 1's weights
   python -m experiments.collapse --set=alpha=0.1,beta=5 --out=/tmp/collapse
   python -m experiments.collapse --quick --out=/tmp/c --workdir_root=/tmp/cruns  # smoke
 
@@ -22,6 +22,7 @@ import time
 from absl import app
 from absl import flags
 
+from dfka_tf import config as config_lib
 from experiments import suites_common as common
 
 FLAGS = flags.FLAGS
@@ -38,7 +39,9 @@ SAMPLED = ("label_coverage", "label_evenness", "labels_per_image", "pixel_divers
 def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,
               summary_every=20, log=print):
   start = time.time()
-  overrides = dict(overrides or {}, summary_every=summary_every)
+  # S-Table 1's weights unless --set says otherwise: the collapse this log documents.
+  overrides = dict(config_lib.preset_values("paper_weights"), **(overrides or {}),
+                   summary_every=summary_every)
   rows = []
   for seed in common.seeds_from(seeds, 1, quick):
     config = common.row_config(common.Row("dfka", {"method": "dfka"}),

@@ -169,9 +169,10 @@ class Records:
     return os.path.join(self.folder, f"{row}-seed{seed}.json")
 
   def find(self, row: str, config) -> Optional[Dict]:
-    """The record of `row` at config.seed if its config equals `config`, else None."""
+    """The record of `row` at config.seed if its config equals `config` in every option
+    the row's method reads (`RunConfig.unread`), else None."""
     results = _read_json(self.path(row, config.seed))
-    if results is None or config.differences(_config_of(results)):
+    if results is None or config.differences(_config_of(results), read_only=True):
       return None
     if results.get("target_map") is None and config.eval.evaluate:
       return None
@@ -443,10 +444,11 @@ def write_md(path: str, title: str, sections: Sequence[str]):
 def setting_note(config, seeds: Sequence[int], quick: bool, seconds: float) -> str:
   """The lines every suite's Markdown ends with: settings, seeds and runtime."""
   keys = ("arch", "image_size", "batch_size", "pretrain", "pretrain_steps", "teacher_steps",
-          "generator_steps", "block_steps", "finetune_steps", "groups", "gamma", "dis_sign",
-          "bns_weight")
+          "generator_steps", "block_steps", "finetune_steps", "groups", "alpha", "beta",
+          "gamma", "dis_sign", "bns_weight")
   settings = ", ".join(f"{k}={config.get(k)}" for k in keys)
-  note = (f"Dataset scenes20 (embedded, 2000 test images); AP is the area under the PR curve "
+  note = (f"Dataset scenes20 (embedded, 2000 {config.eval.split} images); AP is the area "
+          f"under the PR curve "
           f"in %. Seeds: {list(seeds)}. Settings (where a row does not set them): "
           f"{settings}. Wall time of this suite "
           f"(cached stages are reused): {seconds:.0f} s.")
@@ -566,9 +568,11 @@ def bns_row(bns_weight: float) -> "Row":
 
   The row also drops L_a (alpha = 0): L_a is unbounded and fights L_bns; on seed 0 at
   bns_weight 20 dropping it lifted T_u from 38.3 to 57.0 mAP (docs/beyond_paper.md,
-  "L_bns weight and α").
+  "L_bns weight and α"). Its other weights are S-Table 1's (β 1, γ 5, ε 0.5), where that
+  recipe was measured, whatever the dataset's preset chose for DFKA.
   """
-  return Row("dfka+bns", {"method": "dfka", "bns_weight": bns_weight, "alpha": 0.0},
+  return Row("dfka+bns", dict(config_lib.preset_values("paper_weights"), method="dfka",
+                              bns_weight=bns_weight, alpha=0.0),
              label=f"DFKA + L_bns ({bns_weight:g}, α=0)")
 
 

@@ -1,7 +1,7 @@
 r"""Step I's settings, chosen on the validation split: the sweep behind the scenes20 defaults.
 
   python -m experiments.sweep                                  # every point, seed 0
-  python -m experiments.sweep --rows=paper,tuned --seeds=3     # the kept ones, 3 seeds
+  python -m experiments.sweep --rows=paper,a0.1_b5_g10 --seeds=3   # kept ones, 3 seeds
   python -m experiments.sweep --quick --out=/tmp/sw --workdir_root=/tmp/swruns   # smoke
 
 Each point is Table 2's DFKA row (2 teachers, labels 0–9 and 10–19 -> all 20) at the
@@ -17,7 +17,7 @@ log): the share of labels it covers, labels per image and the share of saturated
 outputs. Points are ranked by the TargetNet alone, T_u breaking ties.
 
 Writes --out/sweep.md, sweep.csv (one line per point), sweep_seeds.csv, and each point's
-record in sweep_rows/ (a rerun reuses them). One point takes about 2 minutes on 2 CPU cores
+record in sweep_rows/ (a rerun reuses them). One point takes about 3 minutes on 2 CPU cores
 once the teachers exist.
 """
 
@@ -54,7 +54,7 @@ def points() -> List[common.Row]:
       _point("paper", "S-Table 1 as printed", PAPER),
       *[_point(f"a{a:g}_b5_g5", "α (β 5, γ 5)", DAFL, alpha=a) for a in (1, 0.3, 0.1, 0.03, 0)],
       *[_point(f"a0.1_b{b:g}_g5", "β (α 0.1, γ 5)", DAFL, beta=b) for b in (1, 2, 10)],
-      *[_point(f"a0.1_b5_g{g:g}", "γ (α 0.1, β 5)", DAFL, gamma=g) for g in (0, 1, 10)],
+      *[_point(f"a0.1_b5_g{g:g}", "γ (α 0.1, β 5)", DAFL, gamma=g) for g in (0, 1, 10, 20)],
       _point("a0.1_b1_g1", "γ (α 0.1, β 5)", DAFL, beta=1.0, gamma=1.0),
       _point("a0.1_b5_g5_printed", "reading of L_dis", DAFL, dis_sign="printed"),
       *[_point(f"a0.1_b5_g5_eps{e:g}", "ε of L_oh", DAFL, epsilon=e) for e in (0.3, 0.7)],

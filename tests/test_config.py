@@ -85,13 +85,35 @@ def test_json_round_trip_and_old_flat_files():
           "teacher_paths": ["t.keras"],
           "labels": ["circle"], "method": "dafl", "seed": 4, "bns_weight": 0.0,
           "teacher_blocks": ["x", "y"], "groups": 2, "gamma": 5.0, "block_steps": 100,
-          "image_bn": True, "jit": None,
+          "image_bn": True, "jit": None, "alpha": 0.1, "beta": 5.0,
           # Renamed (student.pretrain -> data.pretrain) and dropped (imagenet_init) options.
           "target_pretrain": "scenes20_similar", "imagenet_init": True}
   old = RunConfig.from_json(json.dumps(flat))
   assert old.differences(c) == []
   flat.pop("target_pretrain")  # Older runs started from fresh weights: a resume must refuse.
   assert RunConfig.from_json(json.dumps(flat)).differences(c) == ["pretrain"]
+
+
+def test_records_compare_only_the_options_a_method_reads():
+  # G's loss weights reach T_u only through a Step I whose images Steps II-III train on.
+  for method, extra in (("ka", {}), ("noise", {}), ("teacher", {}),
+                        ("dfka", {"inversion_images": 64})):
+    a = RunConfig.for_dataset("scenes20", method=method, **extra)
+    b = a.replace(alpha=0.3, beta=2.0, generator_steps=7, dis_sign="printed")
+    assert set(a.differences(b)) == {"alpha", "beta", "generator_steps", "dis_sign"}
+    assert a.differences(b, read_only=True) == []
+  # DAFL's joint stage takes L_a's and L_ie's weights from student.joint, not G's ...
+  dafl = RunConfig.for_dataset("scenes20", method="dafl")
+  assert dafl.differences(dafl.replace(alpha=0.3, beta=2.0), read_only=True) == []
+  assert dafl.differences(dafl.replace(joint_beta=2.0), read_only=True) == ["joint_beta"]
+  assert dafl.differences(dafl.replace(epsilon=0.3), read_only=True) == ["epsilon"]
+  # A pool row builds G before the TargetNet: G's layers still shift its initial weights.
+  pool = RunConfig.for_dataset("scenes20", inversion_images=64)
+  assert pool.differences(pool.replace(groups=4), read_only=True) == ["groups"]
+  # ... and DFKA on G reads them all.
+  dfka = RunConfig.for_dataset("scenes20")
+  assert dfka.differences(dfka.replace(alpha=0.3), read_only=True) == ["alpha"]
+  assert dfka.differences(dfka.replace(gamma=0.0), read_only=True) == ["gamma"]
 
 
 def test_keys_ignore_options_at_their_default_and_resumable_ones():

@@ -18,7 +18,7 @@ import pytest
 
 from dfka_tf import analysis
 from experiments import (collapse, fig4, fig5, suites_common, sweep, table1, table2,
-                         table4, table_s3, table_s5)
+                         table4, table_s3, table_s5, transfer_gap)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIRST10 = ["circle", "square", "triangle", "star", "plus", "ring", "diamond", "hexagon",
@@ -229,6 +229,15 @@ def test_the_sweep_scores_on_validation_and_ranks_by_the_targetnet_alone(tmp_pat
   assert f"Best by the TargetNet alone (T_u breaking ties): **{out['best']}**" in text
   with pytest.raises(Exception, match="validation split"):
     sweep.run_suite(rows=["paper"], overrides={"eval_split": "test"}, **kwargs)
+  # The transfer gap scores the sweep's finished point against the teachers, training
+  # nothing again: its TargetNet-alone figure is the sweep's.
+  gap = transfer_gap.run_suite(rows=["a0.1_b5_g5"], overrides={"summary_every": 2}, **kwargs)
+  (line,) = gap["lines"]
+  assert line["targetnet_map"] == pytest.approx(summaries["a0.1_b5_g5"]["targetnet_map_mean"])
+  for key in ("generated_agreement", "real_agreement"):
+    assert 0.0 <= line[key] <= 100.0
+  assert 0.0 < line["real_positives"] < 1.0  # The teachers call some labels present.
+  assert "agreement on G's images" in open(tmp_path / "out" / "transfer_gap.md").read()
 
 
 def test_a_record_stands_in_for_its_row_only_while_the_config_matches(tmp_path):
