@@ -544,9 +544,9 @@ class RunConfig:
   def unread(self) -> Tuple[str, ...]:
     """Dotted paths of the options this config's method never reads, so they cannot change
     T_u: the generator's where no G is trained (teacher, ka, similar, diff, noise); where
-    Steps II–III train on the pool instead of G, all but those that shape G's layers; L_a's and L_ie's weights, G's LR and Step
-    I's steps under DAFL's joint stage, which takes its own (`student.joint`); L_dis's
-    reading where γ = 0."""
+    Steps II–III train on the pool instead of G, all but those that shape G's layers; L_a's
+    and L_ie's weights, G's LR and Step I's steps under DAFL's joint stage, which takes its
+    own (`student.joint`); L_dis's reading where γ = 0."""
     g = [f.path for f in FIELDS if f.path.startswith("generator.")]
     # How G is built still matters where it is built but not used: its layers draw
     # initializer seeds before the TargetNet's are drawn.

@@ -18,9 +18,9 @@ Row "ka" (Steps II–III on real unlabeled images, no G) calibrates the second f
 well Step II fits the teachers on real images when it trains on real images.
 
 Beside them, the TargetNet alone and the teachers on the validation split's true labels (the
-sweep's figures). A TargetNet that matches the teachers on G's images but not on real ones
-learned a function of G's images that real images do not share: the images, not Step II's
-fit, limit the transfer.
+sweep's figures). The first figure against KA's second says how far Step II fits the
+teachers on the images it trains on; the second against the first says how much of that fit
+carries to real images.
 
 Writes --out/transfer_gap.md and transfer_gap.csv (one line per point and seed).
 """
@@ -57,7 +57,7 @@ def _agreement(config, num_images: int):
   alone = student.step2_target_net(run, task, len(nets[0].blocks))
   teacher_fn = evaluation.teachers_fn(nets, task)
   batch = config.eval.batch_size
-  g_batch = config.runtime.batch_size  # Steps II-III's batch: G's BN statistics in training mode.
+  g_batch = config.runtime.batch_size  # Steps II-III's batch (G's BN in training mode).
 
   def scores(batches):
     t, s = [], []
