@@ -278,7 +278,8 @@ def table_s5_blocks():
   path = os.path.join(RESULTS, "table_s5_blocks.csv")
   rows_in = read_csv(path)
   etas = sorted(c for c in rows_in[0] if re.fullmatch(r"eta_teacher\d+_mean", c))
-  skip = ("map_mean", "map_voc07_mean", "teacher_map_mean", "time_s_mean")
+  # The TargetNet alone is one figure per run, not per block: the main table has it.
+  skip = ("map_mean", "map_voc07_mean", "teacher_map_mean", "targetnet_map_mean", "time_s_mean")
   names = [c[:-5] for c in rows_in[0] if c.endswith("_mean") and c not in skip
            and c not in etas]
   header = (["curve", "block b"] + [f"η^{{b,{c[len('eta_teacher'):-5]}}}" for c in etas]
