@@ -25,6 +25,12 @@ METHODS = ("dfka", "teacher", "ka", "similar", "diff", "noise", "dafl", "dafl_2s
 SOURCES = ("generator", "pool", "dataset", "noise", "none")
 STUDENT_MODES = ("blockwise", "distill", "joint", "ensemble")
 PAPER_SCALE_ARCHS = ("resnet50", "resnet101")  # The archs with Keras ImageNet weights.
+RESNET_ARCHS = ("small", "tiny", "resnet18", "resnet50", "resnet101")
+# The TargetNet in the architecture of your own teachers (models/byo.py).
+TEACHER_ARCH = "teacher"
+# Your own teachers up to this input side get the embedded budget (the scenes20 preset),
+# larger ones the paper's (voc2007).
+BYO_SMALL_MAX_SIZE = 64
 DEFAULT_NUM_BLOCKS = 4  # B: build_resnet's stages block1..block4, cut at block{1,2,3}_out.
 
 
@@ -75,16 +81,24 @@ class DataConfig:
                                    resumable=True)
   num_teachers: int = option(2, "M, the number of teachers trained on label subsets.",
                              name="teachers", check="positive")
-  teacher_paths: Tuple[str, ...] = option((), "Bring your own teacher: a .keras file (repeat "
-                                          "per teacher); label names from "
-                                          "<file>.labels.json.", name="teacher", flag="multi")
+  teacher_paths: Tuple[str, ...] = option((), "Bring your own teacher: a .keras file saved by "
+                                          "Keras 3 (repeat per teacher; a SavedModel holds no "
+                                          "layers to split, the error says what to pass); "
+                                          "label names from <file>.labels.json.",
+                                          name="teacher", flag="multi")
   teacher_blocks: Tuple[str, ...] = option((), "Layer names ending blocks 1..B-1 of your "
-                                           "teachers (default: block1_out,..,block3_out).",
-                                           flag="list")
+                                           "teachers (default: found for dfka_tf, keras-cv and "
+                                           "keras.applications ResNets; otherwise the error "
+                                           "lists candidates).", flag="list")
   labels: Optional[Tuple[str, ...]] = option(None, "Customized labels Y_cst in output order "
                                              "(default: all).", flag="list")
   arch: str = option("small", "Teacher/TargetNet ResNet (small, tiny, resnet18, resnet50, "
-                     "resnet101).")
+                     "resnet101), or 'teacher' (the default with --teacher): the TargetNet "
+                     "rebuilt from teacher 1's architecture with a new head.")
+  target_init: Optional[str] = option(
+      None, "With --arch=teacher: the TargetNet's pretrained start, a .keras model or "
+      ".weights.h5 file of the teachers' architecture (layers matched by name and shape; the "
+      "head is new). Default: fresh weights.")
   image_size: int = option(32, "Image side in pixels.", check="positive")
   teacher_steps: int = option(300, "Teacher training steps.", check="nonneg")
   teacher_lr: float = option(0.3, "Base LR of teacher training (poly, power 0.9).")
@@ -92,8 +106,8 @@ class DataConfig:
       None, "The pretrained start of teachers and TargetNet (§5.1): 'imagenet' (Keras' "
       "ImageNet weights, resnet50/101), a labelled dataset a backbone is trained on first "
       "(scenes20_similar stands in for ImageNet on scenes20; never the teachers' own data), "
-      "or None (fresh weights). Your own --teacher files keep their weights; only the "
-      "TargetNet starts from it.")
+      "or None (fresh weights). With your own --teacher files (which keep their weights) "
+      "and --arch=teacher, the TargetNet's start is --target_init instead.")
   pretrain_steps: int = option(1200, "Steps of the backbone's training on --pretrain's "
                                "dataset (the teachers' optimiser).", check="nonneg")
   pretrain_cache: Optional[str] = option(
@@ -242,6 +256,11 @@ class EvalConfig:
   split: str = option("test", "Real split the teachers and T_u are scored on: test (what "
                       "results report) or validation (what settings are tuned on).",
                       name="eval_split", choices=("test", "validation"))
+  data: Optional[str] = option(
+      None, "Score on your own labelled data instead of the dataset's --eval_split: a TFDS "
+      "'name:split' (label names matched to the teachers') or an .npz holding x (images, "
+      "float in [0, 1] or uint8), y (multi-hot) and labels (names). Needed to score a run "
+      "of your own --teacher files.", name="eval_data", resumable=True)
   batch_size: int = option(250, "Batch size of evaluation.", name="eval_batch_size",
                            check="positive", resumable=True)
   export: bool = option(True, "Export T_u as a SavedModel.", resumable=True, flag="none")
@@ -310,6 +329,14 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 PRESETS["coco2014"] = dict(PRESETS["voc2007"], **{"data.teacher_steps": 60000})
 DATASET_PRESET = {"scenes20": "scenes20", "voc2007": "voc2007", "coco2014": "coco2014",
                   "byo": "scenes20"}
+
+def byo_preset(image_size) -> str:
+  """The preset your own teachers get: the embedded budget (scenes20) up to
+  BYO_SMALL_MAX_SIZE pixels or when the size is unknown, the paper's (voc2007) above."""
+  if image_size is not None and int(image_size) > BYO_SMALL_MAX_SIZE:
+    return "voc2007"
+  return "scenes20"
+
 
 # Companion datasets of the Table 1 rows trained on unlabeled real images.
 COMPANIONS = {"ka": None, "similar": "scenes20_similar", "diff": "scenes20_different"}
@@ -423,7 +450,8 @@ class RunConfig:
     """The preset (default: the dataset's), then `overrides`, then the method's settings.
 
     Args:
-      dataset: scenes20, voc2007, coco2014, or "byo" (your own teachers, scenes20 preset).
+      dataset: scenes20, voc2007, coco2014, or "byo" (your own teachers: `byo_preset` of
+        the image size in `overrides`, data.arch "teacher", no --pretrain).
       preset: names in PRESETS applied after the dataset's, in order: a comma-separated
         string or a sequence (e.g. "quick", "tables,paper_weights").
       overrides: {short name or dotted path: value}; None values are ignored.
@@ -440,12 +468,17 @@ class RunConfig:
     if method not in METHODS:
       raise ConfigError(f"--method={method!r} is unknown; use one of {', '.join(METHODS)}.")
     config = cls(method=method)
-    values = dict(PRESETS[DATASET_PRESET[dataset]], **{"data.dataset": dataset})
-    if dataset == "byo":  # Your teachers keep their weights; T starts fresh unless asked.
-      values["data.pretrain"] = None
+    overrides = {resolve(k).path: v for k, v in (overrides or {}).items() if v is not None}
+    values = dict(PRESETS[byo_preset(overrides.get("data.image_size")) if dataset == "byo"
+                          else DATASET_PRESET[dataset]], **{"data.dataset": dataset})
     for name in names:
       values.update(PRESETS[name])
-    values.update({resolve(k).path: v for k, v in (overrides or {}).items() if v is not None})
+    if dataset == "byo":
+      # Your teachers keep their weights; the TargetNet takes their architecture (whatever
+      # the named presets build) and starts fresh unless --target_init names a start.
+      values.update({"data.pretrain": None, "data.arch": TEACHER_ARCH,
+                     "eval.evaluate": bool(overrides.get("eval.data"))})
+    values.update(overrides)
     for path, value in values.items():
       config = _replace(config, path, coerce(resolve(path), value))
     config = config.expanded()
@@ -637,6 +670,18 @@ def _validate_combinations(c: RunConfig):
   if c.data.teacher_blocks and not c.data.teacher_paths:
     raise ConfigError("--teacher_blocks names the layers that end the blocks of your own "
                       "--teacher files; pass --teacher too, or leave --teacher_blocks unset.")
+  if c.data.arch == TEACHER_ARCH and not c.data.teacher_paths:
+    raise ConfigError("--arch=teacher builds the TargetNet in your own teachers' "
+                      "architecture; pass --teacher files, or an --arch of dfka_tf's ResNets "
+                      f"({', '.join(RESNET_ARCHS)}).")
+  if c.data.target_init is not None and c.data.arch != TEACHER_ARCH:
+    raise ConfigError(f"--target_init starts a TargetNet in your teachers' architecture "
+                      f"(--arch=teacher), not --arch={c.data.arch}; use --pretrain for "
+                      "dfka_tf's ResNets.")
+  if c.data.arch == TEACHER_ARCH and c.data.pretrain is not None:
+    raise ConfigError(f"--pretrain={c.data.pretrain} trains or loads a dfka_tf ResNet; with "
+                      "--arch=teacher the TargetNet's start is --target_init=<.keras or "
+                      ".weights.h5 of the teachers' architecture>.")
   if c.data.teacher_paths and c.source.kind == "dataset":
     raise ConfigError(f"--method={c.method} trains on unlabeled images of a dataset; with "
                       "your own --teacher files there is none. Use dfka, dafl, noise or "

@@ -51,3 +51,54 @@ def export_target_net(model: keras.Model, label_names: Sequence[str], directory:
   if tf.io.gfile.exists(directory):
     tf.io.gfile.rmtree(directory)
   tf.io.gfile.rename(tmp, directory)
+
+
+def load_export(directory: str):
+  """An exported TargetNet: (images [N, H, W, 3] float in [0, 1] -> probabilities [N, C],
+  label names, image side). Reads only the SavedModel and its labels.json.
+
+  Raises:
+    ConfigError: the directory is missing or is not an export of `export_target_net`.
+  """
+  from dfka_tf.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  labels_file = os.path.join(directory, "labels.json")
+  if not os.path.isdir(directory):
+    raise ConfigError(f"--model={directory} is not a directory; pass <workdir>/target_net.")
+  if not (os.path.exists(os.path.join(directory, "saved_model.pb"))
+          and os.path.exists(labels_file)):
+    raise ConfigError(f"--model={directory} is not a TargetNet export (it lacks "
+                      "saved_model.pb or labels.json); pass <workdir>/target_net of a run.")
+  with open(labels_file) as f:
+    meta = json.load(f)
+  try:
+    serve = tf.saved_model.load(directory).signatures["serving_default"]
+  except (OSError, ValueError, KeyError) as e:
+    raise ConfigError(f"--model={directory} could not be loaded as a SavedModel "
+                      f"({type(e).__name__}); export it again with experiments.run.") from None
+
+  def predict(images):
+    return serve(images=tf.convert_to_tensor(images, tf.float32))["probabilities"]
+
+  return predict, list(meta["labels"]), int(meta["image_size"][0])
+
+
+def score_export(directory: str, eval_data: str, *, data_dir=None, batch_size: int = 64,
+                 progress: bool = True):
+  """Scores an export on `eval_data` (an .npz, a TFDS name:split, or e.g. voc2007:test).
+
+  Returns {"eval_data", "labels", "num_images", "map", "map_voc07", "ap": {label: AP}} and,
+  on COCO, "top3" (the per-class and overall precision, recall and F1 at k = 3).
+  """
+  from dfka_tf.data.eval_data import load_eval_data  # pylint: disable=g-import-not-at-top
+  from dfka_tf.eval import evaluate  # pylint: disable=g-import-not-at-top
+  predict, labels, size = load_export(directory)
+  data = load_eval_data(eval_data, labels, image_size=size, batch_size=batch_size,
+                        data_dir=data_dir)
+  scores = evaluate(predict, data.dataset, label_indices=data.columns, topk=data.topk,
+                    progress=progress)
+  out = {"model": directory, "eval_data": eval_data, "labels": labels,
+         "num_images": scores["num_images"], "map": scores["map"],
+         "map_voc07": scores["map_voc07"], "ap": dict(zip(labels, scores["ap"]))}
+  if data.topk:
+    out["top3"] = {k: scores[k] for k in ("c_p", "c_r", "c_f1", "o_p", "o_r", "o_f1")}
+  return out

@@ -51,6 +51,7 @@ def start(config: RunConfig, *, progress: bool = True, resume: bool = False,
   inputs = teacher_stages.check_inputs(config)
   run = Run(inputs.config, prepare_workdir(inputs.config, resume=resume, overwrite=overwrite),
             progress=progress)
+  run.template = inputs.loaded[0] if inputs.loaded else None
   keras.utils.set_random_seed(run.config.seed)
   if run.config.runtime.mixed_precision:
     keras.mixed_precision.set_global_policy("mixed_float16")
@@ -89,6 +90,8 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
   teachers, target_net = made["teachers"], made["target_net"]
   trainer = made["generator_trainer"]
   generator = trainer.generator if trainer is not None else None
+  # Your own teachers come with no dataset: they are scored only on --eval_data.
+  scored = c.eval.evaluate and bool(c.eval.data or not c.data.teacher_paths)
   out = {
       "config": c.to_dict(), "method": c.method, "labels": list(task.labels),
       "teacher_labels": task.teacher_labels,
@@ -109,10 +112,10 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
     pool = made["images"].pool
     report.save_generated_grid(
         generator, run.wd.path("generated.png"), seed=c.seed,
-        real=evaluation.real_images(c) if c.eval.evaluate else None,
+        real=evaluation.real_images(c) if scored else None,
         pool=pool_grid(pool.numpy()) if pool is not None else None)
   report.save_block_curves(run.state.get("block_curves", {}), run.wd.path("block_losses.png"))
-  if c.eval.evaluate and not c.data.teacher_paths:
+  if scored:
     others = {}
     if c.student.mode == "blockwise":
       # Where S_m < B, T_u runs the teachers' own later blocks (copies): the TargetNet alone

@@ -2,7 +2,7 @@ r"""Data-free knowledge amalgamation end to end: teachers -> Steps I–III -> ev
 
   python -m experiments.run                                   # embedded scenes20, 2 teachers
   python -m experiments.run --dataset=voc2007 --teachers=2    # paper scale (GPU + VOC data)
-  python -m experiments.run --teacher=a.keras --teacher=b.keras --labels=bus,diningtable
+  python -m experiments.run --teacher=a.keras --teacher=b.keras --eval_data=test.npz
   python -m experiments.run --set=generator.bns.weight=20 --set=generator.alpha=0
 
 Every option of `dfka_tf.config` is a flag of its short name (--helpfull lists them with
@@ -85,8 +85,15 @@ def config_from_flags() -> config_lib.RunConfig:
       overrides[field.path] = getattr(f, field.name)
   overrides["runtime.jit"] = None if f.jit == "auto" else f.jit == "true"
   overrides.update(config_lib.parse_assignments(f.set))
-  if f.teacher:  # Your own teachers come without a dataset to evaluate on.
-    overrides.update({"eval.evaluate": False, "data.num_teachers": len(f.teacher)})
+  if f.teacher:
+    overrides["data.num_teachers"] = len(f.teacher)
+    if "data.image_size" not in overrides:  # The teachers' scale picks the preset.
+      from dfka_tf.models.byo import input_size  # pylint: disable=g-import-not-at-top
+      overrides["data.image_size"] = input_size(f.teacher[0])
+    if FLAGS["evaluate"].present and f.evaluate and not f.eval_data:
+      from dfka_tf.errors import ConfigError  # pylint: disable=g-import-not-at-top
+      raise ConfigError("your own --teacher files come with no dataset to score them on; "
+                        "pass --eval_data=<file.npz or tfds_name:split>.")
   dataset = "byo" if f.teacher else f.dataset
   if f.workdir:
     overrides["runtime.workdir"] = f.workdir

@@ -348,8 +348,8 @@ def test_check_compatible(small_split, tiny):
   other_small = split_model(build_resnet("small", 3, input_shape=(32, 32, 3)), name="s2")
   check_compatible([small_split, other_small], depths=[0, 1, 2, 3])
   check_compatible([small_split, tiny_bn], depths=[0])  # same image size only
-  with pytest.raises(TeacherError, match=r"teacher 1 \(tiny\) has F\^2 shape \(16, 16, 8\) "
-                     r"but teacher 0 \(small\) has \(16, 16, 32\)"):
+  with pytest.raises(TeacherError, match=r"teacher 2 \(tiny\) has F\^2 \(block 2's output\) shape "
+                     r"\(16, 16, 8\) but teacher 1 \(small\) has \(16, 16, 32\)"):
     check_compatible([small_split, tiny_bn], depths=[2])
   big = split_model(build_resnet("tiny", 5, input_shape=(64, 64, 3)), name="tiny64")
   with pytest.raises(TeacherError, match=r"image shape F\^0 \(64, 64, 3\)"):

@@ -21,10 +21,12 @@ TINY = ["--arch=tiny", "--batch_size=4", "--generator_steps=2", "--block_steps=2
 
 
 def run_cli(*args, module="experiments.run", timeout=300):
+  """Runs `python -m module args` (module None: `python args`) in the checkout."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
   start = time.time()
-  proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True,
-                        text=True, timeout=timeout, env=env)
+  command = [sys.executable, *(["-m", module] if module else []), *args]
+  proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                        env=env)
   proc.seconds = time.time() - start
   return proc
 

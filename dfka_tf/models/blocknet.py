@@ -23,6 +23,7 @@ from keras import tree
 
 from dfka_tf.errors import ConfigError
 from dfka_tf.errors import TeacherError
+from dfka_tf.models import byo
 from dfka_tf.models.resnet import InputNormalization
 
 # The stage outputs of build_resnet that end blocks 1..3 (B = 4).
@@ -446,7 +447,8 @@ def load_teacher(path, block_outputs=None, labels_json=None, pre_logits=None):
   Args:
     path: a `.keras` (or legacy `.h5`) file saved from a functional model.
     block_outputs: layer names ending blocks 1..B-1. Default: those recorded in the label
-      file by save_teacher, else DEFAULT_BLOCK_OUTPUTS (build_resnet's stage outputs).
+      file by save_teacher, else found by `byo.detect_block_outputs` (dfka_tf, keras-cv and
+      keras.applications ResNets).
     labels_json: the label file; default `<path>.labels.json`. Format {"labels": [...]}
       (optionally with "block_outputs" and "pre_logits") or a plain list of names.
     pre_logits: layer name of the pooled features; default as recorded, else auto-detected.
@@ -457,46 +459,71 @@ def load_teacher(path, block_outputs=None, labels_json=None, pre_logits=None):
   Raises:
     TeacherError: the file is missing or not a Keras model, it is a SavedModel (which
       Keras 3 cannot turn back into layers), the labels are missing or do not match the
-      outputs, or the block names are not in the model.
+      outputs, or the block ends are not given and cannot be detected, or do not cut the
+      model (both errors list candidate layers).
   """
   path = Path(path)
-  if not path.exists():
-    raise TeacherError(f"teacher {path} not found; pass the .keras file written by "
-                       "save_teacher (or model.save('teacher.keras'))")
-  if path.is_dir():
-    if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
-      if (path / "keras_metadata.pb").exists():
-        raise TeacherError(
-            f"teacher {path} is a tf.keras (Keras 2) SavedModel, which Keras 3 cannot load "
-            "as layers; load it with tf_keras and save it as .keras, or rebuild it with "
-            "build_resnet and load its weights")
-      raise TeacherError(
-          f"teacher {path} is a SavedModel without Keras metadata: it holds only serving "
-          "functions, no layer graph, so it cannot be split into blocks; save the Keras "
-          "model as .keras instead")
-    raise TeacherError(f"teacher {path} is a directory, not a Keras model; pass a .keras file")
-  if path.suffix not in (".keras", ".h5", ".hdf5"):
-    raise TeacherError(f"teacher {path} is not a Keras model file (expected .keras); save "
-                       "the teacher with save_teacher or model.save('teacher.keras')")
-  try:
-    model = keras.saving.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False)
-  except Exception as e:  # pylint: disable=broad-except
-    # Keras raises many types (zip, h5py, deserialisation); all mean "not a model we read".
-    raise TeacherError(f"teacher {path} could not be loaded as a Keras model "
-                       f"({_first_line(e)}); pass a .keras file saved by Keras 3") from e
-  if not isinstance(model, keras.Model):
-    raise TeacherError(f"teacher {path} holds a {type(model).__name__}, not a keras.Model")
-
+  model = read_keras_model(path)
   labels, meta = _read_labels(labels_json or _labels_path(path), path)
+  how = "given"
   if block_outputs is None:
-    block_outputs = meta.get("block_outputs", DEFAULT_BLOCK_OUTPUTS)
+    block_outputs, how = meta.get("block_outputs"), "recorded in its label file"
+  if block_outputs is None:
+    block_outputs, rule = byo.detect_block_outputs(model)
+    how = f"found by {rule}"
   pre_logits = pre_logits or meta.get("pre_logits")
   num_outputs = _num_outputs(model)
   if num_outputs is not None and num_outputs != len(labels):
     raise TeacherError(f"teacher {path} has {num_outputs} outputs but its label file lists "
                        f"{len(labels)} labels; fix {labels_json or _labels_path(path)}")
-  return split_model(model, block_outputs, pre_logits=pre_logits, label_names=labels,
-                     name=path.stem)
+  try:
+    return split_model(model, block_outputs, pre_logits=pre_logits, label_names=labels,
+                       name=path.stem)
+  except TeacherError as e:
+    if "pre_logits" in str(e):
+      raise
+    hint = "" if how == "given" else f" (block ends {how}); pass --teacher_blocks"
+    raise TeacherError(f"{e}{hint}. Candidates (the last layer at each resolution): "
+                       f"{byo.format_candidates(model)}") from None
+
+
+def read_keras_model(path, what="teacher"):
+  """A Keras 3 model from a `.keras` (or legacy `.h5`) file, keras-cv classes included.
+
+  Raises:
+    TeacherError: the file is missing, a directory (a SavedModel holds no layer graph
+      Keras 3 can split), another format, or unreadable.
+  """
+  path = Path(path)
+  if not path.exists():
+    raise TeacherError(f"{what} {path} not found; pass the .keras file written by "
+                       "save_teacher (or model.save('teacher.keras'))")
+  if path.is_dir():
+    if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
+      if (path / "keras_metadata.pb").exists():
+        raise TeacherError(
+            f"{what} {path} is a tf.keras (Keras 2) SavedModel, which Keras 3 cannot load "
+            "as layers; load it with tf_keras and save it as .keras (or .h5), or rebuild it "
+            "and load its weights")
+      raise TeacherError(
+          f"{what} {path} is a SavedModel without Keras metadata: it holds only serving "
+          "functions, no layer graph, so it cannot be split into blocks; save the Keras "
+          "model as .keras instead")
+    raise TeacherError(f"{what} {path} is a directory, not a Keras model; pass a .keras file")
+  if path.suffix not in (".keras", ".h5", ".hdf5"):
+    raise TeacherError(f"{what} {path} is not a Keras model file (expected .keras); save "
+                       "it with save_teacher or model.save('teacher.keras')")
+  if byo.needs_keras_cv(byo.read_keras_config(path)):
+    byo.import_keras_cv(path)
+  try:
+    model = keras.saving.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False)
+  except Exception as e:  # pylint: disable=broad-except
+    # Keras raises many types (zip, h5py, deserialisation); all mean "not a model we read".
+    raise TeacherError(f"{what} {path} could not be loaded as a Keras model "
+                       f"({_first_line(e)}); pass a .keras file saved by Keras 3") from e
+  if not isinstance(model, keras.Model):
+    raise TeacherError(f"{what} {path} holds a {type(model).__name__}, not a keras.Model")
+  return model
 
 
 def _num_outputs(model):
@@ -568,15 +595,15 @@ def check_compatible(teachers, depths):
     if not 0 <= d < ref.num_blocks:
       raise ConfigError(f"depth {d} is out of range for {ref.num_blocks}-block teachers; "
                         f"use 0..{ref.num_blocks - 1}")
-  for i, t in enumerate(teachers[1:], start=1):
+  for i, t in enumerate(teachers[1:], start=2):
     if t.num_blocks != ref.num_blocks:
-      raise TeacherError(f"teacher {i} ({t.name}) has {t.num_blocks} blocks but teacher 0 "
+      raise TeacherError(f"teacher {i} ({t.name}) has {t.num_blocks} blocks but teacher 1 "
                          f"({ref.name}) has {ref.num_blocks}; split all teachers alike")
     for d in sorted({0, *depths}):
       a, b = ref.feature_shapes[d], t.feature_shapes[d]
       if a != b:
-        what = "image shape F^0" if d == 0 else f"F^{d} shape"
-        raise TeacherError(f"teacher {i} ({t.name}) has {what} {b} but teacher 0 "
+        what = "image shape F^0" if d == 0 else f"F^{d} (block {d}'s output) shape"
+        raise TeacherError(f"teacher {i} ({t.name}) has {what} {b} but teacher 1 "
                            f"({ref.name}) has {a}; use teachers with the same input size and "
                            "feature shapes at the aligned depths")
 

@@ -150,7 +150,7 @@ class GroupStackGenerator(keras.Model):
     if image_head not in IMAGE_HEADS:
       raise ConfigError(f"image_head={image_head!r} is unknown; use one of {IMAGE_HEADS}.")
     self.image_head, self.normalization = image_head, normalization
-    self.depths = aligned_depths(len(self.feature_shapes), self.num_groups)
+    self.depths = self.check_shapes(self.feature_shapes, self.num_groups)
     shapes = [self.feature_shapes[d] for d in self.depths]
     inputs = [(self.latent_dim,)] + shapes[:-1]
     self.groups = [
@@ -161,6 +161,20 @@ class GroupStackGenerator(keras.Model):
         for j in range(self.num_groups)
     ]
     self.built = True  # Every group is a built functional model: nothing is created lazily.
+
+  @staticmethod
+  def check_shapes(feature_shapes: Sequence[Sequence[int]], num_groups: int) -> List[int]:
+    """The aligned depths, after checking that each group can grow its input map into the
+    next aligned shape by doubling (before any layer is built: the runs' pre-flight check).
+
+    Raises:
+      ConfigError: K does not divide B, or two aligned sizes differ by no power of 2.
+    """
+    depths = aligned_depths(len(feature_shapes), num_groups)
+    shapes = [feature_shapes[d] for d in depths]
+    for j in range(1, len(shapes)):
+      _upsample_count(int(shapes[j - 1][0]), int(shapes[j][0]), group=f"G{j + 1}")
+    return depths
 
   def call(self, z, training=False):
     """Returns [F^1, ..., F^K]; the last entry is the image (in [0, 1] for "sigmoid")."""

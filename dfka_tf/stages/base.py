@@ -111,6 +111,7 @@ class Run:
     self.jit = default_jit() if config.runtime.jit is None else bool(config.runtime.jit)
     self.state = workdir.read_json("progress.json", {"done": [], "times": {}})
     self.backbone = None  # The pretrained start, built or loaded once (stages/teachers.py).
+    self.template = None  # Teacher 1 (a BlockNet) where the TargetNet takes its architecture.
 
   def done(self, stage: str) -> bool:
     return stage in self.state["done"]

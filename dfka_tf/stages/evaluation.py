@@ -25,22 +25,28 @@ def teachers_fn(teachers, task: TaskMap):
 
 def evaluate(run: Run, teachers, target_net, task: TaskMap, dataset_labels,
              others: Optional[Dict[str, Callable]] = None) -> Dict:
-  """Teacher and T_u AP on the real split c.eval.split, both on the customized labels.
+  """Teacher and T_u AP on the real split c.eval.split (or --eval_data), both on the
+  customized labels.
 
   `others` ({name: images -> Y_cst probabilities}) are scored in the same pass, under
   "<name>_map", "<name>_ap", "<name>_map_voc07".
   """
   c = run.config
   start = time.time()
-  columns = [dataset_labels.index(name) for name in task.labels]
-  topk = 3 if c.data.dataset.startswith("coco") else None
-  test = dfka_data.load(c.data.dataset, c.eval.split, data_dir=c.data.data_dir,
-                        image_size=c.data.image_size, batch_size=c.eval.batch_size)
+  if c.eval.data:
+    data = eval_data(c, task.labels)
+    test, columns, topk, split = data.dataset, data.columns, data.topk, data.name
+  else:
+    columns = [dataset_labels.index(name) for name in task.labels]
+    topk = 3 if c.data.dataset.startswith("coco") else None
+    test = dfka_data.load(c.data.dataset, c.eval.split, data_dir=c.data.data_dir,
+                          image_size=c.data.image_size, batch_size=c.eval.batch_size)
+    split = c.eval.split
   scores = evaluate_many({"teacher": teachers_fn(teachers, task),
                           "target": tf.function(lambda x: target_net(x, training=False)),
                           **(others or {})},
                          test, label_indices=columns, topk=topk, progress=run.progress)
-  out = {"labels": list(task.labels), "eval_split": c.eval.split,
+  out = {"labels": list(task.labels), "eval_split": split,
          "num_test_images": scores["target"]["num_images"]}
   for who, s in scores.items():
     out[f"{who}_map"] = float(s["map"])
@@ -53,8 +59,18 @@ def evaluate(run: Run, teachers, target_net, task: TaskMap, dataset_labels,
   return out
 
 
+def eval_data(config, labels):
+  """--eval_data with the columns of `labels` (checked before training, read after it)."""
+  from dfka_tf.data.eval_data import load_eval_data  # pylint: disable=g-import-not-at-top
+  c = config
+  return load_eval_data(c.eval.data, labels, image_size=c.data.image_size,
+                        batch_size=c.eval.batch_size, data_dir=c.data.data_dir)
+
+
 def real_images(config, n: int = 16):
-  """The first n real test images of the dataset, [n, H, W, 3] in [0, 1]."""
+  """The first n real test images (of --eval_data where given), [n, H, W, 3] in [0, 1]."""
+  if config.eval.data:
+    return next(iter(eval_data(config, []).dataset.unbatch().batch(n)))["image"].numpy()
   test = dfka_data.load(config.data.dataset, "test", data_dir=config.data.data_dir,
                         image_size=config.data.image_size, batch_size=n)
   return next(iter(test))["image"].numpy()

@@ -7,11 +7,10 @@ from typing import Dict
 import keras
 import tensorflow as tf
 
-from dfka_tf.errors import ConfigError, TeacherError
-from dfka_tf.models import blocknet
+from dfka_tf.errors import ConfigError
 from dfka_tf.stages.base import Parts, Run, Stage, run_stages
 from dfka_tf.stages.images import Images, generator_state, generator_trainer, summary_noise
-from dfka_tf.stages.teachers import fresh_or_pretrained
+from dfka_tf.stages.teachers import check_target, fresh_or_pretrained, target_blocknet
 from dfka_tf.task import TaskMap
 from dfka_tf.train.steps import (AdversarialFinetuneTrainer, BlockTrainer, FinetuneTrainer,
                                  JointTrainer, branch_out_blocks, regroup, step_decay_sgd)
@@ -49,12 +48,9 @@ def target_blocks(run: Run, teachers, images: Images, task: TaskMap) -> Dict:
   """Stages block1..blockB (Step II); returns the TargetNet, its filters and η^{b,m}."""
   c = run.config
   model = fresh_or_pretrained(run, len(task.labels), "target")
-  target = blocknet.split_model(model, label_names=list(task.labels))
+  target = target_blocknet(c, run.template, model, task.labels)
+  check_target(c, teachers, target)
   num_blocks = len(target.blocks)
-  if target.feature_shapes[:num_blocks] != teachers[0].feature_shapes[:num_blocks]:
-    raise TeacherError(
-        f"TargetNet --arch={c.data.arch} has block shapes {target.feature_shapes} but the "
-        f"teachers have {teachers[0].feature_shapes}; choose the teachers' architecture.")
   trainers = [block_trainer(run, target, b, images.source(10 + b), teachers, task)
               for b in range(1, num_blocks + 1)]
   filters = [t.filters for t in trainers]

@@ -12,10 +12,10 @@ from typing import List, Optional
 import keras
 
 from dfka_tf import data as dfka_data
-from dfka_tf.config import RunConfig
-from dfka_tf.errors import ConfigError
-from dfka_tf.models import blocknet
-from dfka_tf.models.generator import aligned_depths
+from dfka_tf.config import TEACHER_ARCH, RunConfig
+from dfka_tf.errors import ConfigError, TeacherError
+from dfka_tf.models import blocknet, byo
+from dfka_tf.models.generator import GroupStackGenerator, aligned_depths
 from dfka_tf.models.resnet import build_resnet, copy_weights_by_name
 from dfka_tf.stages import cache
 from dfka_tf.stages.base import BACKBONE_FILE, Parts, Run, Stage, run_stages
@@ -48,11 +48,14 @@ def check_inputs(config: RunConfig) -> Inputs:
     teachers = [blocknet.load_teacher(p, block_outputs=list(c.data.teacher_blocks) or None)
                 for p in c.data.teacher_paths]
     blocknet.check_compatible(teachers, depths=range(len(teachers[0].blocks)))
-    aligned_depths(teachers[0].num_blocks, c.generator.groups)  # K must divide B.
+    check_growth(teachers[0].feature_shapes, c.generator.groups)
     task = TaskMap.build([t.label_names for t in teachers],
                          None if c.data.labels is None else list(c.data.labels))
     # The images the teachers take decide the generator's output size.
     c = c.replace(image_size=int(teachers[0].feature_shapes[0][0]))
+    if c.student.mode != "ensemble":  # The TargetNet, built once here to check its blocks.
+      model = build_target(c, teachers[0], len(task.labels), "target", backbone=None)
+      check_target(c, teachers, target_blocknet(c, teachers[0], model, task.labels))
     inputs = Inputs(c, task, loaded=teachers)
   else:
     aligned_depths(c.data.num_blocks, c.generator.groups)
@@ -69,6 +72,9 @@ def check_inputs(config: RunConfig) -> Inputs:
     if c.source.kind == "dataset" and c.source.dataset:
       dfka_data.check_prepared(c.source.dataset, c.data.data_dir)
     inputs = Inputs(c, task, dataset_labels=names, teacher_splits=splits)
+  if c.eval.evaluate and c.eval.data:
+    from dfka_tf.stages.evaluation import eval_data  # pylint: disable=g-import-not-at-top
+    eval_data(c, task.labels)  # Reads the file or checks TFDS: seconds, before any training.
   if pretrains_on_dataset(c):
     if c.data.pretrain not in dfka_data.DATASETS or not dfka_data.label_names(c.data.pretrain):
       raise ConfigError(f"--pretrain={c.data.pretrain} is not a labelled dataset to train a "
@@ -200,9 +206,46 @@ def pretrains_on_dataset(config: RunConfig) -> bool:
 def fresh_or_pretrained(run: Run, num_labels: int, name: str) -> keras.Model:
   """data.arch with `num_labels` outputs, from the pretrained start where there is one
   (every layer but the classifier), else from fresh weights."""
-  c = run.config
+  return build_target(run.config, run.template, num_labels, name, backbone=backbone(run))
+
+
+def build_target(config: RunConfig, template: Optional[blocknet.BlockNet], num_labels: int,
+                 name: str, backbone: Optional[keras.Model]) -> keras.Model:
+  """A TargetNet (or teacher) of data.arch: a dfka_tf ResNet, from `backbone` where given;
+  with --arch=teacher, teacher 1's architecture (`template`) from --target_init or fresh."""
+  c = config
+  if c.data.arch == TEACHER_ARCH:
+    return byo.target_model(template, num_labels, name, init=c.data.target_init)
   model = build_resnet(c.data.arch, num_labels, input_shape(c), name=name)
-  source = backbone(run)
-  if source is not None:
-    copy_weights_by_name(source, model, skip=("logits",))
+  if backbone is not None:
+    copy_weights_by_name(backbone, model, skip=("logits",))
   return model
+
+
+def target_blocknet(config: RunConfig, template: Optional[blocknet.BlockNet], model,
+                    labels) -> blocknet.BlockNet:
+  """The TargetNet `model` cut into blocks where the teachers are (their layer names with
+  --arch=teacher, build_resnet's stage outputs otherwise)."""
+  cuts = (template.block_output_names if config.data.arch == TEACHER_ARCH
+          else blocknet.DEFAULT_BLOCK_OUTPUTS)
+  return blocknet.split_model(model, cuts, label_names=list(labels))
+
+
+def check_target(config: RunConfig, teachers, target: blocknet.BlockNet):
+  """The TargetNet's blocks must take and give the teachers' feature shapes (Step II trains
+  block b on teacher features F^{b-1})."""
+  ref = teachers[0]
+  if target.feature_shapes != ref.feature_shapes:
+    arch = config.data.arch
+    hint = ("" if arch == TEACHER_ARCH else
+            "; leave --arch unset (or --arch=teacher) to build it in the teachers' "
+            "architecture")
+    raise TeacherError(
+        f"TargetNet --arch={arch} has {target.num_blocks} blocks taking "
+        f"{target.feature_shapes}, but teacher 1 ({ref.name}) has {ref.num_blocks} taking "
+        f"{ref.feature_shapes}{hint}.")
+
+
+def check_growth(feature_shapes, num_groups: int):
+  """K divides B, and each generator group can grow its input into its teacher shape."""
+  GroupStackGenerator.check_shapes(feature_shapes, num_groups)
