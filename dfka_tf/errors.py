@@ -27,3 +27,11 @@ class CheckpointError(DfkaError):
 
 class NonFiniteLossError(DfkaError):
   """A loss became NaN or inf; the message names stage, step and term."""
+
+
+class WorkdirBusyError(DfkaError):
+  """Another live process holds the workdir's lock."""
+
+
+class PreemptedError(DfkaError):
+  """SIGTERM stopped the run after checkpointing the running stage (resume to continue)."""

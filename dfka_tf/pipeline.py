@@ -18,9 +18,10 @@ import keras
 import tensorflow as tf
 
 from dfka_tf.config import RunConfig
-from dfka_tf.stages import evaluation, images, student
+from dfka_tf.stages import evaluation, images, lock, student
 from dfka_tf.stages import teachers as teacher_stages
 from dfka_tf.stages.base import Run, prepare_workdir
+from dfka_tf.train import loop
 from dfka_tf.train.steps import teacher_ensemble
 
 logger = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
       others["targetnet"] = tf.function(lambda x: alone(x, training=False))
     out.update(evaluation.evaluate(run, teachers, target_net, task, inputs.dataset_labels,
                                    others))
+    evaluation.log_results(run, out)
   if c.eval.export:
     evaluation.export(run, target_net, task)
   out["stage_times"] = dict(run.state["times"])
@@ -141,6 +143,11 @@ def run(config: RunConfig, *, progress: bool = True, resume: bool = False,
   """Runs every stage of `config`; returns (and writes) results.json's content."""
   t0 = time.time()
   state, inputs = start(config, progress=progress, resume=resume, overwrite=overwrite)
-  with distribution_strategy().scope():
-    made = train(state, inputs)
-  return results(state, inputs, made, t0)
+  previous = loop.handle_preemption()
+  try:
+    with distribution_strategy().scope():
+      made = train(state, inputs)
+    return results(state, inputs, made, t0)
+  finally:
+    loop.restore_sigterm(previous)
+    lock.release(state.config.workdir)

@@ -1,20 +1,25 @@
 r"""Two teachers of an architecture dfka_tf does not build, and labelled data to score on:
 the inputs of the bring-your-own worked example (docs/bring_your_own_teachers.md).
 
-  python -m experiments.byo_teachers --out=my_teachers        # keras-cv ResNets, 32 px
-  python -m experiments.byo_teachers --family=plain --out=my_teachers
+  python -m experiments.byo_teachers --out=my_teachers                   # plain ResNets
+  python -m experiments.byo_teachers --family=keras_cv --out=my_teachers
 
-Trains each teacher with plain `model.fit` on scenes20's train split (teacher a: labels 0–9,
-teacher b: labels 10–19), as a user would train any multi-label Keras model, and writes:
+Trains each teacher from fresh weights with plain `model.fit` (SGD, momentum 0.9, cosine
+learning rate from 0.1) on scenes20's train split (teacher a: labels 0–9, teacher b: labels
+10–19), as a user would train any multi-label Keras model, prints its mAP on the validation
+split, and writes:
 
   <out>/a.keras, <out>/b.keras (+ .labels.json)   the teachers (Keras 3 files)
   <out>/validation.npz, <out>/test.npz            scenes20's validation and test splits as
                                                   x (uint8 images), y (multi-hot), labels
 
-Families: keras_cv (keras-cv ResNetBackbone, stage widths 16/32/48/64, one bottleneck block
-per stage, in an ImageClassifier) and plain (a residual network of 3×3 convolutions, stage
-widths 24/40/56/72, its stage outputs named block1_out..block4_out). Neither is a preset of
-dfka_tf.models.resnet.
+Families: plain (a residual network of 3×3 convolutions, stage widths 24/40/56/72, one
+residual unit per stage, its stage outputs named block1_out..block4_out) and keras_cv (a
+keras-cv ResNetBackbone, stage widths 16/32/48/64, one bottleneck block per stage, in an
+ImageClassifier). Neither is a preset of dfka_tf.models.resnet. keras-cv's stem divides the
+image by 4, which leaves 8×8 maps of a 32-px scene: trained from fresh weights such a
+teacher reached 19.5 validation mAP on labels 0–9 after 3000 steps, against 73.7 for the
+plain network after 1500 (runtime: about 150 s per plain teacher on 2 CPU cores).
 """
 
 import json
@@ -27,9 +32,9 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("family", "keras_cv", ["keras_cv", "plain"], "The teachers' architecture.")
+flags.DEFINE_enum("family", "plain", ["plain", "keras_cv"], "The teachers' architecture.")
 flags.DEFINE_string("out", "my_teachers", "Folder to write the teachers and the data to.")
-flags.DEFINE_integer("steps", 600, "Training steps per teacher (batch 64).")
+flags.DEFINE_integer("steps", 1500, "Training steps per teacher (batch 64).")
 flags.DEFINE_integer("seed", 0, "Seed of initialisation and data order.")
 
 
@@ -88,14 +93,19 @@ def main(argv):
   names = data.label_names("scenes20")
   os.makedirs(FLAGS.out, exist_ok=True)
   build = keras_cv_classifier if FLAGS.family == "keras_cv" else plain_classifier
+  from dfka_tf.eval import evaluate  # pylint: disable=g-import-not-at-top
+  validation = data.load("scenes20", "validation", image_size=32, batch_size=250)
   train = data.load("scenes20", "train", image_size=32, batch_size=64, shuffle=True,
                     seed=FLAGS.seed, augment=True, drop_remainder=True).repeat()
   for name, cols in (("a", list(range(10))), ("b", list(range(10, 20)))):
     model = build(len(cols), name)
-    schedule = keras.optimizers.schedules.CosineDecay(0.05, FLAGS.steps)
+    schedule = keras.optimizers.schedules.CosineDecay(0.1, FLAGS.steps)
     model.compile(keras.optimizers.SGD(schedule, momentum=0.9), "binary_crossentropy")
     model.fit(train.map(lambda ex, c=cols: (ex["image"], tf.gather(ex["labels"], c, axis=1))),
               steps_per_epoch=FLAGS.steps, epochs=1, verbose=2)
+    scores = evaluate(lambda x, m=model: m(x, training=False), validation, label_indices=cols,
+                      progress=False)
+    print(f"teacher {name}: validation mAP {100 * scores['map']:.1f} on {len(cols)} labels")
     path = os.path.join(FLAGS.out, f"{name}.keras")
     model.save(path)
     with open(path + ".labels.json", "w") as f:

@@ -23,7 +23,7 @@ from absl import app
 from absl import flags
 
 from dfka_tf import config as config_lib
-from experiments import suites_common as common
+from . import suites_common as common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("summary_every_steps", 20, "Steps between G's sampled summaries (a "

@@ -58,5 +58,10 @@ def main(argv):
       json.dump(out, f, indent=1)
 
 
-if __name__ == "__main__":
+def cli():
+  """Console script (dfka-evaluate): the same as `python -m experiments.evaluate`."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  cli()

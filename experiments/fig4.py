@@ -25,7 +25,7 @@ import time
 from absl import app
 from absl import flags
 
-from experiments import suites_common as common
+from . import suites_common as common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("grid_images", 16, "fig4: images per panel.")

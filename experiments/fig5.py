@@ -23,7 +23,7 @@ import time
 from absl import app
 from absl import flags
 
-from experiments import suites_common as common
+from . import suites_common as common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_images", 1000, "fig5: generated images per histogram.")

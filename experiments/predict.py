@@ -53,5 +53,10 @@ def main(argv):
     print(f"{path}: {text}")
 
 
-if __name__ == "__main__":
+def cli():
+  """Console script (dfka-predict): the same as `python -m experiments.predict`."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  cli()

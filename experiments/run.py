@@ -12,6 +12,7 @@ User errors print one line and exit with status 2.
 """
 
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -132,11 +133,14 @@ def main(argv):
   if not FLAGS["verbosity"].present:  # TF logs every checkpoint and export line at INFO.
     absl_logging.set_verbosity(absl_logging.WARNING)
   from dfka_tf import pipeline  # pylint: disable=g-import-not-at-top
-  from dfka_tf.errors import DfkaError  # pylint: disable=g-import-not-at-top
+  from dfka_tf.errors import DfkaError, PreemptedError  # pylint: disable=g-import-not-at-top
   try:
     config = config_from_flags()
     results = pipeline.run(config, progress=not FLAGS.quiet, resume=FLAGS.resume,
                            overwrite=FLAGS.overwrite)
+  except PreemptedError as e:  # Not a user error: the running stage is checkpointed.
+    print(f"stopped: {e}", file=sys.stderr)
+    sys.exit(128 + signal.SIGTERM)
   except DfkaError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -145,5 +149,10 @@ def main(argv):
         f"SavedModel: {os.path.join(config.workdir, 'target_net')}")
 
 
-if __name__ == "__main__":
+def cli():
+  """Console script (dfka-run): the same as `python -m experiments.run`."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  cli()

@@ -28,7 +28,7 @@ from typing import Dict, List
 
 from absl import app
 
-from experiments import suites_common as common
+from . import suites_common as common
 
 NAME = "sweep"
 TITLE = "Step I's settings on the validation split (Table 2's setting, DFKA)"

@@ -24,7 +24,7 @@ for DFKA and DFKA + L_bns, 608 s for DAFL and 779 s for the pool.
 from absl import app
 from absl import flags
 
-from experiments import suites_common as common
+from . import suites_common as common
 
 FLAGS = flags.FLAGS
 

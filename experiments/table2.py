@@ -21,7 +21,7 @@ total. Times vary several-fold between 2-core machines.
 from absl import app
 from absl import flags
 
-from experiments import suites_common as common
+from . import suites_common as common
 
 FLAGS = flags.FLAGS
 

@@ -19,7 +19,7 @@ reused from Table 2), with other jobs sharing the cores.
 from absl import app
 from absl import flags
 
-from experiments import suites_common as common
+from . import suites_common as common
 
 FLAGS = flags.FLAGS
 

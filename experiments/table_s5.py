@@ -28,7 +28,7 @@ import time
 from absl import app
 from absl import flags
 
-from experiments import suites_common as common
+from . import suites_common as common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("curves", ["dfka", "ka", "dfka_k1"],  # = CURVES

@@ -31,8 +31,8 @@ import time
 import numpy as np
 from absl import app
 
-from experiments import suites_common as common
-from experiments import sweep
+from . import suites_common as common
+from . import sweep
 
 NAME = "transfer_gap"
 TITLE = "The TargetNet alone against the teachers, on G's images and on real ones"

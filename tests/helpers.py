@@ -18,3 +18,18 @@ def assert_scores_agree(results):
     assert 10 / 11 * results[f"{who}_map"] - 1e-9 <= results[f"{who}_map_voc07"] <= 1.0
   assert results["target_over_teacher"] == pytest.approx(
       results["target_map"] / results["teacher_map"], rel=1e-9)
+
+
+def tensorboard_tags(directory):
+  """{tag: kind} of every summary under `directory` (TF2 summaries are all tensors; the kind
+  is the plugin that shows them: scalars, images, histograms, hparams)."""
+  from tensorboard.backend.event_processing import event_multiplexer  # pylint: disable=g-import-not-at-top
+  mux = event_multiplexer.EventMultiplexer(size_guidance={"tensors": 0})
+  mux.AddRunsFromDirectory(str(directory))
+  mux.Reload()
+  tags = {}
+  for run, content in mux.Runs().items():
+    for tag in content.get("tensors", []):
+      meta = mux.SummaryMetadata(run, tag)
+      tags[f"{run}/{tag}"] = meta.plugin_data.plugin_name
+  return tags

@@ -134,6 +134,15 @@ def test_run_with_a_pool_trains_on_it_and_resumes(tmp_path):
   assert done.index("generator") < done.index("inversion") < done.index("block1")
   assert "inversion" in results["stage_times"]
   assert os.path.exists(tmp_path / "w" / "generated.png")
+  # TensorBoard: G's and the pool's image grids, G's label histogram, the final mAPs and
+  # the run's options as hyperparameters.
+  tags = helpers.tensorboard_tags(tmp_path / "w" / "logs")
+  for tag, kind in {"generator/sampled/images": "images", "inversion/pool/images": "images",
+                    "generator/sampled/labels_predicted": "histograms",
+                    "results/teacher_map": "scalars", "results/target_map": "scalars",
+                    "results/targetnet_map": "scalars"}.items():
+    assert tags.get(tag) == kind, (tag, sorted(tags))
+  assert "hparams" in tags.values()
   again = pipeline.run(config, progress=False, resume=True)  # Reads the pool back.
   assert again["target_map"] == results["target_map"]
 

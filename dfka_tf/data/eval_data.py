@@ -25,6 +25,9 @@ from dfka_tf.data import labels as labels_lib
 from dfka_tf.data import loaders
 from dfka_tf.errors import ConfigError, DataNotFoundError
 
+# The datasets' own pipeline end (unit range, resize, batch, prefetch).
+_finish = loaders._finish  # pylint: disable=protected-access
+
 
 @dataclasses.dataclass
 class EvalData:
@@ -93,9 +96,8 @@ def _npz(path: Path, labels, *, image_size, batch_size) -> EvalData:
   ds = tf.data.Dataset.from_tensor_slices(
       {"image": images, "labels": y.astype(np.float32),
        "ignore": np.zeros(y.shape, np.float32)})
-  ds = loaders._finish(ds, image_size=image_size, batch_size=batch_size,  # pylint: disable=protected-access
-                       shuffle=False, seed=0, augment=False, cache=False,
-                       drop_remainder=False, cache_ok=False)
+  ds = _finish(ds, image_size=image_size, batch_size=batch_size, shuffle=False, seed=0,
+               augment=False, cache=False, drop_remainder=False, cache_ok=False)
   return EvalData(ds, columns, str(path))
 
 
@@ -159,9 +161,8 @@ def _tfds_generic(name, split, spec, labels, *, data_dir, image_size, batch_size
 
   ds = builder.as_dataset(split=split, shuffle_files=False).map(convert)
   columns = _match(labels, feature.names, f"--eval_data={spec}")
-  ds = loaders._finish(ds, image_size=image_size, batch_size=batch_size,  # pylint: disable=protected-access
-                       shuffle=False, seed=0, augment=False, cache=False,
-                       drop_remainder=False, cache_ok=False)
+  ds = _finish(ds, image_size=image_size, batch_size=batch_size, shuffle=False, seed=0,
+               augment=False, cache=False, drop_remainder=False, cache_ok=False)
   return EvalData(ds, columns, spec)
 
 

@@ -255,7 +255,8 @@ def target_model(teacher, num_labels: int, name: str, *, init: Optional[str] = N
     TeacherError: the teacher has no whole model, or `init` is missing, unreadable or shares
       no layer with the TargetNet.
   """
-  from dfka_tf.models.blocknet import CUSTOM_OBJECTS, _Splitter  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from dfka_tf.models.blocknet import CUSTOM_OBJECTS, _Splitter
   source = teacher.model
   if source is None:
     raise TeacherError(f"teacher {teacher.name!r} was not cut from a whole model, so its "

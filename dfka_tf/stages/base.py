@@ -7,6 +7,7 @@ inside a `Run`, which holds the workdir, progress.json and the per-stage random 
 Nothing else in the project writes progress.json.
 
 Workdir layout:
+  .lock            pid and host of the process running in it (stages/lock.py)
   config.json      the exact configuration (written first; a resume must match it)
   progress.json    finished stages, η^{b,m}, S_m, stage times
   teachers/        teacher<m>.keras + teacher<m>.labels.json (trained teachers)
@@ -31,6 +32,7 @@ import tensorflow as tf
 
 from dfka_tf.config import RunConfig
 from dfka_tf.errors import ConfigError
+from dfka_tf.stages import lock
 from dfka_tf.train import loop
 
 
@@ -79,11 +81,13 @@ def prepare_workdir(config: RunConfig, *, resume: bool = False,
                     overwrite: bool = False) -> Workdir:
   """Checks the workdir against `config` before anything is written.
 
-  A workdir holding a run with another config is refused unless `overwrite`; one with the
-  same config needs `resume` (to continue it) or `overwrite` (to start over). Flat
-  config.json files of older runs are read too.
+  A workdir another live process holds is refused (`stages.lock`). A workdir holding a run
+  with another config is refused unless `overwrite`; one with the same config needs `resume`
+  (to continue it) or `overwrite` (to start over). Flat config.json files of older runs are
+  read too. Takes the workdir's lock; `pipeline.run` releases it.
   """
   wd = Workdir(config.workdir)
+  lock.check(config.workdir)  # Before --overwrite could delete a live run's files.
   existing = wd.read_json("config.json")
   if existing is not None:
     diff = config.differences(RunConfig.from_json(json.dumps(existing)))
@@ -96,7 +100,7 @@ def prepare_workdir(config: RunConfig, *, resume: bool = False,
     elif not resume:
       raise ConfigError(f"workdir {config.workdir} already holds this run; pass --resume to "
                         "continue it or --overwrite to start over.")
-  os.makedirs(config.workdir, exist_ok=True)
+  lock.acquire(config.workdir)
   wd.write_json("config.json", config.to_dict())
   return wd
 
@@ -144,7 +148,8 @@ class Parts:
 
   prepare(checkpoint): runs before the first step of this process (e.g. block b starts
     from block b-1's end when it has no checkpoint of its own).
-  on_step(step, values): runs after every step, before its checkpoint.
+  on_step(step, values, saving): runs after every step, before its checkpoint (`saving`:
+    whether one follows this step).
   summarize(): writes the stage's image and histogram summaries (every
     --summary_every steps).
   """

@@ -81,3 +81,33 @@ def export(run: Run, target_net, task: TaskMap):
   start = time.time()
   export_lib.export_target_net(target_net, list(task.labels), run.wd.path("target_net"))
   run.add_time("export", time.time() - start)
+
+
+def log_results(run: Run, results: Dict):
+  """TensorBoard (logs/results): the final mAPs as scalars and the run's options as
+  hyperparameters (the HParams dashboard), beside its metrics, so runs compare there."""
+  from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
+  metrics = {k: float(results[k]) for k in ("teacher_map", "target_map", "targetnet_map",
+                                            "target_over_teacher") if k in results}
+  hparams = {"method": run.config.method}
+  for section, fields in run.config.to_dict().items():
+    if isinstance(fields, dict):
+      for name, value in _flat(fields, section):
+        hparams[name] = value if isinstance(value, (bool, int, float, str)) else str(value)
+  writer = tf.summary.create_file_writer(run.wd.path("logs", "results"))
+  with writer.as_default(step=0):
+    hp.hparams(hparams, trial_id=run.config.workdir)
+    for name, value in metrics.items():
+      tf.summary.scalar(name, value)
+    for who in ("teacher", "target", "targetnet"):
+      for label, ap in results.get(f"{who}_ap", {}).items():
+        tf.summary.scalar(f"{who}_ap/{label}", ap)
+  writer.flush()
+
+
+def _flat(fields, prefix):
+  for name, value in fields.items():
+    if isinstance(value, dict):
+      yield from _flat(value, f"{prefix}.{name}")
+    else:
+      yield f"{prefix}.{name}", value

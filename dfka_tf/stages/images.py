@@ -12,7 +12,7 @@ from dfka_tf.models.generator import (GroupStackGenerator, aligned_depths,
                                       input_normalization_of)
 from dfka_tf.stages.base import Parts, Run, Stage, run_stages
 from dfka_tf.stages.teachers import input_shape
-from dfka_tf.train.inversion import InversionTrainer
+from dfka_tf.train.inversion import InversionTrainer, pool_grid
 from dfka_tf.train.sources import (DatasetSource, GeneratorSource, ImageSource, NoiseSource,
                                    PoolSource)
 from dfka_tf.train.steps import GeneratorTrainer
@@ -98,7 +98,12 @@ def inversion_pool(run: Run, teachers) -> tf.Tensor:
                       f"{num_labels} labels the teachers know; use 1..{num_labels}.")
   state = dict(rng=trainer.rng, pool=trainer.pool, images=trainer.images,
                targets=trainer.targets, counter=trainer.counter, optimizer=trainer.optimizer)
-  run_stages(run, [Stage("inversion", trainer.total_steps, lambda: Parts(trainer.step, state),
+  def summarize():  # Pool images made so far (the batches still to come are blank).
+    shown = pool_grid(trainer.images_uint8().numpy())
+    tf.summary.image("pool/images", shown, max_outputs=len(shown))
+
+  run_stages(run, [Stage("inversion", trainer.total_steps,
+                         lambda: Parts(trainer.step, state, summarize=summarize),
                          summary=f"[pool] DeepInversion: {p.images} images in "
                                  f"{trainer.num_batches} batches of {p.steps} steps")])
   return tf.constant(trainer.images_uint8())

@@ -86,12 +86,12 @@ def _block_stage(run: Run, tr: BlockTrainer, model, filters, task: TaskMap, eta,
     reached = int(latest.rsplit("-", 1)[-1]) if latest else 0
     curve[:] = list(run.state.get("partial_curve", {}).get(str(b), []))[:reached]
 
-  def on_step(step, values):
+  def on_step(step, values, saving):
     curve.append(values["loss"])
     if step > tail_start:
       eta_count.assign_add(1.0)
       eta_sum.assign_add([values.get(f"dual_t{m + 1}", 0.0) for m in range(task.num_teachers)])
-    if step % c.runtime.checkpoint_every == 0 or step == steps:  # The checkpoint follows.
+    if saving:  # The checkpoint follows: the curve up to it goes to progress.json.
       run.save_state(partial_curve={str(b): list(curve)})
 
   def finish():

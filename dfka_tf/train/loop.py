@@ -2,12 +2,38 @@
 
 import math
 import os
+import signal
+import threading
 from typing import Callable, Dict, Optional
 
 import keras
 import tensorflow as tf
 
-from dfka_tf.errors import CheckpointError, NonFiniteLossError
+from dfka_tf.errors import CheckpointError, NonFiniteLossError, PreemptedError
+
+# Set by SIGTERM (`handle_preemption`): the running stage checkpoints its current step and
+# stops, so that --resume continues from exactly there.
+PREEMPTED = threading.Event()
+
+
+def handle_preemption():
+  """Makes SIGTERM (a cluster's preemption notice) checkpoint the running stage and stop.
+
+  Installed by `pipeline.run` in the main thread for the run's duration (returns the
+  handler it replaced); elsewhere (a worker thread) it does nothing, and SIGTERM keeps its
+  default action. Outside the stages (evaluation, export) the notice is noted and the run
+  finishes.
+  """
+  if threading.current_thread() is not threading.main_thread():
+    return None
+  PREEMPTED.clear()
+  return signal.signal(signal.SIGTERM, lambda signum, frame: PREEMPTED.set())
+
+
+def restore_sigterm(previous):
+  """Puts back the SIGTERM handler `handle_preemption` replaced (None: it replaced none)."""
+  if previous is not None and threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, previous)
 
 
 def check_finite(measurements: Dict[str, float], stage: str, step: int):
@@ -89,7 +115,10 @@ def run_stage(step_fn: Callable[[], Dict[str, tf.Tensor]], *, stage: str, steps:
 
   Measurements are read back and checked for NaN/inf every step; every `log_every` steps (and
   on the last) they are written to TensorBoard under `log_dir/stage` and shown on a progress
-  bar. A checkpoint is written every `every` steps and at the end; a non-finite loss stops
+  bar. A checkpoint is written every `every` steps and at the end; after SIGTERM
+  (`handle_preemption`) it is written at once and PreemptedError stops the run.
+  `on_step(step, values, saving)` runs after every step, before its checkpoint (`saving`:
+  whether one follows); a non-finite loss stops
   the stage at once, before the next checkpoint, so the last good one stays the latest.
   `summarize`, where given, writes its own summaries (images, histograms) every
   `summarize_every` steps and on the last.
@@ -101,14 +130,15 @@ def run_stage(step_fn: Callable[[], Dict[str, tf.Tensor]], *, stage: str, steps:
   last: Dict[str, float] = {}
   for step in range(start + 1, steps + 1):
     out = step_fn()
-    saving = checkpoint is not None and (step % every == 0 or step == steps)
+    preempted = PREEMPTED.is_set()  # Read once: on_step and the save agree on this step.
+    saving = checkpoint is not None and (step % every == 0 or step == steps or preempted)
     logging_now = step % log_every == 0 or step == steps
     # Scalars are read back every step (one small sync) so a NaN stops the stage at the step
     # it appears, before any checkpoint could hold it.
     last = {k: float(v) for k, v in out.items()}
     check_finite(last, stage, step)
     if on_step is not None:
-      on_step(step, last)
+      on_step(step, last, saving)
     if writer is not None and logging_now:
       with writer.as_default(step=step):
         for k, v in last.items():
@@ -122,6 +152,12 @@ def run_stage(step_fn: Callable[[], Dict[str, tf.Tensor]], *, stage: str, steps:
       bar.update(step, values=[(k, v) for k, v in last.items()][:4], finalize=step == steps)
     if saving:
       checkpoint.save(step)
+    if preempted and step < steps:
+      if writer is not None:
+        writer.flush()
+      where = "checkpointed" if checkpoint is not None else "not checkpointed (no state)"
+      raise PreemptedError(f"{stage}: stopped by SIGTERM at step {step} of {steps}, "
+                           f"{where}; rerun with --resume to continue from there.")
   if writer is not None:
     writer.flush()
   return last
