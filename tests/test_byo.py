@@ -181,7 +181,12 @@ def test_byo_config_errors(files, overrides, text):
 # ------------------------------------------------------------------ the TargetNet
 def test_target_in_teacher_architecture_and_its_start(files, tmp_path):
   teacher = blocknet.load_teacher(files["a"])
+  trainable = len(byo.target_model(teacher, 5, "t").trainable_weights)
+  teacher.freeze()  # As the run does before it builds the TargetNet.
   fresh = byo.target_model(teacher, 5, "t")
+  # Every weight of the rebuilt layers trains, though the teacher it copies is frozen.
+  assert len(fresh.trainable_weights) == trainable > 0
+  assert fresh.trainable_weights[0].shape == teacher.model.get_layer("stem").weights[0].shape
   assert fresh.output_shape == (None, 5)
   names = {l.name for l in byo.flat_layers(fresh)}
   assert {"stem", "s0_a", "block3_out", "s3_b"} <= names and "scores" not in names

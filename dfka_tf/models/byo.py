@@ -263,6 +263,10 @@ def target_model(teacher, num_labels: int, name: str, *, init: Optional[str] = N
                        "architecture cannot be rebuilt; pass --arch=<a dfka_tf ResNet>")
   objects = dict(CUSTOM_OBJECTS, **(custom_objects or {}))
   rebuilt = _rebuild(source, objects)
+  # The config records the frozen teacher's trainable=False on every layer (setting it on
+  # the functional model does not reach them).
+  for layer in _all_layers(rebuilt):
+    layer.trainable = True
   weights_file = init is not None and str(init).endswith(".weights.h5")
   if weights_file:
     _check_init(init)
