@@ -260,7 +260,8 @@ def test_keras_applications_pair_end_to_end(files, tmp_path):
     paths.append(save(model, tmp_path / f"{name}.keras", labels))
   results = pipeline.run(_config(files, tmp_path, paths, **{
       "generator.steps": 1, "student.block_steps": 1, "student.finetune_steps": 1,
-      "runtime.batch_size": 2}), progress=False)
+      # The scenes20 preset's LR (0.3) sends a fresh ResNet-50 to NaN at batch 2.
+      "runtime.batch_size": 2, "student.lr": 0.01}), progress=False)
   assert np.isfinite(results["target_map"])
 
 

@@ -392,3 +392,15 @@ def test_evaluate_config_errors():
     evaluate(read_scores(2), ds.repeat(), progress=False)
   with pytest.raises(ConfigError, match="no batches"):
     evaluate(read_scores(2), ds.take(0), progress=False)
+
+
+def test_evaluate_refuses_non_finite_predictions_with_one_line():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from dfka_tf.errors import NonFiniteLossError  # pylint: disable=g-import-not-at-top
+  from dfka_tf.eval import evaluate_many  # pylint: disable=g-import-not-at-top
+  data = tf.data.Dataset.from_tensor_slices(
+      {"image": tf.zeros([4, 2, 2, 3]), "labels": tf.constant([[1.0], [0.0], [1.0], [0.0]])}
+  ).batch(2)
+  broken = lambda x: tf.fill([tf.shape(x)[0], 1], float("nan"))
+  with pytest.raises(NonFiniteLossError, match="target's predictions hold NaN or inf .*batch 0"):
+    evaluate_many({"target": broken}, data, progress=False)

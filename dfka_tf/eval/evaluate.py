@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dfka_tf.errors import ConfigError
+from dfka_tf.errors import ConfigError, NonFiniteLossError
 from dfka_tf.eval import metrics
 
 
@@ -68,8 +68,13 @@ def evaluate_many(predict_fns, dataset, label_indices=None, prediction_indices=N
   labels, ignore = [], []
   for step, batch in enumerate(dataset):
     for name, fn in predict_fns.items():
-      out = keras.ops.convert_to_numpy(fn(batch["image"]))
-      scores[name].append(np.asarray(out, dtype=np.float64))
+      out = np.asarray(keras.ops.convert_to_numpy(fn(batch["image"])), dtype=np.float64)
+      if not np.all(np.isfinite(out)):
+        raise NonFiniteLossError(
+            f"{name}'s predictions hold NaN or inf on the evaluation data (batch {step}): "
+            "its weights diverged in training; lower the learning rates (e.g. --target_lr) "
+            "and run again.")
+      scores[name].append(out)
     labels.append(np.asarray(batch["labels"], dtype=np.float32))
     if "ignore" in batch:
       ignore.append(np.asarray(batch["ignore"], dtype=np.float32))
