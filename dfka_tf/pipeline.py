@@ -93,6 +93,7 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
   generator = trainer.generator if trainer is not None else None
   # Your own teachers come with no dataset: they are scored only on --eval_data.
   scored = c.eval.evaluate and bool(c.eval.data or not c.data.teacher_paths)
+  data = evaluation.eval_data(c, task.labels) if scored and c.eval.data else None  # Read once.
   out = {
       "config": c.to_dict(), "method": c.method, "labels": list(task.labels),
       "teacher_labels": task.teacher_labels,
@@ -113,7 +114,7 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
     pool = made["images"].pool
     report.save_generated_grid(
         generator, run.wd.path("generated.png"), seed=c.seed,
-        real=evaluation.real_images(c) if scored else None,
+        real=evaluation.real_images(c, data=data) if scored else None,
         pool=pool_grid(pool.numpy()) if pool is not None else None)
   report.save_block_curves(run.state.get("block_curves", {}), run.wd.path("block_losses.png"))
   if scored:
@@ -124,7 +125,7 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
       alone = student.step2_target_net(run, task, len(made["blocks"]["target"].blocks))
       others["targetnet"] = tf.function(lambda x: alone(x, training=False))
     out.update(evaluation.evaluate(run, teachers, target_net, task, inputs.dataset_labels,
-                                   others))
+                                   others, data=data))
     evaluation.log_results(run, out)
   if c.eval.export:
     evaluation.export(run, target_net, task)

@@ -98,15 +98,7 @@ def flat_layers(model) -> List[keras.layers.Layer]:
   return out
 
 
-def _all_layers(model):
-  """Layers and nested models, depth first (a keras-cv backbone is a layer of its task)."""
-  out = [model]
-  for layer in model.layers:
-    out.extend(_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
-  return out
-
-
-def _own_ends(model, layers) -> Optional[List[str]]:
+def _own_ends(layers) -> Optional[List[str]]:
   names = {l.name for l in layers}
   ends = []
   while _OWN_END.format(len(ends) + 1) in names:
@@ -123,7 +115,8 @@ def _own_ends(model, layers) -> Optional[List[str]]:
 
 
 def _pyramid_ends(model) -> Optional[List[str]]:
-  for layer in _all_layers(model):
+  # Keras' own walk reaches a backbone nested in its task (an ImageClassifier).
+  for layer in model._flatten_layers():  # pylint: disable=protected-access
     levels = getattr(layer, "pyramid_level_inputs", None)
     if isinstance(levels, dict) and len(levels) >= 2:
       ordered = sorted(levels, key=lambda k: int(re.sub(r"\D", "", str(k)) or 0))
@@ -151,7 +144,7 @@ def detect_block_outputs(model) -> Tuple[List[str], str]:
     TeacherError: no rule applies; the message lists candidate layers.
   """
   layers = flat_layers(model)
-  for how, ends in (("dfka_tf block names", _own_ends(model, layers)),
+  for how, ends in (("dfka_tf block names", _own_ends(layers)),
                     ("keras-cv pyramid_level_inputs", _pyramid_ends(model)),
                     ("keras.applications ResNet stages", _keras_apps_ends(layers))):
     if ends:
@@ -219,27 +212,23 @@ def _weighted(model) -> Dict[str, keras.layers.Layer]:
   return {l.name: l for l in flat_layers(model) if l.weights}
 
 
-def copy_matching_weights(source, target, skip: Sequence[str] = ()) -> Tuple[int, List[str]]:
+def copy_matching_weights(source, target, skip: Sequence[str] = ()) -> int:
   """Copies every weighted layer of `source` into `target`'s layer of that name where all
-  weight shapes agree; nested models are matched layer by layer.
-
-  Returns (layers copied, names of target's weighted layers left as they were).
-  """
+  weight shapes agree; nested models are matched layer by layer. Returns how many."""
   src = _weighted(source)
-  copied, kept = 0, []
+  copied = 0
   for name, layer in _weighted(target).items():
     other = src.get(name)
     if (other is None or name in skip or
         [tuple(w.shape) for w in other.weights] != [tuple(w.shape) for w in layer.weights]):
-      kept.append(name)
       continue
     layer.set_weights(other.get_weights())
     copied += 1
-  return copied, kept
+  return copied
 
 
-def target_model(teacher, num_labels: int, name: str, *, init: Optional[str] = None,
-                 custom_objects=None) -> keras.Model:
+def target_model(teacher, num_labels: int, name: str, *,
+                 init: Optional[str] = None) -> keras.Model:
   """The TargetNet in `teacher`'s architecture (a BlockNet cut from a whole model).
 
   Every layer up to the teacher's pooled features (pre_logits) is rebuilt from its config
@@ -261,15 +250,15 @@ def target_model(teacher, num_labels: int, name: str, *, init: Optional[str] = N
   if source is None:
     raise TeacherError(f"teacher {teacher.name!r} was not cut from a whole model, so its "
                        "architecture cannot be rebuilt; pass --arch=<a dfka_tf ResNet>")
-  objects = dict(CUSTOM_OBJECTS, **(custom_objects or {}))
-  rebuilt = _rebuild(source, objects)
+  if init is not None:
+    _check_init(init)
+  rebuilt = _rebuild(source, CUSTOM_OBJECTS)
   # The config records the frozen teacher's trainable=False on every layer (setting it on
   # the functional model does not reach them).
-  for layer in _all_layers(rebuilt):
+  for layer in rebuilt._flatten_layers():  # pylint: disable=protected-access
     layer.trainable = True
   weights_file = init is not None and str(init).endswith(".weights.h5")
   if weights_file:
-    _check_init(init)
     try:
       rebuilt.load_weights(init)
     except Exception as e:  # pylint: disable=broad-except
@@ -292,11 +281,9 @@ def target_model(teacher, num_labels: int, name: str, *, init: Optional[str] = N
                                   else f"{name}_probs", dtype="float32")(logits)
   model = keras.Model(tracer.block_inputs[0], probs, name=name)
   if init is not None and not weights_file:
-    _check_init(init)
     from dfka_tf.models.blocknet import read_keras_model  # pylint: disable=g-import-not-at-top
     start = read_keras_model(init, what="--target_init")
-    copied, _ = copy_matching_weights(start, model, skip=(head,))
-    if not copied:
+    if not copy_matching_weights(start, model, skip=(head,)):
       raise TeacherError(f"--target_init={init} shares no layer (same name and weight "
                          f"shapes) with the TargetNet in {teacher.name}'s architecture; pass "
                          "a model of that architecture")

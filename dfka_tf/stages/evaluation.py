@@ -24,17 +24,18 @@ def teachers_fn(teachers, task: TaskMap):
 
 
 def evaluate(run: Run, teachers, target_net, task: TaskMap, dataset_labels,
-             others: Optional[Dict[str, Callable]] = None) -> Dict:
+             others: Optional[Dict[str, Callable]] = None, data=None) -> Dict:
   """Teacher and T_u AP on the real split c.eval.split (or --eval_data), both on the
   customized labels.
 
   `others` ({name: images -> Y_cst probabilities}) are scored in the same pass, under
-  "<name>_map", "<name>_ap", "<name>_map_voc07".
+  "<name>_map", "<name>_ap", "<name>_map_voc07". `data`: --eval_data already loaded for
+  task.labels (`eval_data`), else it is loaded here.
   """
   c = run.config
   start = time.time()
   if c.eval.data:
-    data = eval_data(c, task.labels)
+    data = data or eval_data(c, task.labels)
     test, columns, topk, split = data.dataset, data.columns, data.topk, data.name
   else:
     columns = [dataset_labels.index(name) for name in task.labels]
@@ -67,10 +68,12 @@ def eval_data(config, labels):
                         batch_size=c.eval.batch_size, data_dir=c.data.data_dir)
 
 
-def real_images(config, n: int = 16):
-  """The first n real test images (of --eval_data where given), [n, H, W, 3] in [0, 1]."""
+def real_images(config, n: int = 16, data=None):
+  """The first n real test images (of --eval_data where given; `data`: it, already loaded),
+  [n, H, W, 3] in [0, 1]."""
   if config.eval.data:
-    return next(iter(eval_data(config, []).dataset.unbatch().batch(n)))["image"].numpy()
+    data = data or eval_data(config, [])
+    return next(iter(data.dataset.unbatch().batch(n)))["image"].numpy()
   test = dfka_data.load(config.data.dataset, "test", data_dir=config.data.data_dir,
                         image_size=config.data.image_size, batch_size=n)
   return next(iter(test))["image"].numpy()

@@ -48,7 +48,8 @@ def check_inputs(config: RunConfig) -> Inputs:
     teachers = [blocknet.load_teacher(p, block_outputs=list(c.data.teacher_blocks) or None)
                 for p in c.data.teacher_paths]
     blocknet.check_compatible(teachers, depths=range(len(teachers[0].blocks)))
-    check_growth(teachers[0].feature_shapes, c.generator.groups)
+    # K divides B, and each generator group can grow its input into its teacher shape.
+    GroupStackGenerator.check_shapes(teachers[0].feature_shapes, c.generator.groups)
     task = TaskMap.build([t.label_names for t in teachers],
                          None if c.data.labels is None else list(c.data.labels))
     # The images the teachers take decide the generator's output size.
@@ -245,7 +246,3 @@ def check_target(config: RunConfig, teachers, target: blocknet.BlockNet):
         f"{target.feature_shapes}, but teacher 1 ({ref.name}) has {ref.num_blocks} taking "
         f"{ref.feature_shapes}{hint}.")
 
-
-def check_growth(feature_shapes, num_groups: int):
-  """K divides B, and each generator group can grow its input into its teacher shape."""
-  GroupStackGenerator.check_shapes(feature_shapes, num_groups)
