@@ -11,6 +11,7 @@ from typing import Dict, Sequence
 import numpy as np
 import tensorflow as tf
 
+from dfka_tf import distribute
 from dfka_tf.losses import _EPS as _CLIP  # pylint: disable=g-bad-import-order  (one clip)
 
 
@@ -102,7 +103,7 @@ def batch_diagnostics(images, probs, threshold: float = 0.5) -> Dict[str, tf.Ten
   """
   probs = tf.cast(probs, tf.float32)
   positive = tf.cast(probs > threshold, tf.float32)
-  counts = tf.reduce_sum(positive, axis=0)
+  counts = distribute.batch_sum(positive, axis=0)  # Over the global batch.
   share = counts / tf.maximum(tf.reduce_sum(counts), 1.0)
   entropy = -tf.reduce_sum(tf.math.multiply_no_nan(tf.math.log(share), share))
   num_labels = tf.cast(tf.shape(probs)[1], tf.float32)
@@ -110,8 +111,8 @@ def batch_diagnostics(images, probs, threshold: float = 0.5) -> Dict[str, tf.Ten
       "label_coverage": tf.reduce_mean(tf.cast(counts > 0, tf.float32)),
       "label_evenness": tf.math.divide_no_nan(entropy, tf.math.log(num_labels)),
       "labels_per_image": tf.reduce_mean(tf.reduce_sum(positive, axis=1)),
-      "pixel_diversity": tf.reduce_mean(tf.math.reduce_std(tf.cast(images, tf.float32),
-                                                           axis=0)),
+      "pixel_diversity": tf.reduce_mean(distribute.batch_std(tf.cast(images, tf.float32),
+                                                             axis=0)),
       "saturated_outputs": tf.reduce_mean(tf.cast(
           (probs < _CLIP) | (probs > 1.0 - _CLIP), tf.float32)),
   }

@@ -24,6 +24,7 @@ from dfka_tf.errors import ConfigError
 METHODS = ("dfka", "teacher", "ka", "similar", "diff", "noise", "dafl", "dafl_2stage")
 SOURCES = ("generator", "pool", "dataset", "noise", "none")
 STUDENT_MODES = ("blockwise", "distill", "joint", "ensemble")
+STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")  # dfka_tf.distribute
 PAPER_SCALE_ARCHS = ("resnet50", "resnet101")  # The archs with Keras ImageNet weights.
 RESNET_ARCHS = ("small", "tiny", "resnet18", "resnet50", "resnet101")
 # The TargetNet in the architecture of your own teachers (models/byo.py).
@@ -279,6 +280,10 @@ class RuntimeConfig:
   jit: Optional[bool] = option(None, "XLA: None = on with a GPU, off on CPU (slower there).",
                                resumable=True, flag="none")
   mixed_precision: bool = option(False, "mixed_float16 (GPU).")
+  strategy: str = option("auto", "tf.distribute strategy: auto (mirrored over the GPUs when "
+                         "more than one is visible, else one device), mirrored (every GPU, "
+                         "else every logical CPU device), multi_worker (the cluster in "
+                         "TF_CONFIG) or one_device.", choices=STRATEGIES, resumable=True)
   checkpoint_every: int = option(100, "Steps between checkpoints.", check="positive",
                                  resumable=True)
   summary_every: int = option(50, "Steps between the TensorBoard image grid, label histogram "

@@ -11,6 +11,8 @@ from typing import Dict, Mapping, Sequence, Tuple
 
 import tensorflow as tf
 
+from dfka_tf import distribute
+
 # Probabilities are clipped before every log: sigmoid outputs of float32 networks saturate to
 # exactly 0 or 1, and log(0) would turn a single confident label into an inf loss.
 _EPS = 1e-7
@@ -78,7 +80,8 @@ def information_entropy_loss(probs):
   Args:
     probs: [N, C] probabilities (the concatenated teacher outputs O_gan, Eq. 11).
   """
-  p = tf.clip_by_value(tf.reduce_mean(_f32(probs), axis=0), _EPS, 1.0 - _EPS)
+  # The label frequencies of the whole batch, also when replicas each hold a part of it.
+  p = tf.clip_by_value(distribute.batch_mean(_f32(probs), axis=0), _EPS, 1.0 - _EPS)
   h = p * tf.math.log(p) + (1.0 - p) * tf.math.log(1.0 - p)
   return tf.reduce_mean(h)
 

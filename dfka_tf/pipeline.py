@@ -11,12 +11,14 @@ Each stage is resumable (`stages.base.run_stages`); the workdir layout is descri
 """
 
 import logging
+import os
 import time
 from typing import Dict
 
 import keras
 import tensorflow as tf
 
+from dfka_tf import distribute
 from dfka_tf.config import RunConfig
 from dfka_tf.stages import evaluation, images, lock, student
 from dfka_tf.stages import teachers as teacher_stages
@@ -27,31 +29,29 @@ from dfka_tf.train.steps import teacher_ensemble
 logger = logging.getLogger(__name__)
 
 
-def distribution_strategy() -> tf.distribute.Strategy:
-  """The default (single-device) strategy; with several GPUs only the first is used.
-
-  The steps are called directly, not through `strategy.run`, so building them under a
-  MirroredStrategy fails ("DistributedVariable.handle is not available outside the replica
-  context"). Data-parallel steps need strategy.run, distributed datasets, per-replica loss
-  scaling and synchronized batch statistics; until then one GPU runs the whole job.
-  """
-  gpus = tf.config.list_physical_devices("GPU")
-  if len(gpus) > 1:
-    logger.warning("%d GPUs visible; dfka_tf runs on one (multi-GPU steps are not "
-                   "implemented yet). Set CUDA_VISIBLE_DEVICES to choose it.", len(gpus))
-  return tf.distribute.get_strategy()
+def worker_config(config: RunConfig, strategy: tf.distribute.Strategy) -> RunConfig:
+  """The config a process runs: the chief's as given; a non-chief worker's with its own
+  workdir `<workdir>/worker<k>`, for its checkpoints, teachers and progress.json only (it
+  writes no logs, results or export): the chief's files are never written twice, and every
+  worker resumes from its own checkpoints."""
+  if distribute.is_chief(strategy):
+    return config
+  k = distribute.worker_index(strategy)
+  return config.replace(workdir=os.path.join(config.workdir, f"worker{k}"))
 
 
 def start(config: RunConfig, *, progress: bool = True, resume: bool = False,
           overwrite: bool = False):
   """Checks the inputs, prepares the workdir and seeds; returns (Run, Inputs).
 
-  Every check that can fail fast runs before the workdir is touched.
+  Every check that can fail fast runs before the workdir is touched. Call it inside the
+  run's `strategy.scope()`.
   """
   config.validate()
+  distribute.check_batch(config.runtime.batch_size)
   inputs = teacher_stages.check_inputs(config)
   run = Run(inputs.config, prepare_workdir(inputs.config, resume=resume, overwrite=overwrite),
-            progress=progress)
+            progress=progress and distribute.is_chief())
   run.template = inputs.loaded[0] if inputs.loaded else None
   keras.utils.set_random_seed(run.config.seed)
   if run.config.runtime.mixed_precision:
@@ -141,14 +141,25 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
 
 def run(config: RunConfig, *, progress: bool = True, resume: bool = False,
         overwrite: bool = False) -> Dict:
-  """Runs every stage of `config`; returns (and writes) results.json's content."""
+  """Runs every stage of `config`; returns (and writes) results.json's content.
+
+  Under --strategy=multi_worker every worker runs this; the chief's return value and files
+  are the run's, the others return {} (`worker_config`).
+  """
   t0 = time.time()
-  state, inputs = start(config, progress=progress, resume=resume, overwrite=overwrite)
+  strategy = distribute.make_strategy(config.runtime.strategy)  # Before any other TF op.
+  config = worker_config(config, strategy)
+  with strategy.scope():
+    state, inputs = start(config, progress=progress, resume=resume, overwrite=overwrite)
   previous = loop.handle_preemption()
   try:
-    with distribution_strategy().scope():
+    with strategy.scope():
       made = train(state, inputs)
-    return results(state, inputs, made, t0)
+    # Outside the scope: what evaluation builds (the TargetNet alone) holds plain variables,
+    # which a multi-worker strategy would otherwise broadcast from worker to worker.
+    out = results(state, inputs, made, t0) if state.chief else {}
+    distribute.barrier(strategy)
+    return out
   finally:
     loop.restore_sigterm(previous)
     lock.release(state.config.workdir)

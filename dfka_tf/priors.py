@@ -12,6 +12,7 @@ from typing import Dict, List, Sequence, Tuple
 import keras
 import tensorflow as tf
 
+from dfka_tf import distribute
 from dfka_tf.losses import _f32, binary_cross_entropy
 
 
@@ -52,7 +53,7 @@ def batchnorm_statistics_loss(features: Sequence[tf.Tensor],
   for x, (mu, var) in zip(features, running_stats):
     x = _f32(x)
     axes = list(range(len(x.shape) - 1))
-    bmean, bvar = tf.nn.moments(x, axes=axes)
+    bmean, bvar = distribute.batch_moments(x, axes)  # Of the global batch.
     if form == "norm":
       terms.append(tf.norm(bmean - _f32(mu)) + tf.norm(bvar - _f32(var)))
     else:

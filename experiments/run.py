@@ -144,9 +144,12 @@ def main(argv):
   except DfkaError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  if not results:  # A non-chief worker of --strategy=multi_worker: the chief reports.
+    return
   print(summary(results))
-  print(f"results: {os.path.join(config.workdir, 'results.json')}; "
-        f"SavedModel: {os.path.join(config.workdir, 'target_net')}")
+  exported = (f"; SavedModel: {os.path.join(config.workdir, 'target_net')}"
+              if config.eval.export else "")
+  print(f"results: {os.path.join(config.workdir, 'results.json')}{exported}")
 
 
 def cli():

@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, Iterable, Optional
 import numpy as np
 import tensorflow as tf
 
+from dfka_tf import distribute
 from dfka_tf.config import RunConfig
 from dfka_tf.errors import ConfigError
 from dfka_tf.stages import lock
@@ -106,11 +107,16 @@ def prepare_workdir(config: RunConfig, *, resume: bool = False,
 
 
 class Run:
-  """One run's shared state: config, workdir, progress.json, random streams, jit."""
+  """One run's shared state: config, workdir, progress.json, random streams, jit.
+
+  `chief`: whether this process writes the run's outputs (TensorBoard logs, results,
+  figures, export, the backbone cache); false on the other workers of a multi-worker run.
+  """
 
   def __init__(self, config: RunConfig, workdir: Workdir, *, progress: bool = True):
     self.config = config
     self.wd = workdir
+    self.chief = distribute.is_chief()
     self.progress = progress
     self.jit = default_jit() if config.runtime.jit is None else bool(config.runtime.jit)
     self.state = workdir.read_json("progress.json", {"done": [], "times": {}})
@@ -209,7 +215,8 @@ def run_stages(run: Run, stages: Iterable[Stage]):
     if stage.summary:
       run.say(stage.summary)
     loop.run_stage(parts.step, stage=stage.name, steps=stage.steps, checkpoint=ckpt,
-                   every=c.runtime.checkpoint_every, log_dir=run.wd.path("logs"),
+                   every=c.runtime.checkpoint_every,
+                   log_dir=run.wd.path("logs") if run.chief else None,
                    progress=run.progress, on_step=parts.on_step,
                    summarize=parts.summarize, summarize_every=c.runtime.summary_every)
     extra = stage.finish() if stage.finish is not None else {}

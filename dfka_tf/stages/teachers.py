@@ -12,6 +12,7 @@ from typing import List, Optional
 import keras
 
 from dfka_tf import data as dfka_data
+from dfka_tf import distribute
 from dfka_tf.config import TEACHER_ARCH, RunConfig
 from dfka_tf.errors import ConfigError, TeacherError
 from dfka_tf.models import blocknet, byo
@@ -168,7 +169,8 @@ def backbone(run: Run) -> Optional[keras.Model]:
   path = run.wd.path(*BACKBONE_FILE)
   names = dfka_data.label_names(c.data.pretrain)
   built = {}
-  cached = None if run.done("pretrain") else cache.find(c)
+  # Every worker of a cluster must take the same path, and each sees only its own disk.
+  cached = (None if run.done("pretrain") or distribute.num_workers() > 1 else cache.find(c))
   if cached is not None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     shutil.copyfile(cached, path)
@@ -188,7 +190,8 @@ def backbone(run: Run) -> Optional[keras.Model]:
   def finish():
     os.makedirs(os.path.dirname(path), exist_ok=True)
     built["model"].save_weights(path)
-    cache.store(c, path)
+    if run.chief:
+      cache.store(c, path)
 
   run_stages(run, [Stage("pretrain", c.data.pretrain_steps, setup,
                          summary=f"[pretrain] backbone on {c.data.pretrain} ({len(names)} "

@@ -4,9 +4,52 @@ Beyond the paper. DeepInversion (Yin et al., 2020) jitters and flips the synthes
 before the teacher sees it, so the image cannot rely on one exact pixel alignment; the same
 transform on the generated images of Steps II–III shows the student more varied inputs.
 Every draw comes from the stage's own generator, so runs stay seeded and resumable.
+
+The draw (`flip_shift_draws`) and its application (`apply_flip_shift`) are separate so that
+a distributed step draws for the global batch once and each replica applies its rows
+(`dfka_tf.distribute`); `random_flip_shift` does both.
 """
 
+from typing import Dict, Optional
+
 import tensorflow as tf
+
+
+def flip_shift_draws(rng: tf.random.Generator, n, max_shift: int, size=None
+                     ) -> Optional[Dict[str, tf.Tensor]]:
+  """The random numbers of `random_flip_shift` for `n` images (None when `max_shift` = 0).
+
+  Args:
+    rng: the stage's random generator.
+    n: the number of images (an int or a scalar tensor).
+    max_shift: largest shift in pixels.
+    size: (height, width) of the images, to check that the shift fits.
+  """
+  s = int(max_shift)
+  if s <= 0:
+    return None
+  if size is not None and s >= min(size):
+    raise ValueError(f"a shift of {s} px does not fit a {size[0]}x{size[1]} image; use less "
+                     f"than {min(size)}.")
+  flip = rng.uniform([n]) < 0.5
+  dy = rng.uniform([n], 0, 2 * s + 1, dtype=tf.int32)
+  dx = rng.uniform([n], 0, 2 * s + 1, dtype=tf.int32)
+  return {"flip": flip, "dy": dy, "dx": dx}
+
+
+def apply_flip_shift(images: tf.Tensor, draws: Optional[Dict[str, tf.Tensor]],
+                     max_shift: int) -> tf.Tensor:
+  """Flips and shifts `images` by `draws` (from `flip_shift_draws`); None leaves them."""
+  if draws is None:
+    return images
+  s = int(max_shift)
+  height, width = int(images.shape[1]), int(images.shape[2])
+  images = tf.where(draws["flip"][:, None, None, None], tf.reverse(images, axis=[2]), images)
+  padded = tf.pad(images, [[0, 0], [s, s], [s, s], [0, 0]], mode="REFLECT")
+  rows = draws["dy"][:, None] + tf.range(height)[None, :]
+  cols = draws["dx"][:, None] + tf.range(width)[None, :]
+  padded = tf.gather(padded, rows, axis=1, batch_dims=1)
+  return tf.gather(padded, cols, axis=2, batch_dims=1)
 
 
 def random_flip_shift(images: tf.Tensor, rng: tf.random.Generator, max_shift: int) -> tf.Tensor:
@@ -21,20 +64,6 @@ def random_flip_shift(images: tf.Tensor, rng: tf.random.Generator, max_shift: in
     rng: the stage's random generator.
     max_shift: largest shift in pixels; at most H - 1 and W - 1 (a reflection limit).
   """
-  s = int(max_shift)
-  if s <= 0:
-    return images
-  height, width = int(images.shape[1]), int(images.shape[2])
-  if s >= min(height, width):
-    raise ValueError(f"a shift of {s} px does not fit a {height}x{width} image; use less than "
-                     f"{min(height, width)}.")
-  n = tf.shape(images)[0]
-  flip = rng.uniform([n]) < 0.5
-  images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
-  padded = tf.pad(images, [[0, 0], [s, s], [s, s], [0, 0]], mode="REFLECT")
-  dy = rng.uniform([n], 0, 2 * s + 1, dtype=tf.int32)
-  dx = rng.uniform([n], 0, 2 * s + 1, dtype=tf.int32)
-  rows = dy[:, None] + tf.range(height)[None, :]
-  cols = dx[:, None] + tf.range(width)[None, :]
-  padded = tf.gather(padded, rows, axis=1, batch_dims=1)
-  return tf.gather(padded, cols, axis=2, batch_dims=1)
+  draws = flip_shift_draws(rng, tf.shape(images)[0], max_shift,
+                           (int(images.shape[1]), int(images.shape[2])))
+  return apply_flip_shift(images, draws, max_shift)

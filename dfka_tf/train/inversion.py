@@ -19,8 +19,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dfka_tf import distribute
 from dfka_tf import priors
-from dfka_tf.train.augment import random_flip_shift
+from dfka_tf.train.augment import apply_flip_shift, flip_shift_draws
 from dfka_tf.train.steps import Step
 from dfka_tf.train.teacher_pass import TeacherPass
 
@@ -104,17 +105,26 @@ class InversionTrainer(Step):
     bns = tf.constant(0.0) if self.bns is None else self.bns.value(views)
     return TeacherPass.concat_probs(views), bns
 
-  def _step(self):
-    targets = tf.gather(self.targets, self.index, axis=1)
+  def _draw(self):
+    size = tuple(int(d) for d in self.images.shape[1:3])
+    return {"jitter": flip_shift_draws(self.rng, self.batch_size, self.jitter, size)}
+
+  def _step(self, draws):
+    # Each replica optimises its rows of the batch; the summed gradient updates them all.
+    targets = distribute.local_rows(tf.gather(self.targets, self.index, axis=1))
     with tf.GradientTape() as tape:
-      probs, bns = self._predict(random_flip_shift(self.images, self.rng, self.jitter))
-      total, terms = priors.inversion_loss(probs, targets, self.images, bns, self.bns_weight,
+      images = distribute.local_rows(tf.convert_to_tensor(self.images))
+      probs, bns = self._predict(apply_flip_shift(images, draws["jitter"], self.jitter))
+      total, terms = priors.inversion_loss(probs, targets, images, bns, self.bns_weight,
                                            self.tv_weight)
-    grad = tape.gradient(total, self.images)
+      scaled = distribute.scale_for_replicas(total)
+    grad = tape.gradient(scaled, self.images)
     self.optimizer.apply([grad], [self.images])
-    self.images.assign(tf.clip_by_value(self.images, 0.0, 1.0))
     agree = tf.reduce_mean(tf.cast((probs >= 0.5) == (targets >= 0.5), tf.float32))
     return {"loss": total, **terms, "agree": agree}
+
+  def _after_step(self):
+    self.images.assign(tf.clip_by_value(self.images, 0.0, 1.0))
 
   def _store_batch(self, batch):
     start = batch * self.batch_size

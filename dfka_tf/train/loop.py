@@ -9,6 +9,7 @@ from typing import Callable, Dict, Optional
 import keras
 import tensorflow as tf
 
+from dfka_tf import distribute
 from dfka_tf.errors import CheckpointError, NonFiniteLossError, PreemptedError
 
 # Set by SIGTERM (`handle_preemption`): the running stage checkpoints its current step and
@@ -130,7 +131,9 @@ def run_stage(step_fn: Callable[[], Dict[str, tf.Tensor]], *, stage: str, steps:
   last: Dict[str, float] = {}
   for step in range(start + 1, steps + 1):
     out = step_fn()
-    preempted = PREEMPTED.is_set()  # Read once: on_step and the save agree on this step.
+    # Read once: on_step and the save agree on this step; on a cluster every worker learns
+    # of any worker's notice here, so all checkpoint the same step and stop.
+    preempted = distribute.any_worker(tf.distribute.get_strategy(), PREEMPTED.is_set())
     saving = checkpoint is not None and (step % every == 0 or step == steps or preempted)
     logging_now = step % log_every == 0 or step == steps
     # Scalars are read back every step (one small sync) so a NaN stops the stage at the step

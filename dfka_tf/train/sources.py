@@ -12,7 +12,8 @@ from typing import Dict, Tuple
 
 import tensorflow as tf
 
-from dfka_tf.train.augment import random_flip_shift
+from dfka_tf import distribute
+from dfka_tf.train.augment import apply_flip_shift, flip_shift_draws
 
 
 class ImageSource:
@@ -28,6 +29,15 @@ class ImageSource:
 
   def sample(self) -> Tuple[tf.Tensor, Dict[int, tf.Tensor]]:
     """(images [N, H, W, 3], {teacher depth d: features aligned with F^d})."""
+    return self.render(self.draw())
+
+  def draw(self):
+    """Every random number (or data) of one global batch, in cross-replica context; each
+    tensor's first axis is the batch (`dfka_tf.distribute`)."""
+    raise NotImplementedError
+
+  def render(self, draws) -> Tuple[tf.Tensor, Dict[int, tf.Tensor]]:
+    """The batch `draws` describe (this replica's rows of it, inside `strategy.run`)."""
     raise NotImplementedError
 
   def checkpoint_state(self) -> Dict:
@@ -50,12 +60,18 @@ class GeneratorSource(ImageSource):
     self.generator, self.rng, self.batch_size = generator, rng, int(batch_size)
     self.jitter = int(jitter)
     self.training = bool(training)
+    if self.training:
+      distribute.sync_batchnorm(generator)
 
-  def sample(self):
+  def draw(self):
     z = self.rng.normal([self.batch_size, self.generator.latent_dim])
-    outputs = self.generator(z, training=self.training)
+    size = self.generator.feature_shapes[0][:2]
+    return {"z": z, "jitter": flip_shift_draws(self.rng, self.batch_size, self.jitter, size)}
+
+  def render(self, draws):
+    outputs = self.generator(draws["z"], training=self.training)
     links = dict(zip(self.generator.depths, outputs))
-    return random_flip_shift(outputs[-1], self.rng, self.jitter), links
+    return apply_flip_shift(outputs[-1], draws["jitter"], self.jitter), links
 
 
 class DatasetSource(ImageSource):
@@ -68,8 +84,11 @@ class DatasetSource(ImageSource):
     self.iterator = iter(dataset.map(lambda ex: ex["image"] if isinstance(ex, dict) else ex)
                          .repeat())
 
-  def sample(self):
-    return next(self.iterator), {}
+  def draw(self):
+    return {"images": next(self.iterator)}
+
+  def render(self, draws):
+    return draws["images"], {}
 
   def checkpoint_state(self):
     return {"data": self.iterator}
@@ -90,10 +109,15 @@ class PoolSource(ImageSource):
       raise ValueError(f"PoolSource takes a uint8 pool, got {self.pool.dtype.name}.")
     self.rng, self.batch_size, self.jitter = rng, int(batch_size), int(jitter)
 
-  def sample(self):
+  def draw(self):
     idx = self.rng.uniform([self.batch_size], 0, int(self.pool.shape[0]), dtype=tf.int64)
-    images = tf.cast(tf.gather(self.pool, idx), tf.float32) / 255.0
-    return random_flip_shift(images, self.rng, self.jitter), {}
+    size = tuple(int(d) for d in self.pool.shape[1:3])
+    return {"idx": idx, "jitter": flip_shift_draws(self.rng, self.batch_size, self.jitter,
+                                                   size)}
+
+  def render(self, draws):
+    images = tf.cast(tf.gather(self.pool, draws["idx"]), tf.float32) / 255.0
+    return apply_flip_shift(images, draws["jitter"], self.jitter), {}
 
 
 class NoiseSource(ImageSource):
@@ -103,5 +127,8 @@ class NoiseSource(ImageSource):
     self.shape = [int(batch_size)] + [int(v) for v in image_shape]
     self.rng = rng
 
-  def sample(self):
-    return tf.clip_by_value(0.5 + 0.25 * self.rng.normal(self.shape), 0.0, 1.0), {}
+  def draw(self):
+    return {"noise": self.rng.normal(self.shape)}
+
+  def render(self, draws):
+    return tf.clip_by_value(0.5 + 0.25 * draws["noise"], 0.0, 1.0), {}

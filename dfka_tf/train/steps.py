@@ -17,11 +17,12 @@ import numpy as np
 import tensorflow as tf
 
 from dfka_tf import analysis
+from dfka_tf import distribute
 from dfka_tf import losses
 from dfka_tf import priors as priors_lib
 from dfka_tf.models.filters import TeacherFilter
 from dfka_tf.task import TaskMap
-from dfka_tf.train.augment import random_flip_shift
+from dfka_tf.train.augment import apply_flip_shift, flip_shift_draws
 from dfka_tf.train.teacher_pass import TeacherPass
 
 
@@ -46,10 +47,19 @@ def _gather(probs, cols):
 
 
 class Step:
-  """Shared plumbing of every trainer: one compiled step, a trace counter, seeded noise.
+  """Shared plumbing of every trainer: one compiled step, a trace counter, seeded noise,
+  and its run under the active `tf.distribute` strategy.
 
-  Subclasses define `_step` (the traced body), `trainable_variables` and `optimizer`, and
+  A step is split in two (`dfka_tf.distribute`): `_draw()` reads, in cross-replica context,
+  every random number and data batch of the global batch (first axis: the batch), and
+  `_step(draws)` trains on them; under a strategy of several replicas each replica runs
+  `_step` on its rows of the draws and the measurements are averaged. `_after_step()` runs
+  in cross-replica context after it (e.g. a projection of a variable every replica updated
+  alike). Subclasses define `_draw`, `_step`, `trainable_variables` and `optimizer`, and
   may override `_build_layers`.
+
+  The strategy is the one active when the trainer is built (build it inside
+  `strategy.scope()`); under the default strategy `_step` is called directly.
   """
 
   def __init__(self, rng: Optional[tf.random.Generator], batch_size: int, latent_dim: int,
@@ -58,15 +68,33 @@ class Step:
     self.batch_size = int(batch_size)
     self.latent_dim = int(latent_dim)
     self.trace_count = 0
+    self.strategy = tf.distribute.get_strategy()
+    distribute.check_batch(self.batch_size, self.strategy)
     self._compiled = tf.function(self._traced_step, jit_compile=bool(jit))
 
   def _traced_step(self):
     self.trace_count += 1  # Runs only while tracing: counts retraces.
-    return self._step()
+    draws = self._draw()
+    if distribute.is_default(self.strategy):
+      out = self._step(draws)
+    else:
+      out = distribute.run_replicated(self.strategy, self._replica_step, draws)
+    self._after_step()
+    return out
+
+  def _replica_step(self, draws):
+    return self._step(tf.nest.map_structure(distribute.local_rows, draws))
+
+  def _after_step(self):
+    pass
 
   def sample_noise(self):
     """z ~ N(0, I), [batch_size, latent_dim], from the trainer's generator."""
     return self.rng.normal([self.batch_size, self.latent_dim])
+
+  def scale_loss(self, loss, optimizer=None):
+    """What the gradient is taken of: `loss` / replicas, loss-scaled under mixed precision."""
+    return (optimizer or self.optimizer).scale_loss(distribute.scale_for_replicas(loss))
 
   def step(self) -> Dict[str, tf.Tensor]:
     return self._compiled()
@@ -85,7 +113,10 @@ class Step:
   def _build_layers(self):
     pass
 
-  def _step(self):
+  def _draw(self):
+    raise NotImplementedError
+
+  def _step(self, draws):
     raise NotImplementedError
 
   def apply_gradients(self, tape, loss, variables):
@@ -98,7 +129,7 @@ class Step:
       out = model(image, training=True)
       out = out["probs"] if isinstance(out, dict) else out
       loss = losses.distillation_loss(out, targets)
-      scaled = self.optimizer.scale_loss(loss)
+      scaled = self.scale_loss(loss)
     self.apply_gradients(tape, scaled, model.trainable_variables)
     return loss
 
@@ -142,6 +173,7 @@ class GeneratorTrainer(Step):
                     for j in range(len(generator.depths) - 1)]
     self.optimizer = _maybe_loss_scaled(keras.optimizers.Adam(learning_rate, beta_1=beta_1))
     super().__init__(rng, batch_size, generator.latent_dim, jit)
+    distribute.sync_batchnorm(generator)
 
   @property
   def aux(self) -> List[keras.layers.Layer]:
@@ -172,15 +204,21 @@ class GeneratorTrainer(Step):
           for m, t in enumerate(self.teachers)], axis=1))
     return feature_probs
 
-  def objective(self, z):
-    """Step I's loss on the batch G(z) (G in training mode).
+  def draw(self):
+    """The random numbers of one global batch: G's noise z and the jitter's offsets."""
+    size = self.generator.feature_shapes[0][:2]
+    return {"z": self.sample_noise(),
+            "jitter": flip_shift_draws(self.rng, self.batch_size, self.jitter, size)}
+
+  def objective(self, draws):
+    """Step I's loss on the batch G(z) (G in training mode), z and jitter from `draws`.
 
     Returns (total, terms, image, image_probs): L_joint plus the weighted priors, its named
     terms (each prior unweighted under its name), the image the teachers judged (jittered
     where on) and their concatenated predictions on it.
     """
-    outputs = self.generator(z, training=True)
-    outputs = outputs[:-1] + [random_flip_shift(outputs[-1], self.rng, self.jitter)]
+    outputs = self.generator(draws["z"], training=True)
+    outputs = outputs[:-1] + [apply_flip_shift(outputs[-1], draws["jitter"], self.jitter)]
     views = self.teacher_pass(outputs[-1])
     image_probs = TeacherPass.concat_probs(views)
     total, terms = losses.joint_loss(image_probs, [v.pre_logits for v in views],
@@ -190,10 +228,13 @@ class GeneratorTrainer(Step):
       total = total + p.weight * terms[p.name]
     return total, terms, outputs[-1], image_probs
 
-  def _step(self):
+  def _draw(self):
+    return self.draw()
+
+  def _step(self, draws):
     with tf.GradientTape() as tape:
-      total, terms, image, image_probs = self.objective(self.sample_noise())
-      scaled = self.optimizer.scale_loss(total)
+      total, terms, image, image_probs = self.objective(draws)
+      scaled = self.scale_loss(total)
     self.apply_gradients(tape, scaled, self.trainable_variables)
     # Collapse shows in these first (label coverage and diversity fall), not in the loss.
     return {"loss": total, **terms, **analysis.batch_diagnostics(image, image_probs)}
@@ -267,6 +308,7 @@ class BlockTrainer(Step):
                     if self.block < self.num_blocks else [])
     self.optimizer = poly_sgd(learning_rate, steps, weight_decay=weight_decay)
     super().__init__(source.rng, batch_size, 0, jit and source.jit_ok)
+    distribute.sync_batchnorm(target.blocks[self.block - 1])
 
   def _build_layers(self):
     for f in self.filters:
@@ -292,9 +334,12 @@ class BlockTrainer(Step):
                                               targets[m])
     return out
 
-  def _step(self):
+  def _draw(self):
+    return self.source.draw()
+
+  def _step(self, draws):
     b = self.block
-    image, link = self.source.sample()
+    image, link = self.source.render(draws)
     targets = {m: _gather(self.teachers[m].tail(image, 0, training=False)["probs"],
                           self.task.teacher_cols[m]) for m in self.task.active}
     x1 = image
@@ -315,7 +360,7 @@ class BlockTrainer(Step):
         l2 = losses.dual_loss([per2[m] for m in self.task.active],
                               [self.lambda_m[m] for m in self.task.active])
         total = losses.block_loss(l1, l2, *self.lambda_in)
-      scaled = self.optimizer.scale_loss(total)
+      scaled = self.scale_loss(total)
     self.apply_gradients(tape, scaled, self.trainable_variables)
     return {"loss": total, **{f"dual_t{m + 1}": per1[m] for m in self.task.active}}
 
@@ -439,6 +484,7 @@ class FinetuneTrainer(Step):
     self.task = task
     self.optimizer = poly_sgd(learning_rate, steps, weight_decay=weight_decay)
     super().__init__(source.rng, batch_size, 0, jit and source.jit_ok)
+    distribute.sync_batchnorm(target_net)
 
   def teacher_targets(self, image):
     """Every customized label's teacher prediction on `image`, in Y_cst order."""
@@ -446,8 +492,11 @@ class FinetuneTrainer(Step):
                      self.task.teacher_cols[m]) for m in self.task.active]
     return tf.gather(tf.concat(parts, axis=1), self.task.order, axis=1)
 
-  def _step(self):
-    image, _ = self.source.sample()
+  def _draw(self):
+    return self.source.draw()
+
+  def _step(self, draws):
+    image, _ = self.source.render(draws)
     return {"loss": self.distil(self.target_net, image, self.teacher_targets(image))}
 
   @property
@@ -481,17 +530,20 @@ class AdversarialFinetuneTrainer(FinetuneTrainer):
     super().__init__(target_net, source, teachers, task, batch_size=batch_size, steps=steps,
                      learning_rate=learning_rate, weight_decay=weight_decay, jit=jit)
 
-  def _step(self):
+  def _draw(self):
+    return {"generator": self.generator_trainer.draw(), "source": self.source.draw()}
+
+  def _step(self, draws):
     g = self.generator_trainer
     with tf.GradientTape() as tape:
-      objective, _, image, image_probs = g.objective(g.sample_noise())
+      objective, _, image, image_probs = g.objective(draws["generator"])
       student = self.target_net(image, training=False)
       student = student["probs"] if isinstance(student, dict) else student
       gap = priors_lib.disagreement_loss(student, tf.gather(image_probs, self.target_cols, axis=1))
       g_loss = objective - self.weight * gap
-      scaled = g.optimizer.scale_loss(g_loss)
+      scaled = self.scale_loss(g_loss, g.optimizer)
     g.apply_gradients(tape, scaled, g.trainable_variables)
-    out = super()._step()
+    out = super()._step(draws["source"])
     return dict(out, disagreement=gap, generator_loss=g_loss)
 
 
@@ -535,6 +587,7 @@ class JointTrainer(Step):
     self.optimizer = optimizer
     super().__init__(generator_trainer.rng, generator_trainer.batch_size,
                      generator_trainer.latent_dim, jit)
+    distribute.sync_batchnorm(student)
 
   def _build_layers(self):
     self.generator_trainer.build()
@@ -543,11 +596,14 @@ class JointTrainer(Step):
   def trainable_variables(self):
     return self.student.trainable_variables
 
-  def _step(self):
+  def _draw(self):
+    return self.generator_trainer.draw()
+
+  def _step(self, draws):
     g = self.generator_trainer
     with tf.GradientTape() as g_tape:
-      objective, terms, image, image_probs = g.objective(g.sample_noise())
-      g_scaled = g.optimizer.scale_loss(objective)
+      objective, terms, image, image_probs = g.objective(draws)
+      g_scaled = self.scale_loss(objective, g.optimizer)
     g.apply_gradients(g_tape, g_scaled, g.trainable_variables)
     targets = tf.gather(image_probs, self.target_cols, axis=1)
     loss = self.distil(self.student, tf.stop_gradient(image), tf.stop_gradient(targets))

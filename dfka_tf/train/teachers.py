@@ -5,19 +5,30 @@ from typing import Dict
 import keras
 import tensorflow as tf
 
+from dfka_tf import distribute
 from dfka_tf.train.steps import poly_sgd
 
 
 def masked_bce(probs, labels, ignore):
-  """Binary cross-entropy averaged over the labels that count (ignore = 0)."""
+  """Binary cross-entropy averaged over the labels that count (ignore = 0).
+
+  Inside `strategy.run` the average is over the labels that count in the global batch,
+  scaled so that the mean over replicas is that average (`dfka_tf.distribute`).
+  """
   y = tf.clip_by_value(tf.cast(probs, tf.float32), 1e-7, 1.0 - 1e-7)
   per = -(labels * tf.math.log(y) + (1.0 - labels) * tf.math.log(1.0 - y))
   weight = 1.0 - ignore
-  return tf.reduce_sum(per * weight) / tf.maximum(tf.reduce_sum(weight), 1.0)
+  loss = tf.reduce_sum(per * weight) / tf.maximum(distribute.batch_sum(weight, axis=None), 1.0)
+  replicas = distribute.num_replicas()
+  return loss if replicas == 1 else loss * float(replicas)
 
 
 class TeacherTrainer:
   """One teacher: SGD momentum 0.9, poly LR (power 0.9), weight decay, masked BCE.
+
+  `step(batch)` takes one global batch; under a strategy of several replicas each replica
+  trains on its rows of it (`dfka_tf.distribute`), so the data iterator, and its resume,
+  do not depend on the number of replicas.
 
   Args:
     model: a keras.Model image -> probabilities over the teacher's labels.
@@ -30,17 +41,26 @@ class TeacherTrainer:
     self.columns = tf.constant(list(label_columns), tf.int32)
     self.optimizer = poly_sgd(learning_rate, steps, weight_decay=weight_decay)
     self.trace_count = 0
-    self.step = tf.function(self._step, jit_compile=bool(jit), reduce_retracing=True)
+    self.strategy = tf.distribute.get_strategy()
+    distribute.sync_batchnorm(model)
+    self.step = tf.function(self._traced_step, jit_compile=bool(jit), reduce_retracing=True)
+
+  def _traced_step(self, batch) -> Dict[str, tf.Tensor]:
+    self.trace_count += 1
+    if distribute.is_default(self.strategy):
+      return self._step(batch)
+    return distribute.run_replicated(
+        self.strategy, lambda b: self._step(tf.nest.map_structure(distribute.local_rows, b)),
+        batch)
 
   def _step(self, batch) -> Dict[str, tf.Tensor]:
-    self.trace_count += 1
     labels = tf.gather(batch["labels"], self.columns, axis=1)
     ignore = tf.gather(batch["ignore"], self.columns, axis=1)
     with tf.GradientTape() as tape:
       probs = self.model(batch["image"], training=True)
       probs = probs["probs"] if isinstance(probs, dict) else probs
       loss = masked_bce(probs, labels, ignore)
-      scaled = self.optimizer.scale_loss(loss)
+      scaled = self.optimizer.scale_loss(distribute.scale_for_replicas(loss))
     variables = self.model.trainable_variables
     self.optimizer.apply(tape.gradient(scaled, variables), variables)
     return {"loss": loss}
