@@ -230,6 +230,19 @@ def sync_batchnorm(*models):
         layer.synchronized = True
 
 
+def compile_step(traced: Callable, replica: Callable, *, jit: bool,
+                 strategy: tf.distribute.Strategy, **kwargs):
+  """(the step's tf.function, the function each replica runs) with XLA where `jit`.
+
+  On one device the whole step is compiled. Under a strategy XLA compiles each replica's
+  function instead, as Keras does: a compiled function cannot contain `strategy.run`.
+  """
+  if is_default(strategy):
+    return tf.function(traced, jit_compile=bool(jit), **kwargs), replica
+  return (tf.function(traced, **kwargs),
+          tf.function(replica, jit_compile=True) if jit else replica)
+
+
 def run_replicated(strategy: tf.distribute.Strategy, fn: Callable[..., Dict], *args
                    ) -> Dict[str, tf.Tensor]:
   """`fn(*args)` on every replica; its dict of scalars averaged over the replicas."""

@@ -23,31 +23,26 @@ CASES = ["adversarial", "block1", "block2", "block_last", "finetune_dataset",
          "finetune_pool", "generator", "inversion", "joint", "teacher"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _cases_process():
+  """tests/distributed_cases.py, started with the module: it runs in its own process while
+  the command-line tests below run theirs."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+  proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "distributed_cases.py")],
+                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  yield proc
+  proc.kill()
+  proc.communicate()
+
+
 @pytest.fixture(scope="module")
-def equivalence():
-  """{case: comparison} from tests/distributed_cases.py, run once in its own process."""
-  proc = run_cli(os.path.join(ROOT, "tests", "distributed_cases.py"), module=None,
-                 timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+def equivalence(_cases_process):  # pylint: disable=redefined-outer-name
+  """{case: comparison} from tests/distributed_cases.py."""
+  stdout, stderr = _cases_process.communicate(timeout=600)
+  assert _cases_process.returncode == 0, stderr[-3000:]
+  rows = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
   return {row["case"]: row for row in rows}
-
-
-def test_every_step_type_is_compared(equivalence):
-  assert sorted(equivalence) == CASES
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_two_replicas_give_the_one_replica_update(equivalence, case):
-  row = equivalence[case]
-  assert row["replicas"] == 2
-  assert row["keys_match"]
-  # The steps moved the variables by far more than the two runs differ: the comparison
-  # is of updates, not of variables left alone. (Without the 1/R loss scaling the runs
-  # differ by 1e-2, without synchronized batch norm by 1e-1.)
-  assert row["moved"] > 1e-2, row
-  assert row["max_variable_diff"] < 1e-5, row
-  assert row["max_measurement_diff"] < 1e-4, row
 
 
 def test_helpers_are_the_identity_on_one_replica():
@@ -114,7 +109,7 @@ def _start_workers(workdir, *extra):
                TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker",
                                                                   "index": i}}))
     procs.append(subprocess.Popen(
-        [sys.executable, "-m", "experiments.run", "--preset=quick", "--teacher_steps=200",
+        [sys.executable, "-m", "experiments.run", "--preset=quick", "--teacher_steps=120",
          "--strategy=multi_worker", f"--workdir={workdir}", "--quiet", *extra],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
   return procs
@@ -167,3 +162,21 @@ def test_two_workers_write_from_the_chief_stop_together_and_resume(tmp_path):
   assert {"ckpt", "progress.json"} <= other
   assert not other & {"results.json", "logs", "target_net", "generated.png"}
   assert _done(workdir / "worker1") == _done(workdir)
+
+
+# Last in the module, so that the cases' process ran beside the command-line tests above.
+def test_every_step_type_is_compared(equivalence):  # pylint: disable=redefined-outer-name
+  assert sorted(equivalence) == CASES
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_two_replicas_give_the_one_replica_update(equivalence, case):  # pylint: disable=redefined-outer-name
+  row = equivalence[case]
+  assert row["replicas"] == 2
+  assert row["keys_match"]
+  # The steps moved the variables by far more than the two runs differ: the comparison
+  # is of updates, not of variables left alone. (Without the 1/R loss scaling the runs
+  # differ by 3e-2, without synchronized batch norm by 0.16.)
+  assert row["moved"] > 1e-2, row
+  assert row["max_variable_diff"] < 1e-5, row
+  assert row["max_measurement_diff"] < 1e-4, row

@@ -41,7 +41,13 @@ BACKBONE_FILE = ("pretrained", "backbone.weights.h5")  # Stage "pretrain"'s outp
 
 
 def default_jit() -> bool:
-  """XLA on GPU, off on CPU (measured 1.2–4.7× slower on a 2-core CPU)."""
+  """XLA on GPU, off on CPU (measured 1.2–4.7× slower on a 2-core CPU).
+
+  Off under a strategy of several replicas too: XLA then compiles each replica's function
+  (`distribute.compile_step`), which no GPU has run here; --jit=true turns it on.
+  """
+  if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+    return False
   return bool(tf.config.list_physical_devices("GPU"))
 
 

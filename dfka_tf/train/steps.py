@@ -70,7 +70,8 @@ class Step:
     self.trace_count = 0
     self.strategy = tf.distribute.get_strategy()
     distribute.check_batch(self.batch_size, self.strategy)
-    self._compiled = tf.function(self._traced_step, jit_compile=bool(jit))
+    self._compiled, self._replica = distribute.compile_step(
+        self._traced_step, self._replica_step, jit=jit, strategy=self.strategy)
 
   def _traced_step(self):
     self.trace_count += 1  # Runs only while tracing: counts retraces.
@@ -78,7 +79,7 @@ class Step:
     if distribute.is_default(self.strategy):
       out = self._step(draws)
     else:
-      out = distribute.run_replicated(self.strategy, self._replica_step, draws)
+      out = distribute.run_replicated(self.strategy, self._replica, draws)
     self._after_step()
     return out
 

@@ -43,15 +43,18 @@ class TeacherTrainer:
     self.trace_count = 0
     self.strategy = tf.distribute.get_strategy()
     distribute.sync_batchnorm(model)
-    self.step = tf.function(self._traced_step, jit_compile=bool(jit), reduce_retracing=True)
+    self.step, self._replica = distribute.compile_step(
+        self._traced_step, self._replica_step, jit=jit, strategy=self.strategy,
+        reduce_retracing=True)
 
   def _traced_step(self, batch) -> Dict[str, tf.Tensor]:
     self.trace_count += 1
     if distribute.is_default(self.strategy):
       return self._step(batch)
-    return distribute.run_replicated(
-        self.strategy, lambda b: self._step(tf.nest.map_structure(distribute.local_rows, b)),
-        batch)
+    return distribute.run_replicated(self.strategy, self._replica, batch)
+
+  def _replica_step(self, batch):
+    return self._step(tf.nest.map_structure(distribute.local_rows, batch))
 
   def _step(self, batch) -> Dict[str, tf.Tensor]:
     labels = tf.gather(batch["labels"], self.columns, axis=1)
