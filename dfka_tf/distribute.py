@@ -20,13 +20,12 @@ How a step runs under a strategy (`train.steps.Step`):
 With one replica every helper is the identity, and under the default strategy steps are
 called directly: a run without --strategy computes exactly what it did before.
 
-Only the chief writes (`is_chief`): progress, results, logs, teachers, export. The other
-workers of a multi-worker run compute the same steps and write their checkpoints to a
-private scratch directory (`loop.StageCheckpoint`).
+Only the chief writes the run's outputs (`is_chief`): TensorBoard logs, results, figures,
+export. The other workers of a multi-worker run compute the same steps and keep their own
+checkpoints and progress in `<workdir>/worker<k>` (`pipeline.worker_config`).
 """
 
 import json
-import logging
 import os
 from typing import Callable, Dict, Sequence
 
@@ -35,8 +34,6 @@ import tensorflow as tf
 
 from dfka_tf.config import STRATEGIES
 from dfka_tf.errors import ConfigError
-
-logger = logging.getLogger(__name__)
 
 
 def make_strategy(name: str = "auto") -> tf.distribute.Strategy:

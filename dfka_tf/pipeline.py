@@ -10,7 +10,6 @@ the config's sections (`generator.enabled`, `source.kind`, `student.mode`), set 
 Each stage is resumable (`stages.base.run_stages`); the workdir layout is described there.
 """
 
-import logging
 import os
 import time
 from typing import Dict
@@ -25,8 +24,6 @@ from dfka_tf.stages import teachers as teacher_stages
 from dfka_tf.stages.base import Run, prepare_workdir
 from dfka_tf.train import loop
 from dfka_tf.train.steps import teacher_ensemble
-
-logger = logging.getLogger(__name__)
 
 
 def worker_config(config: RunConfig, strategy: tf.distribute.Strategy) -> RunConfig:

@@ -128,25 +128,23 @@ def case_block_last():
   return _block_case(4, "noise")
 
 
-def case_finetune_pool():
+def _finetune_case(source):
   teachers, task, _ = _world()
   target = _target()
-  pool = tf.cast(_images(24) * 255.0, tf.uint8)
-  source = sources.PoolSource(pool, _rng(3), BATCH, jitter=2)
   trainer = steps.FinetuneTrainer(target.model, source, teachers, task, batch_size=BATCH,
                                   steps=10, learning_rate=0.1).build()
   return trainer.step, target.model.variables + trainer.optimizer.variables
+
+
+def case_finetune_pool():
+  pool = tf.cast(_images(24) * 255.0, tf.uint8)
+  return _finetune_case(sources.PoolSource(pool, _rng(3), BATCH, jitter=2))
 
 
 def case_finetune_dataset():
-  teachers, task, _ = _world()
-  target = _target()
   data = tf.data.Dataset.from_tensor_slices({"image": _images(32)}).batch(
       BATCH, drop_remainder=True)
-  source = sources.DatasetSource(data)
-  trainer = steps.FinetuneTrainer(target.model, source, teachers, task, batch_size=BATCH,
-                                  steps=10, learning_rate=0.1).build()
-  return trainer.step, target.model.variables + trainer.optimizer.variables
+  return _finetune_case(sources.DatasetSource(data))
 
 
 def case_adversarial():

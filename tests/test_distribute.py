@@ -59,6 +59,14 @@ def test_helpers_are_the_identity_on_one_replica():
   assert distribute.any_worker(tf.distribute.get_strategy(), True)
 
 
+def test_a_mirrored_backbone_has_its_own_cache_key():
+  from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
+  from dfka_tf.stages import cache  # pylint: disable=g-import-not-at-top
+  config = RunConfig.for_dataset("scenes20")
+  assert cache.backbone_name(config, 1) == cache.backbone_name(config)
+  assert cache.backbone_name(config, 2) != cache.backbone_name(config)
+
+
 def test_strategy_errors_name_the_fix(monkeypatch):
   monkeypatch.delenv("TF_CONFIG", raising=False)
   with pytest.raises(ConfigError, match="needs TF_CONFIG"):

@@ -18,6 +18,7 @@ Workdir layout:
   block_losses.png L_u^b curves of Step II
   results.json     metrics, parameter counts, S_m, stage times
   target_net/      the exported SavedModel of T_u
+  worker<k>/       worker k's own checkpoints and progress (--strategy=multi_worker, k >= 1)
 """
 
 import dataclasses
@@ -116,7 +117,7 @@ class Run:
   """One run's shared state: config, workdir, progress.json, random streams, jit.
 
   `chief`: whether this process writes the run's outputs (TensorBoard logs, results,
-  figures, export, the backbone cache); false on the other workers of a multi-worker run.
+  figures, export); false on the other workers of a multi-worker run.
   """
 
   def __init__(self, config: RunConfig, workdir: Workdir, *, progress: bool = True):

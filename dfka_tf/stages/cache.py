@@ -42,8 +42,12 @@ def user_dir(config: RunConfig) -> Optional[str]:
   return os.path.join(os.path.expanduser(root), "backbones")
 
 
-def backbone_name(config: RunConfig) -> str:
-  """The file name of `config`'s backbone: readable recipe, then a hash of all of it."""
+def backbone_name(config: RunConfig, replicas: int = 1) -> str:
+  """The file name of `config`'s backbone: readable recipe, then a hash of all of it.
+
+  `replicas` > 1 (a mirrored run) enters the hash: such a backbone equals the one-device
+  backbone only to rounding, and a hit must give the weights training would give.
+  """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from dfka_tf.data import loaders  # pylint: disable=g-import-not-at-top  (registers builders)
   d, r = config.data, config.runtime
@@ -54,17 +58,19 @@ def backbone_name(config: RunConfig) -> str:
             "arch": d.arch, "image_size": d.image_size, "steps": d.pretrain_steps,
             "lr": d.teacher_lr, "batch_size": r.batch_size, "weight_decay": r.weight_decay,
             "mixed_precision": r.mixed_precision, "seed": r.seed}
+  if replicas > 1:
+    recipe["replicas"] = int(replicas)
   digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
   return (f"{d.pretrain}-{d.arch}-{d.image_size}px-{d.pretrain_steps}steps-seed{r.seed}-"
           f"{digest}.weights.h5")
 
 
-def find(config: RunConfig) -> Optional[str]:
-  """The cached backbone of `config`'s recipe, or None."""
+def find(config: RunConfig, replicas: int = 1) -> Optional[str]:
+  """The cached backbone of `config`'s recipe (trained on `replicas` replicas), or None."""
   user = user_dir(config)
   if user is None:
     return None
-  name = backbone_name(config)
+  name = backbone_name(config, replicas)
   for folder in (BUNDLED, user):
     path = os.path.join(folder, name)
     if os.path.isfile(path):
@@ -72,7 +78,7 @@ def find(config: RunConfig) -> Optional[str]:
   return None
 
 
-def store(config: RunConfig, path: str) -> Optional[str]:
+def store(config: RunConfig, path: str, replicas: int = 1) -> Optional[str]:
   """Copies a freshly trained backbone into the user cache; returns where (None: off).
 
   A full disk or a read-only cache costs the next run its shortcut, not this run its
@@ -81,7 +87,7 @@ def store(config: RunConfig, path: str) -> Optional[str]:
   folder = user_dir(config)
   if folder is None:
     return None
-  target = os.path.join(folder, backbone_name(config))
+  target = os.path.join(folder, backbone_name(config, replicas))
   try:
     os.makedirs(folder, exist_ok=True)
     partial = f"{target}.partial-{os.getpid()}"

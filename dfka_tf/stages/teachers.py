@@ -10,6 +10,7 @@ import shutil
 from typing import List, Optional
 
 import keras
+import tensorflow as tf
 
 from dfka_tf import data as dfka_data
 from dfka_tf import distribute
@@ -169,8 +170,10 @@ def backbone(run: Run) -> Optional[keras.Model]:
   path = run.wd.path(*BACKBONE_FILE)
   names = dfka_data.label_names(c.data.pretrain)
   built = {}
-  # Every worker of a cluster must take the same path, and each sees only its own disk.
-  cached = (None if run.done("pretrain") or distribute.num_workers() > 1 else cache.find(c))
+  # Off on a cluster: every worker must take the same path, and each sees only its own disk.
+  cached_ok = distribute.num_workers() == 1
+  replicas = tf.distribute.get_strategy().num_replicas_in_sync
+  cached = None if run.done("pretrain") or not cached_ok else cache.find(c, replicas)
   if cached is not None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     shutil.copyfile(cached, path)
@@ -190,8 +193,8 @@ def backbone(run: Run) -> Optional[keras.Model]:
   def finish():
     os.makedirs(os.path.dirname(path), exist_ok=True)
     built["model"].save_weights(path)
-    if run.chief:
-      cache.store(c, path)
+    if cached_ok:
+      cache.store(c, path, replicas)
 
   run_stages(run, [Stage("pretrain", c.data.pretrain_steps, setup,
                          summary=f"[pretrain] backbone on {c.data.pretrain} ({len(names)} "
