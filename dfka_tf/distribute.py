@@ -122,19 +122,34 @@ def any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
   worker must call it at the same point."""
   if num_workers(strategy) == 1:
     return bool(flag)
-  if id(strategy) not in _ANY_WORKER:  # One traced function per strategy, not per call.
+  return bool(_worker_sums(strategy, [1.0 if flag else 0.0])[0] > 0)
+
+
+def same_on_every_worker(strategy: tf.distribute.Strategy, value: float) -> bool:
+  """Whether every worker of the cluster holds this same `value` (true outside one); every
+  worker must call it at the same point."""
+  if num_workers(strategy) == 1:
+    return True
+  total, squares, count = _worker_sums(strategy, [value, value * value, 1.0])
+  return abs(squares / count - (total / count) ** 2) < 1e-9 * max(1.0, squares / count)
+
+
+def _worker_sums(strategy: tf.distribute.Strategy, values):
+  """The sums over the cluster's replicas of `values` (float64), in one all-reduce."""
+  reduce = getattr(strategy, "_dfka_worker_sums", None)
+  if reduce is None:  # One traced function per strategy, not per call.
 
     @tf.function
-    def reduce(value):
-      return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: value + 0.0),
+    def reduce(v):
+      return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: v + 0.0),
                              axis=None)
 
-    _ANY_WORKER[id(strategy)] = reduce
+    strategy._dfka_worker_sums = reduce  # pylint: disable=protected-access
+  # Each worker adds its value once per local replica: divide that back out.
+  local = max(1, strategy.num_replicas_in_sync // num_workers(strategy))
   with strategy.scope():
-    return bool(_ANY_WORKER[id(strategy)](tf.constant(1.0 if flag else 0.0)).numpy() > 0)
-
-
-_ANY_WORKER = {}
+    sums = reduce(tf.constant(values, tf.float64)).numpy()
+  return [float(v) / local for v in sums]
 
 
 def num_replicas() -> int:
@@ -157,7 +172,9 @@ def local_rows(x):
   replicas = num_replicas()
   if replicas == 1 or x is None:
     return x
-  n = int(x.shape[0]) // replicas
+  if x.shape[0] is not None and int(x.shape[0]) % replicas:
+    raise ValueError(f"a batch of {int(x.shape[0])} does not split over {replicas} replicas.")
+  n = (int(x.shape[0]) if x.shape[0] is not None else tf.shape(x)[0]) // replicas
   start = tf.distribute.get_replica_context().replica_id_in_sync_group * n
   return x[start:start + n]
 
@@ -211,20 +228,21 @@ def batch_sum(x, axis=0):
   return ctx.all_reduce(tf.distribute.ReduceOp.SUM, local)
 
 
-def sync_batchnorm(*models):
+def sync_batchnorm(*models, synchronized: bool = True):
   """Makes every batch norm in `models` normalise by the global batch's statistics.
 
   Only where the strategy has several replicas (Keras' `synchronized`, TensorFlow backend);
   with one the layers are left as they are, so single-device numbers do not change.
+  `synchronized=False` puts the plain layers back (before a model's config is saved).
   """
-  if tf.distribute.get_strategy().num_replicas_in_sync == 1:
+  if synchronized and tf.distribute.get_strategy().num_replicas_in_sync == 1:
     return
   for model in models:
     if model is None:
       continue
     for layer in model._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
       if isinstance(layer, keras.layers.BatchNormalization):
-        layer.synchronized = True
+        layer.synchronized = synchronized
 
 
 def compile_step(traced: Callable, replica: Callable, *, jit: bool,

@@ -154,9 +154,10 @@ def run(config: RunConfig, *, progress: bool = True, resume: bool = False,
       made = train(state, inputs)
     # Outside the scope: what evaluation builds (the TargetNet alone) holds plain variables,
     # which a multi-worker strategy would otherwise broadcast from worker to worker.
-    out = results(state, inputs, made, t0) if state.chief else {}
-    distribute.barrier(strategy)
-    return out
+    try:
+      return results(state, inputs, made, t0) if state.chief else {}
+    finally:
+      distribute.barrier(strategy)
   finally:
     loop.restore_sigterm(previous)
     lock.release(state.config.workdir)

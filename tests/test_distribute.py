@@ -57,6 +57,17 @@ def test_helpers_are_the_identity_on_one_replica():
   np.testing.assert_array_equal(var, ref_var)
   assert distribute.is_chief() and distribute.num_workers() == 1
   assert distribute.any_worker(tf.distribute.get_strategy(), True)
+  assert distribute.same_on_every_worker(tf.distribute.get_strategy(), 3.0)
+
+
+def test_overwrite_leaves_the_other_workers_folders_to_them(tmp_path):
+  from dfka_tf.stages import base  # pylint: disable=g-import-not-at-top
+  for name in ("worker1/ckpt", "ckpt/block1", "logs", "workers_notes"):
+    (tmp_path / name).mkdir(parents=True)
+  (tmp_path / "results.json").write_text("{}")
+  base._remove_run(str(tmp_path))  # pylint: disable=protected-access
+  assert sorted(os.listdir(tmp_path)) == ["worker1"]
+  assert (tmp_path / "worker1" / "ckpt").is_dir()
 
 
 def test_a_mirrored_backbone_has_its_own_cache_key():

@@ -18,7 +18,7 @@ Workdir layout:
   block_losses.png L_u^b curves of Step II
   results.json     metrics, parameter counts, S_m, stage times
   target_net/      the exported SavedModel of T_u
-  worker<k>/       worker k's own checkpoints and progress (--strategy=multi_worker, k >= 1)
+  worker<k>/       a non-chief worker's own checkpoints and progress (--strategy=multi_worker)
 """
 
 import dataclasses
@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from dfka_tf import distribute
 from dfka_tf.config import RunConfig
-from dfka_tf.errors import ConfigError
+from dfka_tf.errors import CheckpointError, ConfigError
 from dfka_tf.stages import lock
 from dfka_tf.train import loop
 
@@ -100,7 +100,7 @@ def prepare_workdir(config: RunConfig, *, resume: bool = False,
   if existing is not None:
     diff = config.differences(RunConfig.from_json(json.dumps(existing)))
     if overwrite:
-      shutil.rmtree(config.workdir)
+      _remove_run(config.workdir)
     elif diff:
       raise ConfigError(
           f"workdir {config.workdir} holds a run with a different config ({', '.join(diff)}); "
@@ -111,6 +111,19 @@ def prepare_workdir(config: RunConfig, *, resume: bool = False,
   lock.acquire(config.workdir)
   wd.write_json("config.json", config.to_dict())
   return wd
+
+
+def _remove_run(workdir: str):
+  """Deletes a workdir's run, except the folders of a cluster's other workers
+  (`worker<k>`): each of them, started at the same moment, is clearing its own."""
+  for name in os.listdir(workdir):
+    path = os.path.join(workdir, name)
+    if name.startswith("worker") and name[len("worker"):].isdigit() and os.path.isdir(path):
+      continue
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path)
+    else:
+      os.remove(path)
 
 
 class Run:
@@ -207,6 +220,11 @@ def run_stages(run: Run, stages: Iterable[Stage]):
   c = run.config
   for stage in stages:
     done = stage.finished(run)
+    if not distribute.same_on_every_worker(tf.distribute.get_strategy(), float(done)):
+      raise CheckpointError(
+          f"{stage.name}: finished on some workers of the cluster and not on others; restart "
+          "every worker with --overwrite, or give each worker a copy of the chief's workdir "
+          "as <workdir>/worker<k> and --resume.")
     if done and stage.load is not None:
       stage.load()
       continue

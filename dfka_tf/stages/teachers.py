@@ -138,6 +138,8 @@ def _teacher_stage(run: Run, inputs: Inputs, m: int, out: List) -> Stage:
     out[m] = blocknet.load_teacher(path)
 
   def finish():
+    # A teacher file's config does not keep the run's synchronized batch norm.
+    distribute.sync_batchnorm(built["model"], synchronized=False)
     out[m] = blocknet.split_model(built["model"], label_names=labels)
     blocknet.save_teacher(out[m], path)
 

@@ -125,6 +125,11 @@ def run_stage(step_fn: Callable[[], Dict[str, tf.Tensor]], *, stage: str, steps:
   `summarize_every` steps and on the last.
   """
   start = checkpoint.restore() if checkpoint is not None else 0
+  if not distribute.same_on_every_worker(tf.distribute.get_strategy(), float(start)):
+    raise CheckpointError(
+        f"{stage}: the workers of the cluster resume from different steps (this one from "
+        f"{start}); restart every worker with --overwrite, or give each worker a copy of the "
+        "chief's workdir as <workdir>/worker<k> and --resume.")
   writer = tf.summary.create_file_writer(os.path.join(log_dir, stage)) if log_dir else None
   bar = keras.utils.Progbar(steps, stateful_metrics=None, unit_name="step",
                             verbose=1 if progress else 0) if steps > start else None

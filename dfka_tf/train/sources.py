@@ -51,7 +51,7 @@ class GeneratorSource(ImageSource):
   G runs in inference mode unless `training`: then its batch norms normalise each batch by
   its own statistics, as in Step I (its moving statistics still update, and nothing reads
   them but inference-mode sampling). With `jitter` > 0 (beyond the paper) each image is
-  flipped and shifted at random by up to `jitter` pixels (`random_flip_shift`); the
+  flipped and shifted at random by up to `jitter` pixels (`augment.apply_flip_shift`); the
   intermediate outputs are left as G made them.
   """
 
