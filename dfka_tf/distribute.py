@@ -185,11 +185,11 @@ def scale_for_replicas(loss):
   return loss if replicas == 1 else loss / float(replicas)
 
 
-def _all_reduce_mean(value):
-  ctx = tf.distribute.get_replica_context()
-  if ctx is None or ctx.num_replicas_in_sync == 1:
+def _all_reduce(op: tf.distribute.ReduceOp, value):
+  """`value` reduced across replicas (differentiable); itself on one replica."""
+  if num_replicas() == 1:
     return value
-  return ctx.all_reduce(tf.distribute.ReduceOp.MEAN, value)
+  return tf.distribute.get_replica_context().all_reduce(op, value)
 
 
 def batch_mean(x, axis=0):
@@ -198,7 +198,7 @@ def batch_mean(x, axis=0):
   Within one replica it is `tf.reduce_mean`; across R replicas the local means are
   all-reduced (shards are equal in size), and the gradient flows to every replica's rows.
   """
-  return _all_reduce_mean(tf.reduce_mean(x, axis=axis))
+  return _all_reduce(tf.distribute.ReduceOp.MEAN, tf.reduce_mean(x, axis=axis))
 
 
 def batch_moments(x, axes: Sequence[int]):
@@ -221,11 +221,7 @@ def batch_std(x, axis=0):
 
 def batch_sum(x, axis=0):
   """The sum over the global batch along `axis`."""
-  local = tf.reduce_sum(x, axis=axis)
-  ctx = tf.distribute.get_replica_context()
-  if ctx is None or ctx.num_replicas_in_sync == 1:
-    return local
-  return ctx.all_reduce(tf.distribute.ReduceOp.SUM, local)
+  return _all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(x, axis=axis))
 
 
 def sync_batchnorm(*models, synchronized: bool = True):
