@@ -24,6 +24,7 @@ from dfka_tf.errors import ConfigError
 METHODS = ("dfka", "teacher", "ka", "similar", "diff", "noise", "dafl", "dafl_2stage")
 SOURCES = ("generator", "pool", "dataset", "noise", "none")
 STUDENT_MODES = ("blockwise", "distill", "joint", "ensemble")
+BN_MODES = ("train", "frozen")  # Batch norm of the TargetNet's and the branches' blocks.
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")  # dfka_tf.distribute
 PAPER_SCALE_ARCHS = ("resnet50", "resnet101")  # The archs with Keras ImageNet weights.
 RESNET_ARCHS = ("small", "tiny", "resnet18", "resnet50", "resnet101")
@@ -243,6 +244,22 @@ class StudentConfig:
   lambda_in2: float = option(1.0, "λ_in^2 of Eq. 17 (generator link stream).", check="nonneg")
   branch_out: Optional[int] = option(None, "Force S_m for every teacher (default: Eq. 18).",
                                      check="positive")
+  target_bn: str = option("train", "Batch norm of the TargetNet's blocks in Steps II-III: "
+                         "train (each batch's statistics; moving averages updated) or frozen "
+                         "(the start's statistics and affine parameters kept, inference mode).",
+                         choices=BN_MODES)
+  branch_bn: str = option("train", "Batch norm of T_u's copied teacher blocks in Step III: "
+                          "train or frozen (the teacher's statistics and affine parameters "
+                          "kept, inference mode).", choices=BN_MODES)
+  finetune_trainable: str = option("all", "What Step III fine-tunes: all of T_u, or trunk "
+                                   "(the TargetNet's blocks and filters; the copied teacher "
+                                   "blocks stay as the teachers have them, batch norm "
+                                   "included).", choices=("all", "trunk"))
+  param_budget: Optional[float] = option(
+      None, "Eq. 18 chooses S_m only among branch-out points whose T_u has at most this "
+      "fraction of the teachers' total parameters (beyond the paper; default: no budget).",
+      name="target_param_budget", check=lambda v: None if v is None or v > 0 else
+      "must be > 0 (a fraction of the teachers' parameters)")
   joint: JointConfig = option(JointConfig, "DAFL's joint training.")
   adversarial_weight: float = option(0.0, "Step III: keep training G to maximise T_u's "
                                      "disagreement with the teachers (DFAD; beyond the paper; "
@@ -657,6 +674,13 @@ def _validate_combinations(c: RunConfig):
       raise ConfigError(f"--{name}={value} must be in 0..{c.data.image_size - 1} pixels "
                         "(0 turns it off).")
   _validate_pretrain(c)
+  if s.param_budget is not None and s.branch_out is not None:
+    raise ConfigError(f"--target_param_budget={s.param_budget} chooses S_m within a size "
+                      f"budget, but --branch_out={s.branch_out} forces it; give one of them.")
+  if s.param_budget is not None and s.mode != "blockwise":
+    raise ConfigError(f"--target_param_budget bounds T_u's regrouping (Eq. 18-20); "
+                      f"--method={c.method} does not regroup. Use --method=dfka or leave "
+                      "--target_param_budget unset.")
   if s.adversarial_weight > 0 and c.method != "dfka":
     raise ConfigError(f"--adversarial_weight trains DFKA's generator in Step III; "
                       f"--method={c.method} has no Step III generator. Use --method=dfka or "

@@ -101,6 +101,8 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
           "teachers": [int(t.num_params()) for t in teachers],
           "teachers_total": int(sum(t.num_params() for t in teachers)),
           "target_net": int(target_net.count_params()),
+          "target_over_teachers": (int(target_net.count_params())
+                                   / max(int(sum(t.num_params() for t in teachers)), 1)),
           "generator": int(generator.count_params()) if generator is not None else 0,
       },
       "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
@@ -119,8 +121,13 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
     if c.student.mode == "blockwise":
       # Where S_m < B, T_u runs the teachers' own later blocks (copies): the TargetNet alone
       # shows what Steps II–III taught it.
-      alone = student.step2_target_net(run, task, len(made["blocks"]["target"].blocks))
+      num_blocks = len(made["blocks"]["target"].blocks)
+      alone = student.step2_target_net(run, task, num_blocks)
       others["targetnet"] = tf.function(lambda x: alone(x, training=False))
+      # T_u before Step III: what Steps I–II and the regrouping give, before fine-tuning.
+      points = {int(k) - 1: v for k, v in run.state["branch_out"].items()}
+      before = student.regrouped_before_finetune(run, teachers, task, num_blocks, points)
+      others["regrouped"] = tf.function(lambda x: before(x, training=False))
     out.update(evaluation.evaluate(run, teachers, target_net, task, inputs.dataset_labels,
                                    others, data=data))
     evaluation.log_results(run, out)

@@ -105,6 +105,23 @@ def params(x):
   return f"{int(float(x)):,}" if x not in (None, "") else "—"
 
 
+def params_share(target, teachers):
+  """T_u's parameters and their fraction of the teachers' (all together)."""
+  if target in (None, "") or teachers in (None, ""):
+    return params(target)
+  return f"{params(target)} ({float(target) / float(teachers):.2f})"
+
+
+def measured(values):
+  """Whether any of `values` (per-seed cells) holds a number."""
+  return any(v not in (None, "", "nan") for v in values)
+
+
+def mean_std_or_dash(values):
+  return mean_std(values) if measured(values) and all(
+      v not in (None, "", "nan") for v in values) else "—"
+
+
 def branch_out(value):
   """'{"1": 3, "2": 1}' or '1:3 2:1' -> '3, 1'; null -> '—'."""
   if value in (None, "", "null"):
@@ -179,14 +196,17 @@ def suite_table(name, directory=RESULTS, *, labels=False):
   seeds = sorted({int(r["seed"]) for r in s.seeds})
   label_names = [c[:-5] for c in s.summary[0] if c.endswith("_mean") and c not in (
       "map_mean", "map_voc07_mean", "teacher_map_mean", "time_s_mean",
-      "targetnet_map_mean")] if labels else []
+      "targetnet_map_mean", "regrouped_map_mean")] if labels else []
   # Older suite files have no TargetNet-alone score; "nan" where a row has none (teacher).
   alone = any(r.get("targetnet_map", "") not in ("", "nan") for r in s.seeds)
+  # T_u before Step III: records made before results.json held it have none ("—").
+  before = measured(r.get("regrouped_map") for r in s.seeds)
   paper_cols = [h for h in s.md_header if h.startswith("paper")]
   header = (["row"] + label_names + ([f"seed {k}" for k in seeds] if len(seeds) > 1 else [])
+            + (["T_u before Step III"] if before else [])
             + ["mAP" + (" (mean ± std)" if len(seeds) > 1 else ""), "% of teachers"]
             + (["TargetNet alone"] if alone else [])
-            + paper_cols + ["T_u params", "S_m" + (" (per seed)" if alone and len(seeds) > 1
+            + paper_cols + ["T_u params (of the teachers')", "S_m" + (" (per seed)" if alone and len(seeds) > 1
                                                    else " (seed 0)" if len(seeds) > 1
                                                    else "")])
   rows = []
@@ -198,6 +218,8 @@ def suite_table(name, directory=RESULTS, *, labels=False):
     cells = [s.label(i)] + [f1(row[f"{n}_mean"]) for n in label_names]
     if len(seeds) > 1:
       cells += [f1(runs[k]["map"]) for k in seeds]
+    if before:
+      cells.append(mean_std_or_dash([runs[k].get("regrouped_map") for k in seeds]))
     cells.append(mean_std([runs[k]["map"] for k in seeds]))
     cells.append("—" if row["row"] == "teacher" else
                  f"{statistics.mean(s.pct_of_teachers(row['row'])):.1f} %")
@@ -206,7 +228,7 @@ def suite_table(name, directory=RESULTS, *, labels=False):
       cells.append("—" if all(v in ("", "nan") for v in values) else mean_std(values))
     cells += [s.md_cell(i, h) for h in paper_cols]
     shown = [branch_out(runs[k]["branch_out"]) for k in (seeds if alone else seeds[:1])]
-    cells += [params(row["target_params"]), " / ".join(shown)]
+    cells += [params_share(row["target_params"], row["teacher_params"]), " / ".join(shown)]
     rows.append(cells)
   teacher_params = params(s.summary[0]["teacher_params"])
   note = (f"Teachers' parameters, all together: {teacher_params}. {s.wall_time() or ''}")
@@ -235,10 +257,13 @@ def headline():
       alone = "—"
     else:
       alone = mean_std(alone)
-    rows.append([shown.get(key, t1.label(i)), mean_std([r["map"] for r in runs]), alone, pct,
+    regrouped = mean_std_or_dash([r.get("regrouped_map") for r in runs])
+    rows.append([shown.get(key, t1.label(i)), regrouped, mean_std([r["map"] for r in runs]),
+                 alone, pct, params_share(row["target_params"], row["teacher_params"]),
                  str(len(runs)), paper])
-  header = ["1 teacher (20 labels) → 10 labels", "T_u mAP", "TargetNet alone",
-            "T_u, % of the teacher", "seeds", "paper (VOC07)"]
+  header = ["1 teacher (20 labels) → 10 labels", "T_u before Step III", "T_u mAP",
+            "TargetNet alone", "T_u, % of the teacher", "T_u params (of the teacher's)",
+            "seeds", "paper (VOC07)"]
   return table(header, rows), t1.sources()[:2]
 
 
@@ -251,27 +276,46 @@ def _stage_order(item):
   return rank, name
 
 
-def quickstart():
-  """The quick-start run: results/quickstart.json, the results.json of command 1."""
-  path = os.path.join(RESULTS, "quickstart.json")
-  if not os.path.exists(path):
-    raise SourceError(f"{os.path.relpath(path, ROOT)} is missing")
-  with open(path) as f:
-    r = json.load(f)
-  p = r["params"]
+def quickstart(folder="quickstart"):
+  """The quick start over seeds: results/<folder>/seed<k>.json, the results.json of command 1
+  with --seed=k; a line per seed, then mean ± sample std."""
+  paths = sorted(glob.glob(os.path.join(RESULTS, folder, "seed*.json")),
+                 key=lambda p: int(re.search(r"seed(\d+)", p).group(1)))
+  if not paths:
+    raise SourceError(f"results/{folder}/seed*.json is missing")
+  runs = []
+  for path in paths:
+    with open(path) as f:
+      runs.append(json.load(f))
+  header = ["seed", "teachers", "T_u before Step III", "T_u after Step III",
+            "T_u, % of the teachers'", "TargetNet alone", "S_m", "T_u params (of the teachers')"]
+  rows, cols = [], {k: [] for k in ("teacher", "regrouped", "target", "pct", "targetnet")}
+
+  def pct_of(r, key):
+    return "" if r.get(key) is None else 100 * r[key]
+
+  for r in runs:
+    p = r["params"]
+    cells = {"teacher": pct_of(r, "teacher_map"), "regrouped": pct_of(r, "regrouped_map"),
+             "target": pct_of(r, "target_map"),
+             "pct": 100 * r["target_map"] / r["teacher_map"],
+             "targetnet": pct_of(r, "targetnet_map")}
+    for k, v in cells.items():
+      cols[k].append(v)
+    rows.append([str(r["config"]["runtime"]["seed"])]
+                + [f1(cells[k]) if cells[k] != "" else "—" for k in cols]
+                + [branch_out(json.dumps(r["branch_out"])),
+                   params_share(p["target_net"], p["teachers_total"])])
+  if len(runs) > 1:
+    rows.append([f"**mean ± std ({len(runs)} seeds)**"]
+                + [f"**{mean_std_or_dash(cols[k])}**" for k in cols] + ["", ""])
+  first = runs[0]
   times = ", ".join(f"{k} {v:.0f} s" + (" (cached)" if k == "pretrain" and
-                                         r.get("pretrain_cached") else "")
-                    for k, v in sorted(r["stage_times"].items(), key=_stage_order))
-  rows = [
-      ["teachers' mAP on the 20 labels", f1(100 * r["teacher_map"])],
-      ["T_u mAP on the same labels",
-       f"{f1(100 * r['target_map'])} ({100 * r['target_over_teacher']:.1f} % of the teachers')"],
-      ["parameters", f"T_u {params(p['target_net'])}, teachers {params(p['teachers_total'])}"],
-      ["branch-out S_m (Eq. 18)",
-       ", ".join(f"teacher {m}: block {b}" for m, b in sorted(r["branch_out"].items()))],
-      ["stage times", f"{times}; {r['total_time']:.0f} s in all"],
-  ]
-  return table(["seed 0", "value"], rows), [path]
+                                         first.get("pretrain_cached") else "")
+                    for k, v in sorted(first["stage_times"].items(), key=_stage_order))
+  note = (f"Stage times of seed {first['config']['runtime']['seed']}: {times}; "
+          f"{first['total_time']:.0f} s in all.")
+  return table(header, rows) + ["", note], paths
 
 
 def table_s5_blocks():
@@ -461,6 +505,7 @@ def paper_estimate():
 TABLES = {
     "headline": headline,
     "quickstart": quickstart,
+    "quickstart_preset": lambda: quickstart("quickstart_preset"),
     "table1": lambda: suite_table("table1"),
     "table2": lambda: suite_table("table2"),
     "table2_beyond": lambda: suite_table("table2", os.path.join(RESULTS, "beyond_paper")),

@@ -108,16 +108,25 @@ def config_from_flags() -> config_lib.RunConfig:
 def summary(results) -> str:
   lines = []
   if "teacher_map" in results:
+    teachers = results["teacher_map"]
+
+    def score(key):
+      share = 100 * results[key] / max(teachers, 1e-12)
+      return f"{100 * results[key]:.1f} ({share:.1f}% of the teachers')"
     lines.append(f"teacher mAP on the {len(results['labels'])} customized labels: "
-                 f"{100 * results['teacher_map']:.1f}")
-    lines.append(f"TargetNet T_u mAP on the same labels:        "
-                 f"{100 * results['target_map']:.1f} "
-                 f"({100 * results['target_over_teacher']:.1f}% of the teachers')")
+                 f"{100 * teachers:.1f}")
+    if "regrouped_map" in results:
+      lines.append(f"T_u before Step III (regrouped):          {score('regrouped_map')}")
+      lines.append(f"T_u after Step III (the exported model):  {score('target_map')}")
+    else:
+      lines.append(f"T_u (the exported model):                 {score('target_map')}")
     if "targetnet_map" in results:
       lines.append(f"TargetNet alone after Step II (no teacher block): "
                    f"{100 * results['targetnet_map']:.1f}")
   p = results["params"]
-  lines.append(f"parameters: T_u {p['target_net']:,} vs teachers {p['teachers_total']:,} "
+  share = (f" ({p['target_over_teachers']:.2f} of the teachers')"
+           if "target_over_teachers" in p else "")
+  lines.append(f"parameters: T_u {p['target_net']:,}{share} vs teachers {p['teachers_total']:,} "
                f"({' + '.join(f'{n:,}' for n in p['teachers'])})")
   lines.append(f"branch-out blocks S_m: {results.get('branch_out')}")
   times = ", ".join(f"{k} {v:.0f}s" + (" (cached)" if k == "pretrain" and

@@ -390,8 +390,12 @@ def summarize(name: str, runs: List[Dict], labels: Sequence[str]) -> Dict:
   out["teacher_map_mean"], _ = mean_std(pct(r.get("teacher_map")) for r in runs)
   out["targetnet_map_mean"], out["targetnet_map_std"] = mean_std(
       pct(r.get("targetnet_map")) for r in runs)
+  # T_u before Step III: NaN in records made before results.json held it.
+  out["regrouped_map_mean"], out["regrouped_map_std"] = mean_std(
+      pct(r.get("regrouped_map")) for r in runs)
   out["target_params"] = runs[0]["params"]["target_net"]
   out["teacher_params"] = runs[0]["params"]["teachers_total"]
+  out["target_params_share"] = out["target_params"] / max(out["teacher_params"], 1)
   out["time_s_mean"], _ = mean_std(r.get("total_time") for r in runs)
   return out
 
@@ -407,10 +411,13 @@ def per_seed_rows(name: str, runs: List[Dict], labels: Sequence[str]) -> List[Di
     row = {"row": name, "method": r["method"], "seed": _config_of(r).seed,
            "map": pct(r.get("target_map")), "map_voc07": pct(r.get("target_map_voc07")),
            "teacher_map": pct(r.get("teacher_map")),
-           "targetnet_map": pct(r.get("targetnet_map"))}
+           "targetnet_map": pct(r.get("targetnet_map")),
+           "regrouped_map": pct(r.get("regrouped_map"))}
     row.update({label: pct(r.get("target_ap", {}).get(label)) for label in labels})
     row.update(target_params=r["params"]["target_net"],
                teacher_params=r["params"]["teachers_total"],
+               target_params_share=r["params"]["target_net"]
+               / max(r["params"]["teachers_total"], 1),
                branch_out=json.dumps(r.get("branch_out")), total_time=r.get("total_time"),
                workdir=r.get("workdir"))
     rows.append(row)

@@ -11,13 +11,15 @@ def assert_scores_agree(results):
   non-increasing precision envelope, area AP = ∫_0^1 p~ <= (1/10) Σ_{k<10} p~(k/10) and the
   11-point AP >= (1/11) Σ_{k<=10} p~(k/10), so AP_11pt >= 10/11 · AP_area, label by label.
   """
-  for who in ("teacher", "target"):
+  for who in ("teacher", "target") + (("regrouped",) if "regrouped_map" in results else ()):
     ap = results[f"{who}_ap"]
     assert list(ap) == results["labels"]
     assert results[f"{who}_map"] == pytest.approx(np.nanmean(list(ap.values())), abs=1e-6)
     assert 10 / 11 * results[f"{who}_map"] - 1e-9 <= results[f"{who}_map_voc07"] <= 1.0
   assert results["target_over_teacher"] == pytest.approx(
       results["target_map"] / results["teacher_map"], rel=1e-9)
+  p = results["params"]
+  assert p["target_over_teachers"] == pytest.approx(p["target_net"] / p["teachers_total"])
 
 
 def tensorboard_tags(directory):

@@ -116,3 +116,36 @@ def test_bad_pretrain_dataset_is_refused_before_anything_is_written(tmp_path, na
 def test_adversarial_weight_needs_dfka():
   with pytest.raises(ConfigError, match="adversarial_weight"):
     RunConfig.for_dataset("scenes20", method="dafl", adversarial_weight=1.0)
+
+
+def test_t_u_before_step_three_is_the_regrouped_t_u(tmp_path):
+  """results.json's regrouped_map is T_u rebuilt from Step II's checkpoint: without Step III
+  it is T_u itself, score for score; Step II's frozen batch norms and the budget hold."""
+  config = RunConfig.for_dataset("scenes20", workdir=str(tmp_path / "w"), finetune_steps=0,
+                                 target_bn="frozen", target_param_budget=0.6, **QUICK)
+  results = pipeline.run(config, progress=False)
+  helpers.assert_scores_agree(results)
+  assert results["regrouped_ap"] == results["target_ap"]
+  assert results["regrouped_map"] == results["target_map"]
+  p = results["params"]
+  assert p["target_net"] <= 0.6 * p["teachers_total"]
+  assert results["branch_out"] == {"1": 4, "2": 4}  # The only T_u within 0.6 (tiny ResNets).
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(target_param_budget=0.5, branch_out=2), "give one of them"),
+    (dict(target_param_budget=0.5, method="dafl"), "does not regroup"),
+    (dict(target_param_budget=0.0), "must be > 0"),
+    (dict(target_bn="off"), "target_bn"),
+])
+def test_bad_step_two_three_settings_are_refused(overrides, message):
+  with pytest.raises(ConfigError, match=message):
+    RunConfig.for_dataset("scenes20", workdir="unused", **QUICK, **overrides).validate()
+
+
+def test_a_budget_nothing_fits_stops_before_any_work(tmp_path):
+  from tests.test_cli import assert_user_error, run_cli  # pylint: disable=g-import-not-at-top
+  proc = run_cli("--preset=quick", "--target_param_budget=0.3", f"--workdir={tmp_path / 'w'}",
+                 "--quiet")
+  assert_user_error(proc, "--target_param_budget=0.3", "smallest T_u", "raise the budget")
+  assert not os.path.exists(tmp_path / "w")

@@ -140,7 +140,8 @@ def test_run_with_a_pool_trains_on_it_and_resumes(tmp_path):
   for tag, kind in {"generator/sampled/images": "images", "inversion/pool/images": "images",
                     "generator/sampled/labels_predicted": "histograms",
                     "results/teacher_map": "scalars", "results/target_map": "scalars",
-                    "results/targetnet_map": "scalars"}.items():
+                    "results/targetnet_map": "scalars", "results/regrouped_map": "scalars",
+                    "results/target_over_teachers_params": "scalars"}.items():
     assert tags.get(tag) == kind, (tag, sorted(tags))
   assert "hparams" in tags.values()
   again = pipeline.run(config, progress=False, resume=True)  # Reads the pool back.

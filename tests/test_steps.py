@@ -470,3 +470,122 @@ def test_step_decay_sgd_drops_tenfold_at_40_and_80_percent():
   schedule = steps.step_decay(0.1, 100)
   lrs = [float(schedule(s)) for s in (0, 40, 41, 80, 81, 99)]
   np.testing.assert_allclose(lrs, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
+
+
+# --------------------------------------------------------------- the size budget (Eq. 18)
+def _sizes():
+  """Hand-made block sizes: B = 3, two teachers; T_u's parameter count at each choice is
+  worked out below."""
+  return steps.RegroupSizes(target_blocks=[10, 20, 30],
+                            teacher_blocks={0: [10, 20, 40], 1: [10, 20, 50]},
+                            filters={0: [1, 2], 1: [3, 4]})
+
+
+def test_regrouped_params_by_hand():
+  s = _sizes()
+  assert s.teachers_total == 150
+  # {3, 3}: the TargetNet itself, 10 + 20 + 30.
+  assert s.regrouped({0: 3, 1: 3}) == 60
+  # {1, 1}: T^1 + (f_1^1 + 20 + 40) + (f_2^1 + 20 + 50) = 10 + 61 + 73.
+  assert s.regrouped({0: 1, 1: 1}) == 144
+  # {2, 3}: T^1, T^2, T's head 30, then f_1^2 + 40 = 42 for teacher 1.
+  assert s.regrouped({0: 2, 1: 3}) == 10 + 20 + 30 + 42
+  # {1, 2}: T^1, T^2 (the deepest point), f_1^1 + 20 + 40, f_2^2 + 50.
+  assert s.regrouped({0: 1, 1: 2}) == 10 + 20 + 61 + 54
+  assert s.smallest(TaskMap.build([["a"], ["b"]])) == {0: 3, 1: 3}
+
+
+def test_budget_picks_least_eta_among_the_choices_that_fit():
+  task = TaskMap.build([["a"], ["b"]])
+  s = _sizes()
+  # Eq. 18 alone picks {1, 1} (144 parameters, 0.96 of the teachers').
+  eta = {1: {0: 0.1, 1: 0.1}, 2: {0: 0.3, 1: 0.2}, 3: {0: 0.5, 1: 0.6}}
+  assert steps.branch_out_blocks(eta, task) == {0: 1, 1: 1}
+  assert steps.branch_out_within_budget(eta, task, s, 1.0) == {0: 1, 1: 1}
+  # Budget 0.6 (90 parameters) fits {3, 3} = 60, {2, 3} = 102 no, {3, 2} = 10+20+30+54 no,
+  # {2, 2} = 10 + 20 + 42 + 54 = 126 no: only {3, 3}.
+  assert steps.branch_out_within_budget(eta, task, s, 0.6) == {0: 3, 1: 3}
+  # Budget 0.75 (112): {2, 3} = 102 (η 0.3 + 0.6) fits; {3, 2} = 114 does not.
+  assert steps.branch_out_within_budget(eta, task, s, 0.75) == {0: 2, 1: 3}
+
+
+def test_budget_that_nothing_fits_names_the_smallest_t_u():
+  task = TaskMap.build([["a"], ["b"]])
+  with pytest.raises(ConfigError, match=r"smallest T_u .* has 60 \(0\.400 of the "
+                     r"teachers', S_m = \{'teacher1': 3, 'teacher2': 3\}\); raise the "
+                     r"budget to at least 0\.4"):
+    steps.check_param_budget(0.39, _sizes(), task)
+  steps.check_param_budget(0.4, _sizes(), task)  # 60 of 150 fits exactly.
+
+
+@pytest.mark.parametrize("points", [{0: 1, 1: 1}, {0: 2, 1: 4}, {0: 4, 1: 4}, {0: 3, 1: 1}])
+def test_regroup_sizes_count_what_regroup_builds(world, points):
+  teachers, task, _ = world
+  target = _blocknet(len(task.labels), "target_sz", list(task.labels))
+  filters = {b: [steps.TeacherFilter(name=f"sz_f{m}_{b}") for m in range(2)] for b in (1, 2, 3)}
+  for b, fs in filters.items():
+    for f in fs:
+      f.build((None,) + tuple(target.feature_shapes[b]))
+  sizes = steps.regroup_sizes(target, teachers, filters, task)
+  assert sizes.teachers_total == sum(t.num_params() for t in teachers)
+  net = steps.regroup(target, teachers, filters, points, task)
+  assert sizes.regrouped(points) == net.count_params()
+
+
+# ------------------------------------------------------- batch norm in Steps II–III
+def _moving_stats(model):
+  return [v.numpy().copy() for layer in model._flatten_layers(include_self=True, recursive=True)
+          if isinstance(layer, keras.layers.BatchNormalization)
+          for v in (layer.moving_mean, layer.moving_variance)]
+
+
+@pytest.mark.parametrize("mode", ["train", "frozen"])
+def test_block_step_batchnorm_mode(world, mode):
+  """--target_bn: train moves block b's moving statistics; frozen keeps them and the
+  affine parameters, while the convolutions still learn."""
+  teachers, task, generator = world
+  target = _blocknet(len(task.labels), f"target_bn_{mode}", list(task.labels))
+  block = target.blocks[1]
+  trainer = steps.BlockTrainer(target, 2, _source(generator), teachers, task,
+                               batch_size=BATCH, steps=10, batchnorm=mode).build()
+  stats = _moving_stats(block)
+  bn_weights = [v.numpy().copy() for v in block.weights if "gamma" in v.path or "beta" in v.path]
+  kernels = [v for v in block.trainable_variables if "kernel" in v.path]
+  before = _values(kernels)
+  trainer.step()
+  trainer.step()
+  moved = [not np.array_equal(a, b) for a, b in zip(stats, _moving_stats(block))]
+  assert all(_changed(before, kernels))
+  affine = [v for v in block.weights if "gamma" in v.path or "beta" in v.path]
+  if mode == "frozen":
+    assert not any(moved)
+    assert not any(_changed(bn_weights, affine))
+  else:
+    assert all(moved)
+    assert any(_changed(bn_weights, affine))
+
+
+@pytest.mark.parametrize("branch_bn,trainable", [("train", True), ("frozen", True),
+                                                 ("train", False)])
+def test_finetune_leaves_branch_batchnorm_as_set(world, branch_bn, trainable):
+  """--branch_bn and --finetune_trainable on T_u's copied teacher blocks in Step III."""
+  teachers, task, generator = world
+  target = _blocknet(len(task.labels), f"target_br_{branch_bn}_{trainable}", list(task.labels))
+  filters = {b: [steps.TeacherFilter(name=f"br{branch_bn}{trainable}_f{m}_{b}")
+                 for m in range(2)] for b in (1, 2, 3)}
+  net = steps.regroup(target, teachers, filters, {0: 1, 1: 2}, task, branch_bn=branch_bn,
+                      branch_trainable=trainable)
+  copies = [layer for layer in net.layers if "_branch_block" in layer.name]
+  trunk = target.blocks[0]
+  trainer = steps.FinetuneTrainer(net, _source(generator), teachers, task, batch_size=BATCH,
+                                  steps=10).build()
+  copy_stats, trunk_stats = [_moving_stats(c) for c in copies], _moving_stats(trunk)
+  copy_weights = [_values(c.weights) for c in copies]
+  trainer.step()
+  trainer.step()
+  for c, stats, weights in zip(copies, copy_stats, copy_weights):
+    moved = [not np.array_equal(a, b) for a, b in zip(stats, _moving_stats(c))]
+    assert any(moved) == (branch_bn == "train" and trainable)
+    assert any(_changed(weights, c.weights)) == trainable
+  # The TargetNet's own block keeps training with its batch statistics.
+  assert any(not np.array_equal(a, b) for a, b in zip(trunk_stats, _moving_stats(trunk)))

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from dfka_tf import analysis
-from experiments import (collapse, fig4, fig5, suites_common, sweep, table1, table2,
-                         table4, table_s3, table_s5, transfer_gap)
+from experiments import (collapse, fig4, fig5, suites_common, sweep, sweep_student, table1,
+                         table2, table4, table_s3, table_s5, transfer_gap)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIRST10 = ["circle", "square", "triangle", "star", "plus", "ring", "diamond", "hexagon",
@@ -242,6 +242,32 @@ def test_the_sweep_scores_on_validation_and_ranks_by_the_targetnet_alone(tmp_pat
     assert np.isnan(line["generated_agreement"])
   assert 0.0 < line["real_positives"] < 1.0  # The teachers call some labels present.
   assert "agreement on G's images" in open(tmp_path / "out" / "transfer_gap.md").read()
+
+
+def test_the_student_sweep_ranks_t_u_then_the_targetnet_alone_within_a_point():
+  def point(name, mean, std, alone):
+    return {"row": name, "map_mean": mean, "map_std": std, "targetnet_map_mean": alone}
+  points = [point("a", 95.0, 0.2, 20.0), point("b", 95.5, 1.0, 40.0),
+            point("c", 94.9, 0.1, 30.0), point("d", 90.0, 0.0, 80.0),
+            point("e", 60.0, 40.0, 10.0)]
+  # Scores (mean - std): a 94.8, b 94.5, c 94.8, d 90.0, e 20.0. a, b and c are within a
+  # point of the best, so the TargetNet alone orders them; d and e follow by score.
+  assert [s["row"] for s in sweep_student.ranked(points)] == ["b", "c", "a", "d", "e"]
+
+
+def test_the_student_sweep_scores_steps_two_three_on_validation(tmp_path, runs_root):
+  kwargs = _quick(tmp_path, runs_root)
+  out = sweep_student.run_suite(rows=["preset", "lr0.01_allfrozen"], **kwargs)
+  summaries = {s["row"]: s for s in out["summaries"]}
+  assert summaries["lr0.01_allfrozen"]["target_bn"] == "frozen"
+  for per_seed in out["runs"].values():
+    assert per_seed[0]["eval_split"] == "validation"
+    assert 0.0 <= per_seed[0]["regrouped_map"] <= 1.0
+  assert out["best"] == sweep_student.ranked(out["summaries"])[0]["row"]
+  text = open(tmp_path / "out" / "sweep_student.md").read()
+  assert "| T_u before Step III | T_u after Step III |" in text
+  with pytest.raises(Exception, match="validation split"):
+    sweep_student.run_suite(rows=["preset"], overrides={"eval_split": "test"}, **kwargs)
 
 
 def test_a_record_stands_in_for_its_row_only_while_the_config_matches(tmp_path):

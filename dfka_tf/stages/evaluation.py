@@ -90,8 +90,10 @@ def log_results(run: Run, results: Dict):
   """TensorBoard (logs/results): the final mAPs as scalars and the run's options as
   hyperparameters (the HParams dashboard), beside its metrics, so runs compare there."""
   from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
-  metrics = {k: float(results[k]) for k in ("teacher_map", "target_map", "targetnet_map",
-                                            "target_over_teacher") if k in results}
+  metrics = {k: float(results[k]) for k in ("teacher_map", "regrouped_map", "target_map",
+                                            "targetnet_map", "target_over_teacher")
+             if k in results}
+  metrics["target_over_teachers_params"] = float(results["params"]["target_over_teachers"])
   hparams = {"method": run.config.method}
   for section, fields in run.config.to_dict().items():
     if isinstance(fields, dict):
@@ -102,7 +104,7 @@ def log_results(run: Run, results: Dict):
     hp.hparams(hparams, trial_id=run.config.workdir)
     for name, value in metrics.items():
       tf.summary.scalar(name, value)
-    for who in ("teacher", "target", "targetnet"):
+    for who in ("teacher", "regrouped", "target", "targetnet"):
       for label, ap in results.get(f"{who}_ap", {}).items():
         tf.summary.scalar(f"{who}_ap/{label}", ap)
   writer.flush()

@@ -13,7 +13,9 @@ from dfka_tf.stages.images import Images, generator_state, generator_trainer, su
 from dfka_tf.stages.teachers import check_target, fresh_or_pretrained, target_blocknet
 from dfka_tf.task import TaskMap
 from dfka_tf.train.steps import (AdversarialFinetuneTrainer, BlockTrainer, FinetuneTrainer,
-                                 JointTrainer, branch_out_blocks, regroup, step_decay_sgd)
+                                 JointTrainer, block_filters, branch_out_blocks,
+                                 branch_out_within_budget, check_param_budget, regroup,
+                                 regroup_sizes, step_decay_sgd)
 
 
 def eta_tail_start(block_steps: int) -> int:
@@ -28,7 +30,7 @@ def block_trainer(run: Run, target, b: int, source, teachers, task: TaskMap) -> 
                       steps=c.student.block_steps, learning_rate=c.student.lr,
                       weight_decay=c.runtime.weight_decay,
                       lambda_in=(c.student.lambda_in1, c.student.lambda_in2),
-                      jit=run.jit).build()
+                      batchnorm=c.student.target_bn, jit=run.jit).build()
 
 
 def finetune_trainer(run: Run, target_net, source, teachers, task: TaskMap,
@@ -54,6 +56,10 @@ def target_blocks(run: Run, teachers, images: Images, task: TaskMap) -> Dict:
   trainers = [block_trainer(run, target, b, images.source(10 + b), teachers, task)
               for b in range(1, num_blocks + 1)]
   filters = [t.filters for t in trainers]
+  by_block = {t.block: t.filters for t in trainers if t.filters}
+  sizes = regroup_sizes(target, teachers, by_block, task)
+  if c.student.param_budget is not None:  # Before Step II: no budget, no training.
+    check_param_budget(c.student.param_budget, sizes, task)
   eta = {int(k): {int(m): v for m, v in e.items()} for k, e in run.state.get("eta", {}).items()}
   curves = run.state.get("block_curves", {})
   run_stages(run, [_block_stage(run, tr, model, filters, task, eta, curves)
@@ -61,8 +67,7 @@ def target_blocks(run: Run, teachers, images: Images, task: TaskMap) -> Dict:
   # The final state of the last block (also when every block was already done).
   tf.train.Checkpoint(target=model, filters=filters).restore(
       tf.train.latest_checkpoint(run.wd.path("ckpt", f"block{num_blocks}"))).expect_partial()
-  return {"target": target, "model": model, "eta": eta,
-          "filters": {t.block: t.filters for t in trainers if t.filters}}
+  return {"target": target, "model": model, "eta": eta, "filters": by_block, "sizes": sizes}
 
 
 def _block_stage(run: Run, tr: BlockTrainer, model, filters, task: TaskMap, eta, curves
@@ -112,7 +117,9 @@ def _block_stage(run: Run, tr: BlockTrainer, model, filters, task: TaskMap, eta,
 def branch_points(run: Run, blocks: Dict, task: TaskMap) -> Dict[int, int]:
   """S_m: Eq. 18 from η^{b,m}, or --branch_out for every teacher."""
   num_blocks = len(blocks["target"].blocks)
-  forced = run.config.student.branch_out
+  forced, budget = run.config.student.branch_out, run.config.student.param_budget
+  if budget is not None:
+    return branch_out_within_budget(blocks["eta"], task, blocks["sizes"], budget)
   if forced is None:
     return branch_out_blocks(blocks["eta"], task)
   if not 1 <= forced <= num_blocks:
@@ -130,6 +137,23 @@ def step2_target_net(run: Run, task: TaskMap, num_blocks: int) -> keras.Model:
   return model
 
 
+def regrouped_before_finetune(run: Run, teachers, task: TaskMap, num_blocks: int,
+                              points: Dict[int, int]) -> keras.Model:
+  """T_u as Eq. 18–20 regroup it before Step III: the TargetNet and its filters fresh from
+  block `num_blocks`' checkpoint, the teachers' blocks copied again (Step III fine-tunes
+  layers the run's T_u shares with them)."""
+  model = fresh_or_pretrained(run, len(task.labels), "target")
+  target = target_blocknet(run.config, run.template, model, task.labels)
+  filters = [block_filters(b, num_blocks, len(teachers)) for b in range(1, num_blocks + 1)]
+  for b, fs in enumerate(filters, start=1):
+    for f in fs:
+      f.build((None,) + tuple(target.feature_shapes[b]))
+  tf.train.Checkpoint(target=model, filters=filters).restore(
+      tf.train.latest_checkpoint(run.wd.path("ckpt", f"block{num_blocks}"))).expect_partial()
+  return regroup(target, teachers, {b: fs for b, fs in enumerate(filters, start=1) if fs},
+                 points, task, name="regrouped")
+
+
 def regrouped(run: Run, teachers, images: Images, blocks: Dict, task: TaskMap,
               generator_trainer=None) -> keras.Model:
   """Stage "finetune" (Step III): T_u regrouped by Eq. 18–20, then fine-tuned.
@@ -139,7 +163,9 @@ def regrouped(run: Run, teachers, images: Images, blocks: Dict, task: TaskMap,
   """
   c = run.config
   points = branch_points(run, blocks, task)
-  target_net = regroup(blocks["target"], teachers, blocks["filters"], points, task)
+  target_net = regroup(blocks["target"], teachers, blocks["filters"], points, task,
+                       branch_bn=c.student.branch_bn,
+                       branch_trainable=c.student.finetune_trainable == "all")
   source = images.source(20)
   trainer = finetune_trainer(run, target_net, source, teachers, task, generator_trainer)
   extra = ({} if not isinstance(trainer, AdversarialFinetuneTrainer)

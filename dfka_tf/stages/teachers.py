@@ -75,6 +75,8 @@ def check_inputs(config: RunConfig) -> Inputs:
     if c.source.kind == "dataset" and c.source.dataset:
       dfka_data.check_prepared(c.source.dataset, c.data.data_dir)
     inputs = Inputs(c, task, dataset_labels=names, teacher_splits=splits)
+  if c.student.param_budget is not None:  # Seconds: no run trains for a T_u that cannot fit.
+    check_budget(c, inputs)
   if c.eval.evaluate and c.eval.data:
     from dfka_tf.stages.evaluation import eval_data  # pylint: disable=g-import-not-at-top
     eval_data(c, task.labels)  # Reads the file or checks TFDS: seconds, before any training.
@@ -86,6 +88,28 @@ def check_inputs(config: RunConfig) -> Inputs:
     if cache.find(c) is None:  # A cached backbone needs no pretraining data.
       dfka_data.check_prepared(c.data.pretrain, c.data.data_dir)
   return inputs
+
+
+def check_budget(config: RunConfig, inputs: Inputs):
+  """--target_param_budget against the networks' shapes (no weights needed): raises
+  ConfigError, naming the smallest T_u, when no branch-out choice fits."""
+  from dfka_tf.train.steps import block_filters, check_param_budget, regroup_sizes  # pylint: disable=g-import-not-at-top
+  c, task = config, inputs.task
+  teachers = inputs.loaded or [
+      blocknet.split_model(build_resnet(c.data.arch, len(labels), input_shape(c),
+                                        name=f"teacher{m + 1}"), label_names=labels)
+      for m, labels in enumerate(inputs.teacher_splits)]
+  template = inputs.loaded[0] if inputs.loaded else None
+  target = target_blocknet(c, template, build_target(c, template, len(task.labels), "target",
+                                                     backbone=None), task.labels)
+  num_blocks = len(target.blocks)
+  filters = {}
+  for b in range(1, num_blocks):
+    filters[b] = block_filters(b, num_blocks, len(teachers))
+    for f in filters[b]:
+      f.build((None,) + tuple(target.feature_shapes[b]))
+  check_param_budget(c.student.param_budget, regroup_sizes(target, teachers, filters, task),
+                     task)
 
 
 def input_shape(config: RunConfig):

@@ -10,6 +10,9 @@ their forward pass on the generated image is computed once per step (`TeacherPas
 shared by every loss term and prior that needs it. Image sources are in `sources.py`.
 """
 
+import dataclasses
+import itertools
+import math
 from typing import Dict, List, Optional, Sequence
 
 import keras
@@ -20,6 +23,7 @@ from dfka_tf import analysis
 from dfka_tf import distribute
 from dfka_tf import losses
 from dfka_tf import priors as priors_lib
+from dfka_tf.errors import ConfigError
 from dfka_tf.models.filters import TeacherFilter
 from dfka_tf.task import TaskMap
 from dfka_tf.train.augment import apply_flip_shift, flip_shift_draws
@@ -274,6 +278,27 @@ class GeneratorTrainer(Step):
     tf.summary.image("sampled/images", grid[None], max_outputs=1)
 
 
+def block_filters(block: int, num_blocks: int, num_teachers: int, reduction: int = 4
+                  ) -> List[TeacherFilter]:
+  """f_m^b (Eq. 10, S-Fig. 1) of block b (1-based) for every teacher; none for b = B, where
+  the TargetNet's own head predicts Y_cst."""
+  if block >= num_blocks:
+    return []
+  return [TeacherFilter(reduction, name=f"f{m + 1}_t{block}") for m in range(num_teachers)]
+
+
+def freeze_batchnorm(model) -> int:
+  """Every batch norm inside `model` frozen (beyond the paper; --target_bn, --branch_bn):
+  not trainable, so Keras runs it in inference mode. Its moving statistics, scale and shift
+  stay as the start (or the teacher) left them. Returns how many layers it froze."""
+  frozen = 0
+  for layer in model._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
+    if isinstance(layer, keras.layers.BatchNormalization):
+      layer.trainable = False
+      frozen += 1
+  return frozen
+
+
 class BlockTrainer(Step):
   """Step II of Algorithm 1 for one block b: train T^b (and f_m^b) on L_u^b (Eq. 17).
 
@@ -295,7 +320,7 @@ class BlockTrainer(Step):
                batch_size: int, steps: int, learning_rate: float = 0.01,
                weight_decay: float = 5e-3, lambda_in=(1.0, 1.0),
                lambda_m: Optional[Sequence[float]] = None, filter_reduction: int = 4,
-               jit: bool = False):
+               batchnorm: str = "train", jit: bool = False):
     self.target = target
     self.block = int(block)  # 1-based, as in the paper.
     self.num_blocks = len(target.blocks)
@@ -304,9 +329,10 @@ class BlockTrainer(Step):
     self.task = task
     self.lambda_in = tuple(float(v) for v in lambda_in)
     self.lambda_m = list(lambda_m) if lambda_m is not None else [1.0] * len(self.teachers)
-    self.filters = ([TeacherFilter(filter_reduction, name=f"f{m + 1}_t{self.block}")
-                     for m in range(len(self.teachers))]
-                    if self.block < self.num_blocks else [])
+    self.filters = block_filters(self.block, self.num_blocks, len(self.teachers),
+                                 filter_reduction)
+    if batchnorm == "frozen":  # Before the optimizer sees the block's trainable variables.
+      freeze_batchnorm(target.blocks[self.block - 1])
     self.optimizer = poly_sgd(learning_rate, steps, weight_decay=weight_decay)
     super().__init__(source.rng, batch_size, 0, jit and source.jit_ok)
     distribute.sync_batchnorm(target.blocks[self.block - 1])
@@ -383,8 +409,102 @@ def branch_out_blocks(eta: Dict[int, Dict[int, float]], task: TaskMap) -> Dict[i
   return out
 
 
+@dataclasses.dataclass(frozen=True)
+class RegroupSizes:
+  """The parameter counts T_u is assembled from (Eq. 19–20), for the size budget.
+
+  Attributes:
+    target_blocks: parameters of TargetNet blocks 1..B (block B with its head).
+    teacher_blocks: {m: parameters of teacher m's blocks 1..B}.
+    filters: {m: parameters of f_m^1..f_m^{B-1}}.
+  """
+  target_blocks: Sequence[int]
+  teacher_blocks: Dict[int, Sequence[int]]
+  filters: Dict[int, Sequence[int]]
+
+  @property
+  def teachers_total(self) -> int:
+    return int(sum(sum(v) for v in self.teacher_blocks.values()))
+
+  def regrouped(self, points: Dict[int, int]) -> int:
+    """Parameters of T_u at branch-out blocks `points` ({m: S_m}), as `regroup` builds it:
+    the shared trunk T^1..T^{min(max S_m, B-1)}, T's head where some S_m = B, and for each
+    S_m < B the filter f_m^{S_m} and the copies of teacher m's blocks S_m+1..B."""
+    num_blocks = len(self.target_blocks)
+    deepest = max(points.values())
+    total = sum(self.target_blocks[:min(deepest, num_blocks - 1)])
+    if deepest == num_blocks:
+      total += self.target_blocks[-1]
+    for m, s in points.items():
+      if s < num_blocks:
+        total += self.filters[m][s - 1] + sum(self.teacher_blocks[m][s:])
+    return int(total)
+
+  def candidates(self, task: TaskMap) -> List[Dict[int, int]]:
+    """Every choice of {m: S_m}, S_m in 1..B, for the active teachers."""
+    blocks = range(1, len(self.target_blocks) + 1)
+    return [dict(zip(task.active, c)) for c in itertools.product(blocks, repeat=len(task.active))]
+
+  def smallest(self, task: TaskMap) -> Dict[int, int]:
+    """The branch-out points of the smallest T_u (ties: the deeper points)."""
+    return min(self.candidates(task),
+               key=lambda p: (self.regrouped(p), [-p[m] for m in task.active]))
+
+
+def regroup_sizes(target, teachers: Sequence,
+                  block_filters: Dict[int, Sequence[TeacherFilter]], task: TaskMap
+                  ) -> RegroupSizes:
+  """The sizes of `regroup`'s parts: the TargetNet's and the teachers' blocks (BlockNets)
+  and the built filters {b: [f_1^b, ..., f_M^b]}."""
+  num_blocks = len(target.blocks)
+  return RegroupSizes(
+      target_blocks=[int(b.count_params()) for b in target.blocks],
+      teacher_blocks={m: [int(b.count_params()) for b in teachers[m].blocks]
+                      for m in task.active},
+      filters={m: [int(block_filters[b][m].count_params()) for b in range(1, num_blocks)]
+               for m in task.active})
+
+
+def max_regrouped_params(budget: float, sizes: RegroupSizes) -> int:
+  """The most parameters T_u may have under --target_param_budget=`budget` (a fraction of
+  the teachers' total; beyond the paper)."""
+  return int(budget * sizes.teachers_total)
+
+
+def check_param_budget(budget: float, sizes: RegroupSizes, task: TaskMap):
+  """Raises ConfigError when no T_u fits the budget, naming the smallest there is."""
+  smallest = sizes.smallest(task)
+  need = sizes.regrouped(smallest)
+  if need > max_regrouped_params(budget, sizes):
+    shown = {f"teacher{m + 1}": v for m, v in smallest.items()}
+    raise ConfigError(
+        f"--target_param_budget={budget:g} allows T_u {max_regrouped_params(budget, sizes):,} "
+        f"parameters ({budget:g} x the teachers' {sizes.teachers_total:,}), but the smallest "
+        f"T_u these teachers and TargetNet make has {need:,} ({need / sizes.teachers_total:.3f} "
+        f"of the teachers', S_m = {shown}); raise the budget to at least "
+        f"{math.ceil(1000 * need / sizes.teachers_total) / 1000:g}.")
+
+
+def branch_out_within_budget(eta: Dict[int, Dict[int, float]], task: TaskMap,
+                             sizes: RegroupSizes, budget: float) -> Dict[int, int]:
+  """Eq. 18 under a size budget (beyond the paper; --target_param_budget).
+
+  Among the choices {m: S_m} whose T_u has at most `budget` × the teachers' parameters,
+  the one with the least Σ_m η^{S_m,m}; without a binding budget this is Eq. 18's
+  per-teacher argmin. Ties go to the smaller T_u.
+
+  Raises:
+    ConfigError: no choice fits (`check_param_budget`).
+  """
+  check_param_budget(budget, sizes, task)
+  limit = max_regrouped_params(budget, sizes)
+  fits = [p for p in sizes.candidates(task) if sizes.regrouped(p) <= limit]
+  return min(fits, key=lambda p: (sum(eta[p[m]][m] for m in task.active), sizes.regrouped(p)))
+
+
 def regroup(target, teachers: Sequence, block_filters: Dict[int, Sequence[TeacherFilter]],
-            branch_points: Dict[int, int], task: TaskMap, name: str = "target_net"):
+            branch_points: Dict[int, int], task: TaskMap, name: str = "target_net", *,
+            branch_bn: str = "train", branch_trainable: bool = True):
   """T_u (Eq. 19–20): shared T^1..T^{min S_m}, then one branch per teacher.
 
   T_m = [T^1..T^{S_m}, f_m^{S_m}, A_m^{S_m+1}..A_m^B, g_m] (Eq. 19). The teacher blocks are
@@ -397,6 +517,9 @@ def regroup(target, teachers: Sequence, block_filters: Dict[int, Sequence[Teache
     teachers: the frozen teachers (BlockNets).
     block_filters: {b: [f_1^b, ..., f_M^b]} trained in Step II.
     branch_points: {m: S_m}.
+    branch_bn: "frozen" freezes the copies' batch norms (`freeze_batchnorm`; beyond the
+      paper), "train" leaves them to Step III's batches.
+    branch_trainable: False keeps the copies as the teachers have them (beyond the paper).
 
   Returns:
     a functional keras.Model image -> probabilities [N, |Y_cst|].
@@ -417,7 +540,12 @@ def regroup(target, teachers: Sequence, block_filters: Dict[int, Sequence[Teache
       continue
     x = block_filters[s][m](trunk[s])
     for i in range(s, num_blocks):
-      x = _trainable_copy(teachers[m].blocks[i], f"t{m + 1}_branch_block{i + 1}")(x)
+      copy = _trainable_copy(teachers[m].blocks[i], f"t{m + 1}_branch_block{i + 1}")
+      if not branch_trainable:  # Recursive: its batch norms run in inference mode too.
+        copy.trainable = False
+      elif branch_bn == "frozen":
+        freeze_batchnorm(copy)
+      x = copy(x)
     pieces.append(_KeepColumns(task.teacher_cols[m], name=f"g{m + 1}")(x["probs"]))
   merged = pieces[0] if len(pieces) == 1 else keras.layers.Concatenate(name="branches")(pieces)
   out = _KeepColumns(task.order, name="probabilities")(merged)

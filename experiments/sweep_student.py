@@ -1,0 +1,160 @@
+r"""Steps II–III's settings, chosen on the validation split: the sweep behind the defaults of
+--target_lr, --finetune_lr_scale, --target_bn, --branch_bn and --finetune_trainable.
+
+  python -m experiments.sweep_student                       # every point, 3 seeds
+  python -m experiments.sweep_student --rows=preset,lr0.01 --seeds=1
+  python -m experiments.sweep_student --quick --out=/tmp/sw --workdir_root=/tmp/swruns  # smoke
+
+Each point is the quick start's run (2 teachers, labels 0–9 and 10–19 -> all 20, DFKA at the
+quick start's budget: Step I 150 steps, 100 per TargetNet block, 100 fine-tuning) with one
+setting of Steps II–III. Every point names all five settings, so it means the same whatever
+the defaults are. Teachers and Step I are trained once per seed and shared by every point.
+Points are scored on scenes20's **validation** split, never on test.
+
+Per point, mean ± sample std over the seeds: T_u before Step III (regrouped, Eq. 18–20),
+T_u after it, the TargetNet alone (its own head, no teacher block), the worst seed's T_u
+after Step III, and S_m. Points are ranked by T_u after Step III less its std over the
+seeds (what a user gets, and how much it moves with the seed); the points within 1 mAP point
+of the best are ranked by the TargetNet alone (what Steps II–III taught its own blocks).
+
+Writes --out/sweep_student.md, .csv (one line per point), _seeds.csv, and each point's
+record in sweep_student_rows/ (a rerun reuses them). A point takes about a minute on 2 CPU
+cores once its seed's teachers and G exist.
+"""
+
+import os
+import time
+from typing import Dict, List
+
+from absl import app
+
+from . import suites_common as common
+
+NAME = "sweep_student"
+TITLE = "Steps II–III's settings on the validation split (the quick start's run)"
+# The quick start's budget for Steps I–III, over the suites' tables preset.
+SETTING = dict(num_teachers=2, labels=None, method="dfka", generator_steps=150,
+               block_steps=100, finetune_steps=100)
+# The scenes20 preset's Steps II–III before the sweep.
+PRESET = dict(target_lr=0.3, finetune_lr_scale=0.1, target_bn="train", branch_bn="train",
+              finetune_trainable="all")
+COLUMNS = (("target_lr", "Step II LR"), ("finetune_lr_scale", "Step III LR / Step II LR"),
+           ("target_bn", "TargetNet BN"), ("branch_bn", "branch BN"),
+           ("finetune_trainable", "Step III trains"))
+
+
+def _point(name: str, group: str, **changes) -> common.Row:
+  return common.Row(name, dict(PRESET, **changes), group=group)
+
+
+def points() -> List[common.Row]:
+  """Every point of the sweep, by the setting it varies."""
+  return [
+      _point("preset", "the scenes20 preset"),
+      *[_point(f"lr{lr:g}", "Step II LR (Step III at 0.1x)", target_lr=lr)
+        for lr in (0.03, 0.01)],
+      *[_point(f"lr{lr:g}_bnfrozen", "TargetNet BN frozen", target_lr=lr, target_bn="frozen")
+        for lr in (0.3, 0.03, 0.01)],
+      _point("lr0.01_branchfrozen", "branch BN frozen", target_lr=0.01, branch_bn="frozen"),
+      _point("lr0.01_allfrozen", "both BN frozen", target_lr=0.01, target_bn="frozen",
+             branch_bn="frozen"),
+      _point("lr0.01_trunk", "Step III trains the trunk only", target_lr=0.01,
+             finetune_trainable="trunk"),
+      _point("lr0.01_ft1", "Step III LR", target_lr=0.01, finetune_lr_scale=1.0),
+  ]
+
+
+# Points whose T_u score is within this many mAP points of the best are tied on T_u.
+TIE = 1.0
+
+
+def score(s: Dict) -> float:
+  """T_u after Step III less its std over the seeds: what a user gets, and how much it
+  moves with the seed."""
+  std = s["map_std"]
+  return _finite(s["map_mean"]) - (std if std == std else 0.0)
+
+
+def ranked(summaries: List[Dict]) -> List[Dict]:
+  """Best first: the points within TIE of the best `score` by the TargetNet alone (what
+  Steps II–III taught the TargetNet's own blocks), then the rest by `score`."""
+  best = max(score(s) for s in summaries)
+  tied = sorted((s for s in summaries if score(s) >= best - TIE),
+                key=lambda s: (-_finite(s["targetnet_map_mean"]), -score(s)))
+  rest = sorted((s for s in summaries if score(s) < best - TIE), key=lambda s: -score(s))
+  return tied + rest
+
+
+def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,
+              rows=None, log=print):
+  overrides = dict(overrides or {})
+  split = overrides.pop("eval_split", overrides.pop("eval.split", "validation"))
+  if split != "validation":
+    raise app.UsageError(f"the sweep tunes settings, so it scores on the validation split, "
+                         f"not {split!r}; report on test with the tables.")
+  overrides["eval_split"] = "validation"
+  start = time.time()
+  chosen = common.select(points(), rows)
+  stages = common.Stages(workdir_root, progress=progress, log=log)
+  seeds = common.seeds_from(seeds, 3, quick)
+  setting = {} if quick else SETTING
+  runs, config = common.run_rows(NAME, chosen, stages, setting=dict(setting, num_teachers=2,
+                                                                    method="dfka"),
+                                 quick=quick, seeds=seeds, overrides=overrides,
+                                 records=common.Records(os.path.join(out, f"{NAME}_rows")),
+                                 log=log)
+  labels = runs[chosen[0].name][0]["labels"]
+  summaries, per_seed = [], []
+  for row in chosen:
+    s = common.summarize(row.name, runs[row.name], labels)
+    s.update(group=row.group, **{k: row.overrides[k] for k, _ in COLUMNS})
+    s["worst_map"] = min(common.pct(r.get("target_map")) for r in runs[row.name])
+    s["branch_out"] = [r.get("branch_out") for r in runs[row.name]]
+    summaries.append(s)
+    per_seed += common.per_seed_rows(row.name, runs[row.name], labels)
+  order = ranked(summaries)
+  header = (["group", "point"] + [c for _, c in COLUMNS]
+            + ["T_u before Step III", "T_u after Step III", "worst seed", "TargetNet alone",
+               "S_m per seed"])
+  body = [[s["group"], s["row"]] + [s[k] for k, _ in COLUMNS]
+          + [common.fmt(s["regrouped_map_mean"], s["regrouped_map_std"]),
+             common.fmt(s["map_mean"], s["map_std"]), common.fmt(s["worst_map"]),
+             common.fmt(s["targetnet_map_mean"], s["targetnet_map_std"]),
+             " ".join(_branch(b) for b in s["branch_out"])] for s in summaries]
+  best = order[0]
+  teachers = common.mean_std(s["teacher_map_mean"] for s in summaries)[0]
+  sections = [
+      common.md_table(header, body),
+      f"Best by T_u after Step III less its std over the seeds, points within {TIE:g} of "
+      f"the best ranked by the TargetNet alone: **{best['row']}**, T_u "
+      f"{common.fmt(best['map_mean'], best['map_std'])} (before Step III "
+      f"{common.fmt(best['regrouped_map_mean'], best['regrouped_map_std'])}), TargetNet "
+      f"alone {common.fmt(best['targetnet_map_mean'], best['targetnet_map_std'])}; teachers "
+      f"{common.fmt(teachers)} on the validation split. Ranking: "
+      + ", ".join(f"{s['row']} {common.fmt(s['map_mean'], s['map_std'])}" for s in order)
+      + ".",
+      "mAP in % on scenes20's validation split, mean ± sample std over the seeds. T_u before "
+      "Step III: regrouped by Eq. 18–20 from Step II's TargetNet, before fine-tuning. "
+      "TargetNet alone: the TargetNet as Step II left it, its own head and no teacher block. "
+      "S_m per seed: the branch-out block of teacher 1 and teacher 2 (Eq. 18). BN frozen: "
+      "the batch norms keep the start's (TargetNet) or the teacher's (branches) statistics "
+      "and affine parameters, in inference mode (`freeze_batchnorm`).",
+      common.setting_note(config, seeds, quick, time.time() - start),
+      common.records_note(NAME, runs)]
+  common.write_md(os.path.join(out, f"{NAME}.md"), TITLE, sections)
+  common.write_csv(os.path.join(out, f"{NAME}.csv"), summaries)
+  common.write_csv(os.path.join(out, f"{NAME}_seeds.csv"), per_seed)
+  log(f"[{NAME}] wrote {os.path.join(out, NAME)}.md/.csv; best {best['row']}")
+  return {"summaries": summaries, "runs": runs, "best": best["row"]}
+
+
+def _finite(x) -> float:
+  return x if x == x else float("-inf")
+
+
+def _branch(branch_out) -> str:
+  return "/".join(str(v) for v in branch_out.values()) if branch_out else "—"
+
+
+if __name__ == "__main__":
+  app.run(common.suite_main(run_suite, setting_flags=False))
