@@ -236,7 +236,7 @@ class StudentConfig:
                      "network together) or ensemble (the teachers themselves); set by --method.",
                      flag="none", choices=STUDENT_MODES)
   block_steps: int = option(100, "Step II steps per TargetNet block.", check="nonneg")
-  lr: float = option(0.3, "Base LR of the TargetNet blocks (poly, power 0.9).",
+  lr: float = option(0.03, "Base LR of the TargetNet blocks (poly, power 0.9).",
                      name="target_lr")
   finetune_steps: int = option(100, "Step III fine-tuning steps.", check="nonneg")
   finetune_lr_scale: float = option(0.1, "Step III's base LR as a fraction of --target_lr.")
@@ -248,18 +248,19 @@ class StudentConfig:
                          "train (each batch's statistics; moving averages updated) or frozen "
                          "(the start's statistics and affine parameters kept, inference mode).",
                          choices=BN_MODES)
-  branch_bn: str = option("train", "Batch norm of T_u's copied teacher blocks in Step III: "
-                          "train or frozen (the teacher's statistics and affine parameters "
-                          "kept, inference mode).", choices=BN_MODES)
-  finetune_trainable: str = option("all", "What Step III fine-tunes: all of T_u, or trunk "
-                                   "(the TargetNet's blocks and filters; the copied teacher "
-                                   "blocks stay as the teachers have them, batch norm "
-                                   "included).", choices=("all", "trunk"))
+  branch_bn: str = option("train", "With --finetune_trainable=all, batch norm of T_u's "
+                          "copied teacher blocks in Step III: train or frozen (the teacher's "
+                          "statistics and affine parameters kept, inference mode).",
+                          choices=BN_MODES)
+  finetune_trainable: str = option("trunk", "What Step III fine-tunes: trunk (the "
+                                   "TargetNet's blocks and filters; T_u's copies of the "
+                                   "teachers' blocks stay as the teachers have them, batch "
+                                   "norm included) or all of T_u.", choices=("trunk", "all"))
   param_budget: Optional[float] = option(
       None, "Eq. 18 chooses S_m only among branch-out points whose T_u has at most this "
       "fraction of the teachers' total parameters (beyond the paper; default: no budget).",
-      name="target_param_budget", check=lambda v: None if v is None or v > 0 else
-      "must be > 0 (a fraction of the teachers' parameters)")
+      name="target_param_budget", check=lambda v: None if v is None or 0 < v < float("inf")
+      else "must be a finite number > 0 (a fraction of the teachers' parameters)")
   joint: JointConfig = option(JointConfig, "DAFL's joint training.")
   adversarial_weight: float = option(0.0, "Step III: keep training G to maximise T_u's "
                                      "disagreement with the teachers (DFAD; beyond the paper; "
@@ -320,14 +321,18 @@ SECTIONS = {"data": DataConfig, "generator": GeneratorConfig, "source": SourceCo
 PRESETS: Dict[str, Dict[str, Any]] = {
     "scenes20": {"data.arch": "small", "data.image_size": 32, "runtime.batch_size": 64,
                  "data.teacher_steps": 300, "data.teacher_lr": 0.3, "generator.steps": 150,
-                 "generator.lr": 1e-3, "student.block_steps": 100, "student.lr": 0.3,
+                 "generator.lr": 1e-3, "student.block_steps": 100,
                  "student.finetune_steps": 100, "generator.latent_dim": 128,
                  "generator.width": 64, "eval.batch_size": 250,
                  "data.pretrain": "scenes20_similar",
                  # Step I's weights, chosen on scenes20's validation split (experiments.sweep;
                  # docs/results.md, "Step I's settings"): S-Table 1's collapse G onto one or
                  # two labels within 60 steps here. --preset=paper_weights restores them.
-                 "generator.alpha": 0.1, "generator.beta": 5.0, "generator.gamma": 10.0},
+                 "generator.alpha": 0.1, "generator.beta": 5.0, "generator.gamma": 10.0,
+                 # Steps II–III's LR, chosen on scenes20's validation split over 3 seeds
+                 # (experiments.sweep_student; docs/design.md, "Steps II–III"): at 0.3 Step II
+                 # moves block 1 away from what the teachers' blocks 2–4 expect.
+                 "student.lr": 0.03},
     "voc2007": {"data.arch": "resnet101", "data.image_size": 224, "runtime.batch_size": 16,
                 "data.teacher_steps": 20000, "data.teacher_lr": 0.01,
                 "generator.steps": 20000, "generator.lr": 1e-3, "student.block_steps": 10000,
@@ -681,6 +686,18 @@ def _validate_combinations(c: RunConfig):
     raise ConfigError(f"--target_param_budget bounds T_u's regrouping (Eq. 18-20); "
                       f"--method={c.method} does not regroup. Use --method=dfka or leave "
                       "--target_param_budget unset.")
+  changed = [f"--{name}={value}" for name, value, default in (
+      ("target_bn", s.target_bn, "train"), ("branch_bn", s.branch_bn, "train"),
+      ("finetune_trainable", s.finetune_trainable, "trunk")) if value != default]
+  if changed and s.mode != "blockwise":
+    raise ConfigError(f"{' '.join(changed)}: these apply to Steps II-III, which "
+                      f"--method={c.method} does not run; use a method that runs them (dfka, "
+                      "ka, similar, diff, noise) or leave them unset.")
+  if s.branch_bn == "frozen" and s.finetune_trainable == "trunk":
+    raise ConfigError("--branch_bn=frozen freezes the batch norms of copied teacher blocks "
+                      "Step III trains, but --finetune_trainable=trunk (the default) keeps "
+                      "them frozen whole; add --finetune_trainable=all, or leave --branch_bn "
+                      "unset.")
   if s.adversarial_weight > 0 and c.method != "dfka":
     raise ConfigError(f"--adversarial_weight trains DFKA's generator in Step III; "
                       f"--method={c.method} has no Step III generator. Use --method=dfka or "

@@ -206,9 +206,9 @@ def suite_table(name, directory=RESULTS, *, labels=False):
             + (["T_u before Step III"] if before else [])
             + ["mAP" + (" (mean ± std)" if len(seeds) > 1 else ""), "% of teachers"]
             + (["TargetNet alone"] if alone else [])
-            + paper_cols + ["T_u params (of the teachers')", "S_m" + (" (per seed)" if alone and len(seeds) > 1
-                                                   else " (seed 0)" if len(seeds) > 1
-                                                   else "")])
+            + paper_cols + ["T_u params (of the teachers')",
+                            "S_m" + (" (per seed)" if alone and len(seeds) > 1
+                                     else " (seed 0)" if len(seeds) > 1 else "")])
   rows = []
   for i, row in enumerate(s.summary):
     runs = {int(r["seed"]): r for r in s.per_seed(row["row"])}
@@ -360,14 +360,15 @@ def fig5():
   return table(header, rows), [path, os.path.join(RESULTS, "fig5.md")]
 
 
-def sweep(folder):
-  """A Step I sweep on the validation split (experiments.sweep): its table and its verdict."""
-  path = os.path.join(RESULTS, folder, "sweep.md")
+def sweep(folder, name="sweep"):
+  """A sweep on the validation split (experiments.sweep, experiments.sweep_student): its
+  table and its verdict."""
+  path = os.path.join(RESULTS, folder, f"{name}.md")
   header, rows = read_md_table(path)
   best = md_sentence(path, "Best by")
   if best is None:
     raise SourceError(f"{os.path.relpath(path, ROOT)} names no best point")
-  return table(header, rows) + ["", best], [path, os.path.join(RESULTS, folder, "sweep.csv")]
+  return table(header, rows) + ["", best], [path, os.path.join(RESULTS, folder, f"{name}.csv")]
 
 
 def inversion_pool():
@@ -505,7 +506,7 @@ def paper_estimate():
 TABLES = {
     "headline": headline,
     "quickstart": quickstart,
-    "quickstart_preset": lambda: quickstart("quickstart_preset"),
+    "quickstart_lr03": lambda: quickstart("quickstart_lr0.3"),
     "table1": lambda: suite_table("table1"),
     "table2": lambda: suite_table("table2"),
     "table2_beyond": lambda: suite_table("table2", os.path.join(RESULTS, "beyond_paper")),
@@ -520,6 +521,7 @@ TABLES = {
     "inversion_pool": inversion_pool,
     "sweep": lambda: sweep("sweep"),
     "sweep_seeds": lambda: sweep("sweep_3seeds"),
+    "sweep_student": lambda: sweep("", "sweep_student"),
     "perf_ratios": perf_ratios,
     "perf_xla": perf_xla,
     "paper_estimate": paper_estimate,

@@ -77,7 +77,8 @@ TEACHER_SECTIONS = ("data", "runtime")
 GENERATOR_SECTIONS = ("data", "runtime", "generator")
 NOT_TEACHERS = ("data.labels",)
 # A Step III-only change: rows differing from another only here can share its Step II.
-STEP3_FIELDS = ("branch_out", "finetune_steps", "finetune_lr_scale", "adversarial_weight")
+STEP3_FIELDS = ("branch_out", "finetune_steps", "finetune_lr_scale", "adversarial_weight",
+                "branch_bn", "finetune_trainable", "target_param_budget")
 
 
 def base_overrides(quick: bool, extra: Optional[Dict] = None) -> Dict:
@@ -364,6 +365,33 @@ def mean_std(values: Iterable[float]):
   if v.size == 0:
     return float("nan"), float("nan")
   return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def finite(x) -> float:
+  """x, or -inf for NaN (a sort key that puts unmeasured points last)."""
+  return x if x == x else float("-inf")
+
+
+def validation_overrides(overrides: Optional[Dict]) -> Dict:
+  """A sweep's overrides scored on the validation split; any other split is refused."""
+  overrides = dict(overrides or {})
+  split = overrides.pop("eval_split", overrides.pop("eval.split", "validation"))
+  if split != "validation":
+    raise app.UsageError(f"the sweep tunes settings, so it scores on the validation split, "
+                         f"not {split!r}; report on test with the tables.")
+  overrides["eval_split"] = "validation"
+  return overrides
+
+
+def write_sweep(out: str, name: str, title: str, sections: Sequence[str],
+                summaries: List[Dict], per_seed: List[Dict], best: str, log=print) -> Dict:
+  """A sweep's <name>.md, .csv (a line per point) and _seeds.csv; returns run_suite's dict
+  less "runs"."""
+  write_md(os.path.join(out, f"{name}.md"), title, sections)
+  write_csv(os.path.join(out, f"{name}.csv"), summaries)
+  write_csv(os.path.join(out, f"{name}_seeds.csv"), per_seed)
+  log(f"[{name}] wrote {os.path.join(out, name)}.md/.csv; best {best}")
+  return {"summaries": summaries, "best": best}
 
 
 def pct(x) -> float:

@@ -77,12 +77,7 @@ def step1_diagnostics(stages: common.Stages, config) -> Dict[str, float]:
 
 def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,
               rows=None, log=print):
-  overrides = dict(overrides or {})
-  split = overrides.pop("eval_split", overrides.pop("eval.split", "validation"))
-  if split != "validation":
-    raise app.UsageError(f"the sweep tunes settings, so it scores on the validation split, "
-                         f"not {split!r}; report on test with the tables.")
-  overrides["eval_split"] = "validation"
+  overrides = common.validation_overrides(overrides)
   start = time.time()
   chosen = common.select(points(), rows)
   stages = common.Stages(workdir_root, progress=progress, log=log)
@@ -103,8 +98,8 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
     s["branch_out"] = runs[row.name][0].get("branch_out")
     summaries.append(s)
     per_seed += common.per_seed_rows(row.name, runs[row.name], labels)
-  ranked = sorted(summaries, key=lambda s: (-_finite(s["targetnet_map_mean"]),
-                                             -_finite(s["map_mean"])))
+  ranked = sorted(summaries, key=lambda s: (-common.finite(s["targetnet_map_mean"]),
+                                             -common.finite(s["map_mean"])))
   header = (["group", "point"] + [c for _, c in COLUMNS]
             + ["T_u mAP", "TargetNet alone", "S_m", "coverage", "labels/image", "saturated"])
   body = [[s["group"], s["row"]] + [s[k] for k, _ in COLUMNS]
@@ -129,15 +124,8 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
       "[1e-7, 1 − 1e-7]; — where Step I wrote no sampled summary.",
       common.setting_note(config, seeds, quick, time.time() - start),
       common.records_note(NAME, runs)]
-  common.write_md(os.path.join(out, f"{NAME}.md"), TITLE, sections)
-  common.write_csv(os.path.join(out, f"{NAME}.csv"), summaries)
-  common.write_csv(os.path.join(out, f"{NAME}_seeds.csv"), per_seed)
-  log(f"[{NAME}] wrote {os.path.join(out, NAME)}.md/.csv; best {best['row']}")
-  return {"summaries": summaries, "runs": runs, "best": best["row"]}
-
-
-def _finite(x) -> float:
-  return x if x == x else float("-inf")
+  return dict(common.write_sweep(out, NAME, TITLE, sections, summaries, per_seed, best["row"],
+                                 log=log), runs=runs)
 
 
 def _branch(branch_out) -> str:

@@ -2,7 +2,7 @@ r"""Steps II–III's settings, chosen on the validation split: the sweep behind 
 --target_lr, --finetune_lr_scale, --target_bn, --branch_bn and --finetune_trainable.
 
   python -m experiments.sweep_student                       # every point, 3 seeds
-  python -m experiments.sweep_student --rows=preset,lr0.01 --seeds=1
+  python -m experiments.sweep_student --rows=lr0.3,lr0.03 --seeds=1
   python -m experiments.sweep_student --quick --out=/tmp/sw --workdir_root=/tmp/swruns  # smoke
 
 Each point is the quick start's run (2 teachers, labels 0–9 and 10–19 -> all 20, DFKA at the
@@ -15,7 +15,8 @@ Per point, mean ± sample std over the seeds: T_u before Step III (regrouped, Eq
 T_u after it, the TargetNet alone (its own head, no teacher block), the worst seed's T_u
 after Step III, and S_m. Points are ranked by T_u after Step III less its std over the
 seeds (what a user gets, and how much it moves with the seed); the points within 1 mAP point
-of the best are ranked by the TargetNet alone (what Steps II–III taught its own blocks).
+of the best are ranked by the TargetNet alone (what Steps II–III taught its own blocks), and
+those within a point of each other there too by the fewest settings changed from the centre.
 
 Writes --out/sweep_student.md, .csv (one line per point), _seeds.csv, and each point's
 record in sweep_student_rows/ (a rerun reuses them). A point takes about a minute on 2 CPU
@@ -35,31 +36,30 @@ TITLE = "Steps II–III's settings on the validation split (the quick start's ru
 # The quick start's budget for Steps I–III, over the suites' tables preset.
 SETTING = dict(num_teachers=2, labels=None, method="dfka", generator_steps=150,
                block_steps=100, finetune_steps=100)
-# The scenes20 preset's Steps II–III before the sweep.
-PRESET = dict(target_lr=0.3, finetune_lr_scale=0.1, target_bn="train", branch_bn="train",
-              finetune_trainable="all")
+# The centre every point changes: Step II at 0.3 (the teachers' LR), Step III at 0.1x, the
+# TargetNet's batch norms trained, Step III training the trunk (the copies kept).
+BASE = dict(target_lr=0.3, finetune_lr_scale=0.1, target_bn="train", branch_bn="train",
+            finetune_trainable="trunk")
 COLUMNS = (("target_lr", "Step II LR"), ("finetune_lr_scale", "Step III LR / Step II LR"),
            ("target_bn", "TargetNet BN"), ("branch_bn", "branch BN"),
            ("finetune_trainable", "Step III trains"))
 
 
 def _point(name: str, group: str, **changes) -> common.Row:
-  return common.Row(name, dict(PRESET, **changes), group=group)
+  return common.Row(name, dict(BASE, **changes), group=group)
 
 
 def points() -> List[common.Row]:
   """Every point of the sweep, by the setting it varies."""
   return [
-      _point("preset", "the scenes20 preset"),
       *[_point(f"lr{lr:g}", "Step II LR (Step III at 0.1x)", target_lr=lr)
-        for lr in (0.03, 0.01)],
+        for lr in (0.3, 0.03, 0.01)],
       *[_point(f"lr{lr:g}_bnfrozen", "TargetNet BN frozen", target_lr=lr, target_bn="frozen")
         for lr in (0.3, 0.03, 0.01)],
-      _point("lr0.01_branchfrozen", "branch BN frozen", target_lr=0.01, branch_bn="frozen"),
-      _point("lr0.01_allfrozen", "both BN frozen", target_lr=0.01, target_bn="frozen",
-             branch_bn="frozen"),
-      _point("lr0.01_trunk", "Step III trains the trunk only", target_lr=0.01,
-             finetune_trainable="trunk"),
+      _point("lr0.03_all", "Step III trains all of T_u", target_lr=0.03,
+             finetune_trainable="all"),
+      _point("lr0.03_all_branchfrozen", "Step III trains all of T_u", target_lr=0.03,
+             finetune_trainable="all", branch_bn="frozen"),
       _point("lr0.01_ft1", "Step III LR", target_lr=0.01, finetune_lr_scale=1.0),
   ]
 
@@ -72,27 +72,33 @@ def score(s: Dict) -> float:
   """T_u after Step III less its std over the seeds: what a user gets, and how much it
   moves with the seed."""
   std = s["map_std"]
-  return _finite(s["map_mean"]) - (std if std == std else 0.0)
+  return common.finite(s["map_mean"]) - (std if std == std else 0.0)
+
+
+def changes(s: Dict) -> int:
+  """How many of the settings a point changes from BASE."""
+  return sum(s.get(k, BASE[k]) != BASE[k] for k, _ in COLUMNS)
 
 
 def ranked(summaries: List[Dict]) -> List[Dict]:
-  """Best first: the points within TIE of the best `score` by the TargetNet alone (what
-  Steps II–III taught the TargetNet's own blocks), then the rest by `score`."""
+  """Best first. The points within TIE of the best `score` are ranked by the TargetNet alone
+  (what Steps II–III taught the TargetNet's own blocks); those within TIE of the best
+  TargetNet alone too come first, the one changing fewest settings from BASE first (no
+  setting is added without a measured gain). The rest follow by `score`."""
   best = max(score(s) for s in summaries)
-  tied = sorted((s for s in summaries if score(s) >= best - TIE),
-                key=lambda s: (-_finite(s["targetnet_map_mean"]), -score(s)))
+  tied = [s for s in summaries if score(s) >= best - TIE]
+  best_alone = max(common.finite(s["targetnet_map_mean"]) for s in tied)
+  first = sorted((s for s in tied if common.finite(s["targetnet_map_mean"]) >= best_alone - TIE),
+                 key=lambda s: (changes(s), -score(s)))
+  then = sorted((s for s in tied if common.finite(s["targetnet_map_mean"]) < best_alone - TIE),
+                key=lambda s: (-common.finite(s["targetnet_map_mean"]), -score(s)))
   rest = sorted((s for s in summaries if score(s) < best - TIE), key=lambda s: -score(s))
-  return tied + rest
+  return first + then + rest
 
 
 def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,
               rows=None, log=print):
-  overrides = dict(overrides or {})
-  split = overrides.pop("eval_split", overrides.pop("eval.split", "validation"))
-  if split != "validation":
-    raise app.UsageError(f"the sweep tunes settings, so it scores on the validation split, "
-                         f"not {split!r}; report on test with the tables.")
-  overrides["eval_split"] = "validation"
+  overrides = common.validation_overrides(overrides)
   start = time.time()
   chosen = common.select(points(), rows)
   stages = common.Stages(workdir_root, progress=progress, log=log)
@@ -125,8 +131,9 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
   teachers = common.mean_std(s["teacher_map_mean"] for s in summaries)[0]
   sections = [
       common.md_table(header, body),
-      f"Best by T_u after Step III less its std over the seeds, points within {TIE:g} of "
-      f"the best ranked by the TargetNet alone: **{best['row']}**, T_u "
+      f"Best by T_u after Step III less its std over the seeds; points within {TIE:g} of "
+      f"the best ranked by the TargetNet alone, and where that is within {TIE:g} too, by the "
+      f"fewest settings changed: **{best['row']}**, T_u "
       f"{common.fmt(best['map_mean'], best['map_std'])} (before Step III "
       f"{common.fmt(best['regrouped_map_mean'], best['regrouped_map_std'])}), TargetNet "
       f"alone {common.fmt(best['targetnet_map_mean'], best['targetnet_map_std'])}; teachers "
@@ -141,15 +148,8 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
       "and affine parameters, in inference mode (`freeze_batchnorm`).",
       common.setting_note(config, seeds, quick, time.time() - start),
       common.records_note(NAME, runs)]
-  common.write_md(os.path.join(out, f"{NAME}.md"), TITLE, sections)
-  common.write_csv(os.path.join(out, f"{NAME}.csv"), summaries)
-  common.write_csv(os.path.join(out, f"{NAME}_seeds.csv"), per_seed)
-  log(f"[{NAME}] wrote {os.path.join(out, NAME)}.md/.csv; best {best['row']}")
-  return {"summaries": summaries, "runs": runs, "best": best["row"]}
-
-
-def _finite(x) -> float:
-  return x if x == x else float("-inf")
+  return dict(common.write_sweep(out, NAME, TITLE, sections, summaries, per_seed, best["row"],
+                                 log=log), runs=runs)
 
 
 def _branch(branch_out) -> str:

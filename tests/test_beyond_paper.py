@@ -130,13 +130,22 @@ def test_t_u_before_step_three_is_the_regrouped_t_u(tmp_path):
   p = results["params"]
   assert p["target_net"] <= 0.6 * p["teachers_total"]
   assert results["branch_out"] == {"1": 4, "2": 4}  # The only T_u within 0.6 (tiny ResNets).
+  # Branching at block 1, T_u holds the filters and the teachers' copies: rebuilt the same.
+  config = config.replace(workdir=str(tmp_path / "w1"), target_param_budget=None, branch_out=1,
+                          target_bn="train")
+  results = pipeline.run(config, progress=False)
+  assert results["branch_out"] == {"1": 1, "2": 1}
+  assert results["regrouped_ap"] == results["target_ap"]
 
 
 @pytest.mark.parametrize("overrides, message", [
     (dict(target_param_budget=0.5, branch_out=2), "give one of them"),
     (dict(target_param_budget=0.5, method="dafl"), "does not regroup"),
-    (dict(target_param_budget=0.0), "must be > 0"),
+    (dict(target_param_budget=0.0), "number > 0"),
     (dict(target_bn="off"), "target_bn"),
+    (dict(target_param_budget=float("inf")), "finite"),
+    (dict(branch_bn="frozen", method="dafl"), "does not run"),
+    (dict(branch_bn="frozen"), "add --finetune_trainable=all"),
 ])
 def test_bad_step_two_three_settings_are_refused(overrides, message):
   with pytest.raises(ConfigError, match=message):

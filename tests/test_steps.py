@@ -478,7 +478,7 @@ def _sizes():
   worked out below."""
   return steps.RegroupSizes(target_blocks=[10, 20, 30],
                             teacher_blocks={0: [10, 20, 40], 1: [10, 20, 50]},
-                            filters={0: [1, 2], 1: [3, 4]})
+                            filters={0: [1, 2], 1: [3, 4]}, teachers_total=150)
 
 
 def test_regrouped_params_by_hand():
@@ -516,6 +516,17 @@ def test_budget_that_nothing_fits_names_the_smallest_t_u():
                      r"budget to at least 0\.4"):
     steps.check_param_budget(0.39, _sizes(), task)
   steps.check_param_budget(0.4, _sizes(), task)  # 60 of 150 fits exactly.
+  # The budget the error suggests always fits, float rounding included (0.29 * 100 < 29).
+  sizes = steps.RegroupSizes([29], {0: [50]}, {0: []}, teachers_total=100)
+  steps.check_param_budget(0.29, sizes, TaskMap.build([["a"]]))
+
+
+def test_budget_refuses_a_search_too_large_to_enumerate():
+  task = TaskMap.build([[f"l{m}"] for m in range(10)])  # 4^10 > 100,000 choices.
+  sizes = steps.RegroupSizes([1] * 4, {m: [1] * 4 for m in range(10)},
+                             {m: [0] * 3 for m in range(10)}, teachers_total=40)
+  with pytest.raises(ConfigError, match="--branch_out instead"):
+    steps.check_param_budget(0.5, sizes, task)
 
 
 @pytest.mark.parametrize("points", [{0: 1, 1: 1}, {0: 2, 1: 4}, {0: 4, 1: 4}, {0: 3, 1: 1}])
@@ -549,6 +560,7 @@ def test_block_step_batchnorm_mode(world, mode):
   trainer = steps.BlockTrainer(target, 2, _source(generator), teachers, task,
                                batch_size=BATCH, steps=10, batchnorm=mode).build()
   stats = _moving_stats(block)
+  assert stats
   bn_weights = [v.numpy().copy() for v in block.weights if "gamma" in v.path or "beta" in v.path]
   kernels = [v for v in block.trainable_variables if "kernel" in v.path]
   before = _values(kernels)
@@ -575,7 +587,9 @@ def test_finetune_leaves_branch_batchnorm_as_set(world, branch_bn, trainable):
                  for m in range(2)] for b in (1, 2, 3)}
   net = steps.regroup(target, teachers, filters, {0: 1, 1: 2}, task, branch_bn=branch_bn,
                       branch_trainable=trainable)
-  copies = [layer for layer in net.layers if "_branch_block" in layer.name]
+  copies = [layer for layer in net.layers if isinstance(layer, keras.Model)
+            and not any(layer is b for b in target.blocks)]
+  assert len(copies) == 5  # Teacher a's blocks 2-4, teacher b's 3-4.
   trunk = target.blocks[0]
   trainer = steps.FinetuneTrainer(net, _source(generator), teachers, task, batch_size=BATCH,
                                   steps=10).build()

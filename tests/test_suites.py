@@ -253,13 +253,18 @@ def test_the_student_sweep_ranks_t_u_then_the_targetnet_alone_within_a_point():
   # Scores (mean - std): a 94.8, b 94.5, c 94.8, d 90.0, e 20.0. a, b and c are within a
   # point of the best, so the TargetNet alone orders them; d and e follow by score.
   assert [s["row"] for s in sweep_student.ranked(points)] == ["b", "c", "a", "d", "e"]
+  # Within a point on both, the point changing fewer settings wins over a higher score.
+  simple = dict(point("simple", 95.0, 0.3, 40.0), target_lr=0.03)
+  busy = dict(point("busy", 95.1, 0.2, 40.0), target_lr=0.03, finetune_trainable="all",
+              branch_bn="frozen")
+  assert [s["row"] for s in sweep_student.ranked([busy, simple])] == ["simple", "busy"]
 
 
 def test_the_student_sweep_scores_steps_two_three_on_validation(tmp_path, runs_root):
   kwargs = _quick(tmp_path, runs_root)
-  out = sweep_student.run_suite(rows=["preset", "lr0.01_allfrozen"], **kwargs)
+  out = sweep_student.run_suite(rows=["lr0.3", "lr0.03_all_branchfrozen"], **kwargs)
   summaries = {s["row"]: s for s in out["summaries"]}
-  assert summaries["lr0.01_allfrozen"]["target_bn"] == "frozen"
+  assert summaries["lr0.03_all_branchfrozen"]["branch_bn"] == "frozen"
   for per_seed in out["runs"].values():
     assert per_seed[0]["eval_split"] == "validation"
     assert 0.0 <= per_seed[0]["regrouped_map"] <= 1.0
@@ -267,7 +272,7 @@ def test_the_student_sweep_scores_steps_two_three_on_validation(tmp_path, runs_r
   text = open(tmp_path / "out" / "sweep_student.md").read()
   assert "| T_u before Step III | T_u after Step III |" in text
   with pytest.raises(Exception, match="validation split"):
-    sweep_student.run_suite(rows=["preset"], overrides={"eval_split": "test"}, **kwargs)
+    sweep_student.run_suite(rows=["lr0.3"], overrides={"eval_split": "test"}, **kwargs)
 
 
 def test_a_record_stands_in_for_its_row_only_while_the_config_matches(tmp_path):

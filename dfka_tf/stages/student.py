@@ -148,8 +148,9 @@ def regrouped_before_finetune(run: Run, teachers, task: TaskMap, num_blocks: int
   for b, fs in enumerate(filters, start=1):
     for f in fs:
       f.build((None,) + tuple(target.feature_shapes[b]))
-  tf.train.Checkpoint(target=model, filters=filters).restore(
-      tf.train.latest_checkpoint(run.wd.path("ckpt", f"block{num_blocks}"))).expect_partial()
+  status = tf.train.Checkpoint(target=model, filters=filters).restore(
+      tf.train.latest_checkpoint(run.wd.path("ckpt", f"block{num_blocks}")))
+  status.expect_partial().assert_existing_objects_matched()  # Every filter found.
   return regroup(target, teachers, {b: fs for b, fs in enumerate(filters, start=1) if fs},
                  points, task, name="regrouped")
 

@@ -409,22 +409,25 @@ def branch_out_blocks(eta: Dict[int, Dict[int, float]], task: TaskMap) -> Dict[i
   return out
 
 
+# The most branch-out choices (B^M) the size budget searches one by one.
+MAX_BUDGET_CHOICES = 100_000
+
+
 @dataclasses.dataclass(frozen=True)
 class RegroupSizes:
   """The parameter counts T_u is assembled from (Eq. 19–20), for the size budget.
 
   Attributes:
     target_blocks: parameters of TargetNet blocks 1..B (block B with its head).
-    teacher_blocks: {m: parameters of teacher m's blocks 1..B}.
+    teacher_blocks: {m: parameters of teacher m's blocks 1..B}, for the active teachers.
     filters: {m: parameters of f_m^1..f_m^{B-1}}.
+    teachers_total: every teacher's parameters together (results.json's
+      params.teachers_total), what the budget is a fraction of.
   """
   target_blocks: Sequence[int]
   teacher_blocks: Dict[int, Sequence[int]]
   filters: Dict[int, Sequence[int]]
-
-  @property
-  def teachers_total(self) -> int:
-    return int(sum(sum(v) for v in self.teacher_blocks.values()))
+  teachers_total: int
 
   def regrouped(self, points: Dict[int, int]) -> int:
     """Parameters of T_u at branch-out blocks `points` ({m: S_m}), as `regroup` builds it:
@@ -442,7 +445,13 @@ class RegroupSizes:
 
   def candidates(self, task: TaskMap) -> List[Dict[int, int]]:
     """Every choice of {m: S_m}, S_m in 1..B, for the active teachers."""
-    blocks = range(1, len(self.target_blocks) + 1)
+    num_blocks = len(self.target_blocks)
+    if num_blocks ** len(task.active) > MAX_BUDGET_CHOICES:
+      raise ConfigError(
+          f"--target_param_budget searches every choice of S_m, {num_blocks}^"
+          f"{len(task.active)} for {len(task.active)} teachers of {num_blocks} blocks: more "
+          f"than {MAX_BUDGET_CHOICES:,}. Use fewer teachers, or --branch_out instead.")
+    blocks = range(1, num_blocks + 1)
     return [dict(zip(task.active, c)) for c in itertools.product(blocks, repeat=len(task.active))]
 
   def smallest(self, task: TaskMap) -> Dict[int, int]:
@@ -462,23 +471,25 @@ def regroup_sizes(target, teachers: Sequence,
       teacher_blocks={m: [int(b.count_params()) for b in teachers[m].blocks]
                       for m in task.active},
       filters={m: [int(block_filters[b][m].count_params()) for b in range(1, num_blocks)]
-               for m in task.active})
+               for m in task.active},
+      teachers_total=int(sum(t.num_params() for t in teachers)))
 
 
-def max_regrouped_params(budget: float, sizes: RegroupSizes) -> int:
-  """The most parameters T_u may have under --target_param_budget=`budget` (a fraction of
-  the teachers' total; beyond the paper)."""
-  return int(budget * sizes.teachers_total)
+def fits_budget(params: int, budget: float, sizes: RegroupSizes) -> bool:
+  """Whether a T_u of `params` parameters fits --target_param_budget=`budget` (a fraction of
+  the teachers' total; beyond the paper). The relative slack absorbs float rounding, so the
+  budget the error suggests is always accepted."""
+  return params <= budget * sizes.teachers_total * (1 + 1e-9)
 
 
 def check_param_budget(budget: float, sizes: RegroupSizes, task: TaskMap):
   """Raises ConfigError when no T_u fits the budget, naming the smallest there is."""
   smallest = sizes.smallest(task)
   need = sizes.regrouped(smallest)
-  if need > max_regrouped_params(budget, sizes):
+  if not fits_budget(need, budget, sizes):
     shown = {f"teacher{m + 1}": v for m, v in smallest.items()}
     raise ConfigError(
-        f"--target_param_budget={budget:g} allows T_u {max_regrouped_params(budget, sizes):,} "
+        f"--target_param_budget={budget:g} allows T_u {int(budget * sizes.teachers_total):,} "
         f"parameters ({budget:g} x the teachers' {sizes.teachers_total:,}), but the smallest "
         f"T_u these teachers and TargetNet make has {need:,} ({need / sizes.teachers_total:.3f} "
         f"of the teachers', S_m = {shown}); raise the budget to at least "
@@ -497,29 +508,30 @@ def branch_out_within_budget(eta: Dict[int, Dict[int, float]], task: TaskMap,
     ConfigError: no choice fits (`check_param_budget`).
   """
   check_param_budget(budget, sizes, task)
-  limit = max_regrouped_params(budget, sizes)
-  fits = [p for p in sizes.candidates(task) if sizes.regrouped(p) <= limit]
+  fits = [p for p in sizes.candidates(task) if fits_budget(sizes.regrouped(p), budget, sizes)]
   return min(fits, key=lambda p: (sum(eta[p[m]][m] for m in task.active), sizes.regrouped(p)))
 
 
 def regroup(target, teachers: Sequence, block_filters: Dict[int, Sequence[TeacherFilter]],
             branch_points: Dict[int, int], task: TaskMap, name: str = "target_net", *,
-            branch_bn: str = "train", branch_trainable: bool = True):
+            branch_bn: str = "train", branch_trainable: bool = False):
   """T_u (Eq. 19–20): shared T^1..T^{min S_m}, then one branch per teacher.
 
   T_m = [T^1..T^{S_m}, f_m^{S_m}, A_m^{S_m+1}..A_m^B, g_m] (Eq. 19). The teacher blocks are
-  trainable copies (the frozen teachers stay untouched: they are the fine-tuning targets);
-  for S_m = B the branch is the TargetNet's own head. The output is one probability vector
-  over Y_cst in the user's order.
+  copies (the frozen teachers stay untouched: they are the fine-tuning targets), kept as the
+  teachers have them or, with `branch_trainable`, fine-tuned with the rest of T_u; for
+  S_m = B the branch is the TargetNet's own head. The output is one probability vector over
+  Y_cst in the user's order.
 
   Args:
     target: the TargetNet (a BlockNet) after Step II.
     teachers: the frozen teachers (BlockNets).
     block_filters: {b: [f_1^b, ..., f_M^b]} trained in Step II.
     branch_points: {m: S_m}.
-    branch_bn: "frozen" freezes the copies' batch norms (`freeze_batchnorm`; beyond the
-      paper), "train" leaves them to Step III's batches.
-    branch_trainable: False keeps the copies as the teachers have them (beyond the paper).
+    branch_bn: with `branch_trainable`, "frozen" freezes the copies' batch norms
+      (`freeze_batchnorm`), "train" leaves them to Step III's batches.
+    branch_trainable: fine-tune the copies too (--finetune_trainable=all); False keeps them
+      frozen, batch norm in inference mode (--finetune_trainable=trunk, the default).
 
   Returns:
     a functional keras.Model image -> probabilities [N, |Y_cst|].
@@ -540,10 +552,9 @@ def regroup(target, teachers: Sequence, block_filters: Dict[int, Sequence[Teache
       continue
     x = block_filters[s][m](trunk[s])
     for i in range(s, num_blocks):
-      copy = _trainable_copy(teachers[m].blocks[i], f"t{m + 1}_branch_block{i + 1}")
-      if not branch_trainable:  # Recursive: its batch norms run in inference mode too.
-        copy.trainable = False
-      elif branch_bn == "frozen":
+      copy = _branch_copy(teachers[m].blocks[i], f"t{m + 1}_branch_block{i + 1}",
+                          branch_trainable)
+      if branch_trainable and branch_bn == "frozen":
         freeze_batchnorm(copy)
       x = copy(x)
     pieces.append(_KeepColumns(task.teacher_cols[m], name=f"g{m + 1}")(x["probs"]))
@@ -565,10 +576,16 @@ def teacher_ensemble(teachers: Sequence, task: TaskMap, name: str = "teachers") 
   return keras.Model(image, _KeepColumns(task.order, name="probabilities")(merged), name=name)
 
 
-def _trainable_copy(model, name):
+def _branch_copy(model, name, trainable: bool):
+  """A copy of a frozen teacher block, trainable or frozen in every layer.
+
+  A clone keeps each inner layer's trainable=False from the frozen teacher's config, and
+  setting `trainable` on the cloned block does not reach them, so every layer is set here.
+  """
   copy = keras.models.clone_model(model)
   copy.set_weights(model.get_weights())
-  copy.trainable = True
+  for layer in copy._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
+    layer.trainable = trainable
   copy._name = name  # pylint: disable=protected-access  (names must be unique in T_u)
   return copy
 
