@@ -735,21 +735,24 @@ def run_table(name: str, title: str, rows: Sequence[Row], *, setting: Dict, out:
   seconds = time.time() - start
 
   label_cols = list(labels) if per_label else []
-  header = (["row"] + label_cols + ["mAP", "TargetNet alone", paper_header, "T_u params",
-                                     "S_m"])
+  header = (["row"] + label_cols + ["T_u before Step III", "mAP", "TargetNet alone",
+                                     paper_header, "T_u params (of the teachers')", "S_m"])
   body = []
   for s, r in zip(summaries, rows):
     branch = runs[r.name][0].get("branch_out")
     body.append([r.shown] + [fmt(s[f"{label}_mean"]) for label in label_cols]
-                + [fmt(s["map_mean"], s["map_std"]),
+                + [fmt(s["regrouped_map_mean"], s["regrouped_map_std"]),
+                   fmt(s["map_mean"], s["map_std"]),
                    fmt(s["targetnet_map_mean"], s["targetnet_map_std"]),
                    fmt(r.paper if r.paper is not None else float("nan")),
-                   f"{s['target_params']:,}", json.dumps(branch) if branch else "—"])
+                   f"{s['target_params']:,} ({s['target_params_share']:.2f})",
+                   json.dumps(branch) if branch else "—"])
   teacher_params = summaries[0]["teacher_params"]
   sections = [md_table(header, body),
               f"Teachers' parameters (all together): {teacher_params:,}. mAP is mean ± "
               f"sample std over {len(seeds)} seed(s); per-label columns are means. "
-              f"S_m: branch-out block per teacher (Eq. 18), seed {seeds[0]}. TargetNet "
+              f"S_m: branch-out block per teacher (Eq. 18), seed {seeds[0]}. T_u before "
+              f"Step III: regrouped by Eq. 18–20, before fine-tuning. TargetNet "
               f"alone: the TargetNet as Step II left it, its own head and no teacher "
               f"block; where S_m < B, T_u runs copies of the teachers' blocks S_m+1..B, "
               f"so mAP alone does not show what Steps II–III taught.",
