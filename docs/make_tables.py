@@ -318,6 +318,41 @@ def quickstart(folder="quickstart"):
   return table(header, rows) + ["", note], paths
 
 
+def budget():
+  """The quick start under --target_param_budget (results/quickstart_budget/<F>-seed<k>.json)
+  beside the unbounded runs of the same seeds (results/quickstart/seed<k>.json)."""
+  folder = os.path.join(RESULTS, "quickstart_budget")
+  paths = sorted(glob.glob(os.path.join(folder, "*-seed*.json")))
+  if not paths:
+    raise SourceError("results/quickstart_budget/*-seed*.json is missing")
+  runs = {}
+  for path in paths:
+    name = os.path.basename(path)[:-5]
+    fraction, seed = name.rsplit("-seed", 1)
+    with open(path) as f:
+      runs.setdefault(float(fraction), {})[int(seed)] = json.load(f)
+  seeds = sorted(next(iter(runs.values())))
+  unbounded = {}
+  for k in seeds:
+    with open(_path(RESULTS, "quickstart", f"seed{k}.json")) as f:
+      unbounded[k] = json.load(f)
+  header = (["--target_param_budget"] + [f"seed {k}: T_u (S_m)" for k in seeds]
+            + ["T_u (mean ± std)", "before Step III", "T_u params (of the teachers')"])
+  rows = []
+  for fraction, by_seed in [(None, unbounded)] + sorted(runs.items(), reverse=True):
+    if sorted(by_seed) != seeds:
+      raise SourceError(f"budget {fraction}: seeds {sorted(by_seed)}, not {seeds}")
+    shares = sorted({f"{r['params']['target_over_teachers']:.2f}" for r in by_seed.values()})
+    rows.append([f"{fraction:g}" if fraction is not None else "none (Eq. 18)"]
+                + [f"{f1(100 * by_seed[k]['target_map'])} "
+                   f"({branch_out(json.dumps(by_seed[k]['branch_out']))})" for k in seeds]
+                + [mean_std([100 * by_seed[k]["target_map"] for k in seeds]),
+                   mean_std([100 * by_seed[k]["regrouped_map"] for k in seeds]),
+                   " / ".join(shares)])
+  return table(header, rows), paths + [os.path.join(RESULTS, "quickstart", f"seed{k}.json")
+                                       for k in seeds]
+
+
 def table_s5_blocks():
   path = os.path.join(RESULTS, "table_s5_blocks.csv")
   rows_in = read_csv(path)
@@ -507,6 +542,7 @@ TABLES = {
     "headline": headline,
     "quickstart": quickstart,
     "quickstart_lr03": lambda: quickstart("quickstart_lr0.3"),
+    "budget": budget,
     "table1": lambda: suite_table("table1"),
     "table2": lambda: suite_table("table2"),
     "table2_beyond": lambda: suite_table("table2", os.path.join(RESULTS, "beyond_paper")),
