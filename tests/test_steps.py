@@ -543,6 +543,23 @@ def test_regroup_sizes_count_what_regroup_builds(world, points):
   assert sizes.regrouped(points) == net.count_params()
 
 
+def test_regroup_takes_teachers_whose_blocks_share_names(world):
+  """Two teachers saved under one model name (your own, from one script): T_u names its
+  copies of their blocks itself, so Keras finds every name in it once."""
+  _, task, _ = world
+  twins = [_blocknet(3, "same", ["a_0", "a_1", "a_2"]), _blocknet(2, "same", ["b_0", "b_1"])]
+  for t in twins:
+    t.freeze()
+  assert twins[0].blocks[1].name == twins[1].blocks[1].name
+  target = _blocknet(len(task.labels), "target_twins", list(task.labels))
+  filters = {b: [steps.TeacherFilter(name=f"tw_f{m}_{b}") for m in range(2)] for b in (1, 2, 3)}
+  net = steps.regroup(target, twins, filters, {0: 1, 1: 1}, task)
+  names = [layer.name for layer in net.layers]
+  assert len(names) == len(set(names))
+  assert "t2_branch_block2" in names
+  assert net(tf.random.uniform((2,) + SHAPE)).shape == (2, 3)
+
+
 # ------------------------------------------------------- batch norm in Steps II–III
 def _moving_stats(model):
   return [v.numpy().copy() for layer in model._flatten_layers(include_self=True, recursive=True)

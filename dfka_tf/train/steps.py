@@ -586,7 +586,7 @@ def _branch_copy(model, name, trainable: bool):
   copy.set_weights(model.get_weights())
   for layer in copy._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
     layer.trainable = trainable
-  copy._name = name  # pylint: disable=protected-access  (names must be unique in T_u)
+  copy.name = name  # Unique in T_u: two teachers' blocks may share their names.
   return copy
 
 
