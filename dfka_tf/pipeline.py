@@ -91,6 +91,8 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
   # Your own teachers come with no dataset: they are scored only on --eval_data.
   scored = c.eval.evaluate and bool(c.eval.data or not c.data.teacher_paths)
   data = evaluation.eval_data(c, task.labels) if scored and c.eval.data else None  # Read once.
+  teacher_params = [int(t.num_params()) for t in teachers]
+  target_params = int(target_net.count_params())
   out = {
       "config": c.to_dict(), "method": c.method, "labels": list(task.labels),
       "teacher_labels": task.teacher_labels,
@@ -98,11 +100,10 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
               for b, e in made["blocks"]["eta"].items()},
       "branch_out": run.state.get("branch_out"),
       "params": {
-          "teachers": [int(t.num_params()) for t in teachers],
-          "teachers_total": int(sum(t.num_params() for t in teachers)),
-          "target_net": int(target_net.count_params()),
-          "target_over_teachers": (int(target_net.count_params())
-                                   / max(int(sum(t.num_params() for t in teachers)), 1)),
+          "teachers": teacher_params,
+          "teachers_total": sum(teacher_params),
+          "target_net": target_params,
+          "target_over_teachers": target_params / max(sum(teacher_params), 1),
           "generator": int(generator.count_params()) if generator is not None else 0,
       },
       "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",

@@ -118,8 +118,9 @@ def measured(values):
 
 
 def mean_std_or_dash(values):
-  return mean_std(values) if measured(values) and all(
-      v not in (None, "", "nan") for v in values) else "—"
+  """mean ± std of per-seed cells; "—" unless every one holds a number."""
+  values = list(values)
+  return mean_std(values) if values and all(v not in (None, "", "nan") for v in values) else "—"
 
 
 def branch_out(value):

@@ -383,15 +383,18 @@ def validation_overrides(overrides: Optional[Dict]) -> Dict:
   return overrides
 
 
-def write_sweep(out: str, name: str, title: str, sections: Sequence[str],
-                summaries: List[Dict], per_seed: List[Dict], best: str, log=print) -> Dict:
-  """A sweep's <name>.md, .csv (a line per point) and _seeds.csv; returns run_suite's dict
-  less "runs"."""
-  write_md(os.path.join(out, f"{name}.md"), title, sections)
+def write_sweep(out: str, name: str, title: str, sections: Sequence[str], *, summaries,
+                per_seed, best: str, runs, config, seeds, quick: bool, seconds: float,
+                log=print) -> Dict:
+  """A sweep's <name>.md (`sections`, then its setting and records notes), .csv (a line per
+  point) and _seeds.csv; returns run_suite's dict."""
+  write_md(os.path.join(out, f"{name}.md"), title,
+           list(sections) + [setting_note(config, seeds, quick, seconds),
+                             records_note(name, runs)])
   write_csv(os.path.join(out, f"{name}.csv"), summaries)
   write_csv(os.path.join(out, f"{name}_seeds.csv"), per_seed)
   log(f"[{name}] wrote {os.path.join(out, name)}.md/.csv; best {best}")
-  return {"summaries": summaries, "best": best}
+  return {"summaries": summaries, "runs": runs, "best": best}
 
 
 def pct(x) -> float:

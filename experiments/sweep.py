@@ -121,11 +121,10 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
       "labels/image, saturated: G at the end of Step I on 64 fixed latent codes in "
       "inference mode (`GeneratorTrainer.summarize`), the share of the 20 labels predicted "
       "at all, labels predicted per image, and the share of teacher outputs outside "
-      "[1e-7, 1 − 1e-7]; — where Step I wrote no sampled summary.",
-      common.setting_note(config, seeds, quick, time.time() - start),
-      common.records_note(NAME, runs)]
-  return dict(common.write_sweep(out, NAME, TITLE, sections, summaries, per_seed, best["row"],
-                                 log=log), runs=runs)
+      "[1e-7, 1 − 1e-7]; — where Step I wrote no sampled summary."]
+  return common.write_sweep(out, NAME, TITLE, sections, summaries=summaries, per_seed=per_seed,
+                            best=best["row"], runs=runs, config=config, seeds=seeds,
+                            quick=quick, seconds=time.time() - start, log=log)
 
 
 def _branch(branch_out) -> str:

@@ -145,11 +145,10 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
       "TargetNet alone: the TargetNet as Step II left it, its own head and no teacher block. "
       "S_m per seed: the branch-out block of teacher 1 and teacher 2 (Eq. 18). BN frozen: "
       "the batch norms keep the start's (TargetNet) or the teacher's (branches) statistics "
-      "and affine parameters, in inference mode (`freeze_batchnorm`).",
-      common.setting_note(config, seeds, quick, time.time() - start),
-      common.records_note(NAME, runs)]
-  return dict(common.write_sweep(out, NAME, TITLE, sections, summaries, per_seed, best["row"],
-                                 log=log), runs=runs)
+      "and affine parameters, in inference mode (`freeze_batchnorm`)."]
+  return common.write_sweep(out, NAME, TITLE, sections, summaries=summaries, per_seed=per_seed,
+                            best=best["row"], runs=runs, config=config, seeds=seeds,
+                            quick=quick, seconds=time.time() - start, log=log)
 
 
 def _branch(branch_out) -> str:

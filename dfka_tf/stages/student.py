@@ -13,9 +13,8 @@ from dfka_tf.stages.images import Images, generator_state, generator_trainer, su
 from dfka_tf.stages.teachers import check_target, fresh_or_pretrained, target_blocknet
 from dfka_tf.task import TaskMap
 from dfka_tf.train.steps import (AdversarialFinetuneTrainer, BlockTrainer, FinetuneTrainer,
-                                 JointTrainer, block_filters, branch_out_blocks,
-                                 branch_out_within_budget, check_param_budget, regroup,
-                                 regroup_sizes, step_decay_sgd)
+                                 JointTrainer, branch_out_blocks, branch_out_within_budget,
+                                 built_block_filters, regroup, regroup_sizes, step_decay_sgd)
 
 
 def eta_tail_start(block_steps: int) -> int:
@@ -56,10 +55,6 @@ def target_blocks(run: Run, teachers, images: Images, task: TaskMap) -> Dict:
   trainers = [block_trainer(run, target, b, images.source(10 + b), teachers, task)
               for b in range(1, num_blocks + 1)]
   filters = [t.filters for t in trainers]
-  by_block = {t.block: t.filters for t in trainers if t.filters}
-  sizes = regroup_sizes(target, teachers, by_block, task)
-  if c.student.param_budget is not None:  # Before Step II: no budget, no training.
-    check_param_budget(c.student.param_budget, sizes, task)
   eta = {int(k): {int(m): v for m, v in e.items()} for k, e in run.state.get("eta", {}).items()}
   curves = run.state.get("block_curves", {})
   run_stages(run, [_block_stage(run, tr, model, filters, task, eta, curves)
@@ -67,7 +62,8 @@ def target_blocks(run: Run, teachers, images: Images, task: TaskMap) -> Dict:
   # The final state of the last block (also when every block was already done).
   tf.train.Checkpoint(target=model, filters=filters).restore(
       tf.train.latest_checkpoint(run.wd.path("ckpt", f"block{num_blocks}"))).expect_partial()
-  return {"target": target, "model": model, "eta": eta, "filters": by_block, "sizes": sizes}
+  return {"target": target, "model": model, "eta": eta,
+          "filters": {t.block: t.filters for t in trainers if t.filters}}
 
 
 def _block_stage(run: Run, tr: BlockTrainer, model, filters, task: TaskMap, eta, curves
@@ -114,12 +110,14 @@ def _block_stage(run: Run, tr: BlockTrainer, model, filters, task: TaskMap, eta,
                restore=False, finish=finish)
 
 
-def branch_points(run: Run, blocks: Dict, task: TaskMap) -> Dict[int, int]:
-  """S_m: Eq. 18 from η^{b,m}, or --branch_out for every teacher."""
+def branch_points(run: Run, blocks: Dict, teachers, task: TaskMap) -> Dict[int, int]:
+  """S_m: Eq. 18 from η^{b,m}, under --target_param_budget where given (checked to fit in
+  `check_inputs`, before any work), or --branch_out for every teacher."""
   num_blocks = len(blocks["target"].blocks)
   forced, budget = run.config.student.branch_out, run.config.student.param_budget
   if budget is not None:
-    return branch_out_within_budget(blocks["eta"], task, blocks["sizes"], budget)
+    sizes = regroup_sizes(blocks["target"], teachers, blocks["filters"], task)
+    return branch_out_within_budget(blocks["eta"], task, sizes, budget)
   if forced is None:
     return branch_out_blocks(blocks["eta"], task)
   if not 1 <= forced <= num_blocks:
@@ -144,10 +142,7 @@ def regrouped_before_finetune(run: Run, teachers, task: TaskMap, num_blocks: int
   layers the run's T_u shares with them)."""
   model = fresh_or_pretrained(run, len(task.labels), "target")
   target = target_blocknet(run.config, run.template, model, task.labels)
-  filters = [block_filters(b, num_blocks, len(teachers)) for b in range(1, num_blocks + 1)]
-  for b, fs in enumerate(filters, start=1):
-    for f in fs:
-      f.build((None,) + tuple(target.feature_shapes[b]))
+  filters = built_block_filters(target, len(teachers))
   status = tf.train.Checkpoint(target=model, filters=filters).restore(
       tf.train.latest_checkpoint(run.wd.path("ckpt", f"block{num_blocks}")))
   status.expect_partial().assert_existing_objects_matched()  # Every filter found.
@@ -163,7 +158,7 @@ def regrouped(run: Run, teachers, images: Images, blocks: Dict, task: TaskMap,
   paper); G, its filters and its optimizer are then saved in the fine-tuning checkpoint.
   """
   c = run.config
-  points = branch_points(run, blocks, task)
+  points = branch_points(run, blocks, teachers, task)
   target_net = regroup(blocks["target"], teachers, blocks["filters"], points, task,
                        branch_bn=c.student.branch_bn,
                        branch_trainable=c.student.finetune_trainable == "all")

@@ -93,7 +93,7 @@ def check_inputs(config: RunConfig) -> Inputs:
 def check_budget(config: RunConfig, inputs: Inputs):
   """--target_param_budget against the networks' shapes (no weights needed): raises
   ConfigError, naming the smallest T_u, when no branch-out choice fits."""
-  from dfka_tf.train.steps import block_filters, check_param_budget, regroup_sizes  # pylint: disable=g-import-not-at-top
+  from dfka_tf.train.steps import built_block_filters, check_param_budget, regroup_sizes  # pylint: disable=g-import-not-at-top
   c, task = config, inputs.task
   teachers = inputs.loaded or [
       blocknet.split_model(build_resnet(c.data.arch, len(labels), input_shape(c),
@@ -102,12 +102,7 @@ def check_budget(config: RunConfig, inputs: Inputs):
   template = inputs.loaded[0] if inputs.loaded else None
   target = target_blocknet(c, template, build_target(c, template, len(task.labels), "target",
                                                      backbone=None), task.labels)
-  num_blocks = len(target.blocks)
-  filters = {}
-  for b in range(1, num_blocks):
-    filters[b] = block_filters(b, num_blocks, len(teachers))
-    for f in filters[b]:
-      f.build((None,) + tuple(target.feature_shapes[b]))
+  filters = dict(enumerate(built_block_filters(target, len(teachers)), start=1))
   check_param_budget(c.student.param_budget, regroup_sizes(target, teachers, filters, task),
                      task)
 

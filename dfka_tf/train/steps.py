@@ -287,16 +287,24 @@ def block_filters(block: int, num_blocks: int, num_teachers: int, reduction: int
   return [TeacherFilter(reduction, name=f"f{m + 1}_t{block}") for m in range(num_teachers)]
 
 
-def freeze_batchnorm(model) -> int:
+def built_block_filters(target, num_teachers: int) -> List[List[TeacherFilter]]:
+  """[f^1, ..., f^B]: `block_filters` of every block of the TargetNet `target` (a BlockNet),
+  built on its feature shapes, as Step II's trainers hold them (the last list empty)."""
+  num_blocks = len(target.blocks)
+  out = [block_filters(b, num_blocks, num_teachers) for b in range(1, num_blocks + 1)]
+  for b, filters in enumerate(out, start=1):
+    for f in filters:
+      f.build((None,) + tuple(target.feature_shapes[b]))
+  return out
+
+
+def freeze_batchnorm(model):
   """Every batch norm inside `model` frozen (beyond the paper; --target_bn, --branch_bn):
   not trainable, so Keras runs it in inference mode. Its moving statistics, scale and shift
-  stay as the start (or the teacher) left them. Returns how many layers it froze."""
-  frozen = 0
+  stay as the start (or the teacher) left them."""
   for layer in model._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
     if isinstance(layer, keras.layers.BatchNormalization):
       layer.trainable = False
-      frozen += 1
-  return frozen
 
 
 class BlockTrainer(Step):
@@ -507,8 +515,9 @@ def branch_out_within_budget(eta: Dict[int, Dict[int, float]], task: TaskMap,
   Raises:
     ConfigError: no choice fits (`check_param_budget`).
   """
-  check_param_budget(budget, sizes, task)
   fits = [p for p in sizes.candidates(task) if fits_budget(sizes.regrouped(p), budget, sizes)]
+  if not fits:  # Then the smallest T_u does not fit either: the error names it.
+    check_param_budget(budget, sizes, task)
   return min(fits, key=lambda p: (sum(eta[p[m]][m] for m in task.active), sizes.regrouped(p)))
 
 
