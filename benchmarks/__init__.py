@@ -1,0 +1,1 @@
+"""Scripts that print speed, memory and shortcut figures (FLOPs, step timings, the colour probe)."""

@@ -46,13 +46,15 @@ import tensorflow as tf
 from benchmarks import flops as flops_lib
 from dfka_tf import data
 from dfka_tf.errors import DataNotFoundError
-from dfka_tf.models import blocknet
 from dfka_tf.config import RunConfig
+from dfka_tf.models import blocknet
+from dfka_tf.models import regroup as regroup_lib
+from dfka_tf.models.filters import TeacherFilter
 from dfka_tf.models.resnet import build_resnet
 from dfka_tf.stages import images, student
 from dfka_tf.stages.base import Run, Workdir, default_jit
 from dfka_tf.task import TaskMap
-from dfka_tf.train import inversion, steps
+from dfka_tf.train import inversion
 from dfka_tf.train.teachers import TeacherTrainer
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
@@ -113,10 +115,10 @@ class World:
     self.shape = (c["size"], c["size"], 3)
     self.batch = c["batch"]
     self.rng = tf.random.Generator.from_seed(0)
-    self.config = RunConfig.for_dataset(
-        "scenes20" if c["dataset"] == "scenes20" else c["dataset"], arch=c["arch"],
-        image_size=c["size"], batch_size=c["batch"], latent_dim=c["latent"],
-        generator_width=c["width"], jit=self.jit, workdir="unused")
+    self.config = RunConfig.build(
+        c["dataset"], overrides=dict(arch=c["arch"], image_size=c["size"], batch_size=c["batch"],
+                                     latent_dim=c["latent"], generator_width=c["width"],
+                                     jit=self.jit, workdir="unused"))
     self._generators = {}
 
   def run(self, **overrides) -> Run:
@@ -151,8 +153,8 @@ class World:
 
   @functools.cached_property
   def target_net(self):  # T_u with a branch per teacher after block 3.
-    filters = {b: [steps.TeacherFilter() for _ in self.teachers] for b in (1, 2, 3)}
-    return steps.regroup(self.target, self.teachers, filters,
+    filters = {b: [TeacherFilter() for _ in self.teachers] for b in (1, 2, 3)}
+    return regroup_lib.regroup(self.target, self.teachers, filters,
                          {m: 3 for m in range(NUM_TEACHERS)}, self.task)
 
   @functools.cached_property

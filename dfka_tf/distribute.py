@@ -32,7 +32,7 @@ from typing import Callable, Dict, Sequence
 import keras
 import tensorflow as tf
 
-from dfka_tf.config import STRATEGIES
+from dfka_tf.options import STRATEGIES
 from dfka_tf.errors import ConfigError
 
 

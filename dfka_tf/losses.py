@@ -7,7 +7,7 @@ Targets that the paper treats as labels are wrapped in `stop_gradient`, so a cal
 tensors that carry gradients without leaking them into the target side.
 """
 
-from typing import Dict, Mapping, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import tensorflow as tf
 

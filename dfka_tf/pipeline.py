@@ -19,11 +19,11 @@ import tensorflow as tf
 
 from dfka_tf import distribute
 from dfka_tf.config import RunConfig
+from dfka_tf.models.regroup import teacher_ensemble
 from dfka_tf.stages import evaluation, images, lock, student
 from dfka_tf.stages import teachers as teacher_stages
 from dfka_tf.stages.base import Run, prepare_workdir
 from dfka_tf.train import loop
-from dfka_tf.train.steps import teacher_ensemble
 
 
 def worker_config(config: RunConfig, strategy: tf.distribute.Strategy) -> RunConfig:

@@ -124,10 +124,8 @@ class Prior:
   Attributes:
     name: the key of its unweighted value in the step's measurements.
     weight: its weight in the loss.
-    needs: which parts of the teachers' forward pass it reads ("bn_inputs", "features").
   """
   name = ""
-  needs: Tuple[str, ...] = ()
 
   def __init__(self, weight: float):
     self.weight = float(weight)
@@ -146,7 +144,6 @@ class Prior:
 class BatchNormPrior(Prior):
   """L_bns on the image, averaged over teachers (`batchnorm_statistics_loss`)."""
   name = "bns"
-  needs = ("bn_inputs",)
 
   def __init__(self, weight: float, form: str, running_stats: Sequence):
     super().__init__(weight)
@@ -162,7 +159,6 @@ class AuxiliaryClassifierPrior(Prior):
   """L_H: per teacher, a classifier h_m on its pooled, concatenated intermediate features,
   trained with G on the same loss (IFHE, `auxiliary_classifier_loss`)."""
   name = "lh"
-  needs = ("features",)
 
   def __init__(self, weight: float, teachers: Sequence):
     super().__init__(weight)

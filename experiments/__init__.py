@@ -1,0 +1,1 @@
+"""Entry points over dfka_tf: the runner, evaluation, serving and the experiment suites."""

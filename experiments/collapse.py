@@ -23,6 +23,8 @@ from absl import app
 from absl import flags
 
 from dfka_tf import config as config_lib
+from . import suite_cache
+from . import suite_writers as writers
 from . import suites_common as common
 
 FLAGS = flags.FLAGS
@@ -47,7 +49,7 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
     config = common.row_config(common.Row("dfka", {"method": "dfka"}),
                                setting=dict(num_teachers=2, labels=None), quick=quick,
                                seed=seed, overrides=overrides)
-    stages = common.Stages(workdir_root, progress=progress, log=log)
+    stages = suite_cache.Stages(workdir_root, progress=progress, log=log)
     gdir = stages.generator_dir(config)
     logged = common.read_log(os.path.join(gdir, "logs", "generator"))
     if not any("sampled/pull_a" in v for v in logged.values()):
@@ -71,11 +73,11 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
           "that step. 'saturated' is the share of teacher "
           "outputs outside [1e-7, 1 − 1e-7], where the clip zeroes the gradient; 'pull t' is "
           "the RMS over pixels of t's weighted gradient with respect to one image.")
-  common.write_md(os.path.join(out, f"{NAME}.md"), TITLE,
-                  [common.md_table(header, body), note,
-                   common.setting_note(config, common.seeds_from(seeds, 1, quick), quick,
-                                       time.time() - start)])
-  common.write_csv(os.path.join(out, f"{NAME}.csv"), rows)
+  writers.write_md(os.path.join(out, f"{NAME}.md"), TITLE,
+                   [writers.md_table(header, body), note,
+                    writers.setting_note(config, common.seeds_from(seeds, 1, quick), quick,
+                                         time.time() - start)])
+  writers.write_csv(os.path.join(out, f"{NAME}.csv"), rows)
   log(f"[{NAME}] wrote {os.path.join(out, NAME)}.md/.csv")
   return {"rows": rows}
 

@@ -25,6 +25,8 @@ import time
 from absl import app
 from absl import flags
 
+from . import suite_cache
+from . import suite_writers as writers
 from . import suites_common as common
 
 FLAGS = flags.FLAGS
@@ -45,7 +47,7 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
   if labels:
     raise app.UsageError("fig4 shows images for every teacher label; leave --labels unset.")
   seed = common.seeds_from(seeds, 1, quick)[0]
-  stages = common.Stages(workdir_root, progress=progress, log=log)
+  stages = suite_cache.Stages(workdir_root, progress=progress, log=log)
   setting = dict(num_teachers=teachers or 1)
   generators = [common.Row("dafl", {"method": "dafl"}), common.Row("dfka", {"method": "dfka"})]
   if bns_weight > 0:
@@ -79,13 +81,13 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
   body = [[r["description"], f"{r['mean']:.3f}", f"{r['diversity']:.3f}",
            f"{100 * r['saturated_fraction']:.0f}%", f"{r['labels_per_image']:.2f}",
            f"{r['evenness']:.3f}"] for r in table]
-  sections = ["![Fig. 4](fig4.png)", common.md_table(header, body),
+  sections = ["![Fig. 4](fig4.png)", writers.md_table(header, body),
               f"Statistics over {num_images} images per panel (seed {seed}); the grid shows "
               f"the first {grid_images}. Diversity is the per-pixel std across images.",
-              common.setting_note(config, [seed], quick, seconds)]
+              writers.setting_note(config, [seed], quick, seconds)]
   os.makedirs(out, exist_ok=True)
-  common.write_md(os.path.join(out, f"{NAME}.md"), TITLE, sections)
-  common.write_csv(os.path.join(out, f"{NAME}.csv"), table)
+  writers.write_md(os.path.join(out, f"{NAME}.md"), TITLE, sections)
+  writers.write_csv(os.path.join(out, f"{NAME}.csv"), table)
   _plot(os.path.join(out, f"{NAME}.png"),
         [(DESCRIPTION[n], im[:grid_images]) for n, im in panels])
   log(f"[{NAME}] wrote {os.path.join(out, NAME)}.md/.csv/.png in {seconds:.0f}s")
@@ -100,7 +102,7 @@ def _plot(path, panels):
     ax.imshow(report.image_grid(images, columns=4))
     ax.set_title(name, fontsize=9)
     ax.axis("off")
-  common.save_figure(fig, path)
+  writers.save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ For Step I generators trained without L_dis (row gamma0) and with each reading o
 how often each teacher label is predicted (p > 0.5) on --num_images generated images. The
 teachers' predictions on real test images are the reference. The paper claims L_dis makes
 the distribution more even; `evenness` (entropy of the label histogram / log C, 1 = even)
-measures that, and DESIGN.md asks this measurement to choose the default sign. Only Step I
-runs (generators are shared with the table suites under the same --workdir_root).
+measures that; docs/design.md ("L_dis sign") reads the result, and says why the default
+sign rests on the paper's text instead. Only Step I runs (generators are shared with the
+table suites under the same --workdir_root).
 
 Writes --out/fig5.md, fig5.csv (one line per setting), fig5.png (histograms).
 Runtime on 2 CPU cores: 93 s (three Step I generators on 1 teacher, whose training was reused
@@ -23,6 +24,8 @@ import time
 from absl import app
 from absl import flags
 
+from . import suite_cache
+from . import suite_writers as writers
 from . import suites_common as common
 
 FLAGS = flags.FLAGS
@@ -44,7 +47,7 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
   if labels:
     raise app.UsageError("fig5 looks at every teacher label; leave --labels unset.")
   seeds = common.seeds_from(seeds, 1, quick)
-  stages = common.Stages(workdir_root, progress=progress, log=log)
+  stages = suite_cache.Stages(workdir_root, progress=progress, log=log)
   setting = dict(method="dfka", num_teachers=teachers or 1)
   settings = common.select(SETTINGS, rows)
   hists = {r.name: [] for r in settings + [common.Row(REAL, {})]}
@@ -72,9 +75,9 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
     row = {"setting": name, "description": DESCRIPTION[name], "seeds": len(hs),
            "num_images": hs[0]["num_images"]}
     for key in ("evenness", "labels_per_image", "empty_fraction"):
-      row[f"{key}_mean"], row[f"{key}_std"] = common.mean_std(h[key] for h in hs)
+      row[f"{key}_mean"], row[f"{key}_std"] = writers.mean_std(h[key] for h in hs)
     for i, n in enumerate(names):
-      row[f"{n}_fraction"], _ = common.mean_std(h["fraction"][i] for h in hs)
+      row[f"{n}_fraction"], _ = writers.mean_std(h["fraction"][i] for h in hs)
     rows.append(row)
   header = ["setting", "evenness (1 = even)", "labels / image", "images with no label",
             "most frequent label"]
@@ -82,29 +85,29 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
   for r in rows:
     fr = [r[f"{n}_fraction"] for n in names]
     top = max(range(len(names)), key=lambda i: fr[i])
-    body.append([DESCRIPTION[r["setting"]], common.fmt(r["evenness_mean"], r["evenness_std"], 3),
-                 common.fmt(r["labels_per_image_mean"], digits=2),
+    body.append([DESCRIPTION[r["setting"]],
+                 writers.fmt(r["evenness_mean"], r["evenness_std"], 3),
+                 writers.fmt(r["labels_per_image_mean"], digits=2),
                  f"{100 * r['empty_fraction_mean']:.0f}%",
                  f"{names[top]} ({100 * fr[top]:.0f}% of images)"])
-  sections = [common.md_table(header, body),
+  sections = [writers.md_table(header, body),
               f"Teacher predictions p > 0.5 on {num_images} images per setting (generated: "
               "last group of G, latent codes from a fixed stateless seed). Fractions per "
               "label are in fig5.csv and plotted in fig5.png.",
-              common.setting_note(common.row_config(common.Row("base", {}), setting=setting,
-                                            quick=quick, seed=seeds[0],
-                                            overrides=overrides or {}),
-                          seeds, quick, seconds)]
+              writers.setting_note(common.row_config(common.Row("base", {}), setting=setting,
+                                                     quick=quick, seed=seeds[0],
+                                                     overrides=overrides or {}),
+                                   seeds, quick, seconds)]
   os.makedirs(out, exist_ok=True)
-  common.write_md(os.path.join(out, f"{NAME}.md"), TITLE, sections)
-  common.write_csv(os.path.join(out, f"{NAME}.csv"), rows)
+  writers.write_md(os.path.join(out, f"{NAME}.md"), TITLE, sections)
+  writers.write_csv(os.path.join(out, f"{NAME}.csv"), rows)
   _plot(os.path.join(out, f"{NAME}.png"), rows, names)
   log(f"[{NAME}] wrote {os.path.join(out, NAME)}.md/.csv/.png in {seconds:.0f}s")
   return {"rows": rows, "histograms": hists, "seconds": seconds}
 
 
 def _plot(path, rows, names):
-  from dfka_tf import report  # pylint: disable=g-import-not-at-top,unused-import  (Agg)
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = writers.pyplot()
   fig, axes = plt.subplots(len(rows), 1, figsize=(max(6, 0.4 * len(names) + 2),
                                                   1.8 * len(rows)), sharex=True)
   for ax, r in zip(axes, rows):
@@ -114,7 +117,7 @@ def _plot(path, rows, names):
     ax.set_title(f"{DESCRIPTION[r['setting']]} (evenness {r['evenness_mean']:.2f})", fontsize=9)
   axes[-1].set_xticks(range(len(names)))
   axes[-1].set_xticklabels(names, rotation=60, ha="right", fontsize=7)
-  common.save_figure(fig, path)
+  writers.save_figure(fig, path)
 
 
 if __name__ == "__main__":

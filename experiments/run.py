@@ -23,11 +23,12 @@ from absl import flags
 from absl import logging as absl_logging
 
 from dfka_tf import config as config_lib  # pylint: disable=g-import-not-at-top  (no TensorFlow)
+from dfka_tf import options  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "scenes20", ["scenes20", "voc2007", "coco2014"],
                   "Dataset the teachers come from and T_u is evaluated on.")
-flags.DEFINE_enum("method", "dfka", list(config_lib.METHODS),
+flags.DEFINE_enum("method", "dfka", list(options.METHODS),
                   "dfka (this method) or a Table 1 baseline: teacher (the teachers "
                   "themselves), ka / similar / diff (block-wise training on unlabeled scenes20 / "
                   "scenes20_similar / scenes20_different images), noise (Gaussian noise "
@@ -50,14 +51,14 @@ flags.DEFINE_bool("quiet", False, "No progress bars.")
 def define_option_flags():
   """One flag per config option, named by its short name; None = the preset's value."""
   presets = {n: config_lib.preset_values(n) for n in ("scenes20", "voc2007", "quick")}
-  for f in config_lib.FIELDS:
+  for f in options.FIELDS:
     kind = f.meta["flag"]
     if kind == "none" or f.name in FLAGS:
       continue
     shown = [f"{n} {v[f.name]!r}" for n, v in presets.items() if f.name in v]
     text = f"{f.help} [{f.path}; default {f.default!r}" + (
         f"; presets: {', '.join(shown)}]" if shown else "]")
-    typ = config_lib.base_type(f)
+    typ = options.base_type(f)
     if kind == "multi":
       flags.DEFINE_multi_string(f.name, [], text)
     elif kind == "list":
@@ -81,7 +82,7 @@ def config_from_flags() -> config_lib.RunConfig:
   """The RunConfig: the dataset's preset, then --preset, the flags the user set, then --set."""
   f = FLAGS
   overrides = {}
-  for field in config_lib.FIELDS:
+  for field in options.FIELDS:
     if field.meta["flag"] != "none" and FLAGS[field.name].present:
       overrides[field.path] = getattr(f, field.name)
   overrides["runtime.jit"] = None if f.jit == "auto" else f.jit == "true"
@@ -89,7 +90,7 @@ def config_from_flags() -> config_lib.RunConfig:
   if f.teacher:
     overrides["data.num_teachers"] = len(f.teacher)
     if "data.image_size" not in overrides:  # The teachers' scale picks the preset.
-      from dfka_tf.models.byo import input_size  # pylint: disable=g-import-not-at-top
+      from dfka_tf.models.teacher_files import input_size  # pylint: disable=g-import-not-at-top
       overrides["data.image_size"] = input_size(f.teacher[0])
     if FLAGS["evaluate"].present and f.evaluate and not f.eval_data:
       from dfka_tf.errors import ConfigError  # pylint: disable=g-import-not-at-top

@@ -28,6 +28,8 @@ from typing import Dict, List
 
 from absl import app
 
+from . import suite_cache
+from . import suite_writers as writers
 from . import suites_common as common
 
 NAME = "sweep"
@@ -66,7 +68,7 @@ def points() -> List[common.Row]:
   ]
 
 
-def step1_diagnostics(stages: common.Stages, config) -> Dict[str, float]:
+def step1_diagnostics(stages: suite_cache.Stages, config) -> Dict[str, float]:
   """G at the last sampled summary of Step I (empty when none was written)."""
   logged = common.read_log(os.path.join(stages.generator_dir(config), "logs", "generator"))
   steps = [s for s, v in logged.items() if "sampled/label_coverage" in v]
@@ -80,41 +82,41 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
   overrides = common.validation_overrides(overrides)
   start = time.time()
   chosen = common.select(points(), rows)
-  stages = common.Stages(workdir_root, progress=progress, log=log)
+  stages = suite_cache.Stages(workdir_root, progress=progress, log=log)
   seeds = common.seeds_from(seeds, 1, quick)
   runs, config = common.run_rows(NAME, chosen, stages, setting=SETTING, quick=quick,
                                  seeds=seeds, overrides=overrides,
-                                 records=common.Records(os.path.join(out, f"{NAME}_rows")),
+                                 records=suite_cache.Records(os.path.join(out, f"{NAME}_rows")),
                                  log=log)
   labels = runs[chosen[0].name][0]["labels"]
   summaries, per_seed = [], []
   for row in chosen:
-    s = common.summarize(row.name, runs[row.name], labels)
+    s = writers.summarize(row.name, runs[row.name], labels)
     s.update(group=row.group, **{k: row.overrides[k] for k, _ in COLUMNS})
     diag = [step1_diagnostics(stages, common.row_config(
         row, setting=SETTING, quick=quick, seed=seed, overrides=overrides)) for seed in seeds]
     for k in DIAGNOSTICS:
-      s[k] = common.mean_std(d.get(k) for d in diag)[0]
+      s[k] = writers.mean_std(d.get(k) for d in diag)[0]
     s["branch_out"] = runs[row.name][0].get("branch_out")
     summaries.append(s)
-    per_seed += common.per_seed_rows(row.name, runs[row.name], labels)
-  ranked = sorted(summaries, key=lambda s: (-common.finite(s["targetnet_map_mean"]),
-                                             -common.finite(s["map_mean"])))
+    per_seed += writers.per_seed_rows(row.name, runs[row.name], labels)
+  ranked = sorted(summaries, key=lambda s: (-writers.finite(s["targetnet_map_mean"]),
+                                            -writers.finite(s["map_mean"])))
   header = (["group", "point"] + [c for _, c in COLUMNS]
             + ["T_u mAP", "TargetNet alone", "S_m", "coverage", "labels/image", "saturated"])
   body = [[s["group"], s["row"]] + [s[k] for k, _ in COLUMNS]
-          + [common.fmt(s["map_mean"], s["map_std"]),
-             common.fmt(s["targetnet_map_mean"], s["targetnet_map_std"]),
+          + [writers.fmt(s["map_mean"], s["map_std"]),
+             writers.fmt(s["targetnet_map_mean"], s["targetnet_map_std"]),
              _branch(s["branch_out"])]
-          + [common.fmt(s[k], digits=2) for k in DIAGNOSTICS] for s in summaries]
+          + [writers.fmt(s[k], digits=2) for k in DIAGNOSTICS] for s in summaries]
   best = ranked[0]
-  teachers = common.mean_std(s["teacher_map_mean"] for s in summaries)[0]
+  teachers = writers.mean_std(s["teacher_map_mean"] for s in summaries)[0]
   sections = [
-      common.md_table(header, body),
+      writers.md_table(header, body),
       f"Best by the TargetNet alone (T_u breaking ties): **{best['row']}**, TargetNet alone "
-      f"{common.fmt(best['targetnet_map_mean'])}, T_u {common.fmt(best['map_mean'])} "
-      f"(teachers {common.fmt(teachers)} on the validation split). Ranking: "
-      + ", ".join(f"{s['row']} {common.fmt(s['targetnet_map_mean'])}" for s in ranked) + ".",
+      f"{writers.fmt(best['targetnet_map_mean'])}, T_u {writers.fmt(best['map_mean'])} "
+      f"(teachers {writers.fmt(teachers)} on the validation split). Ranking: "
+      + ", ".join(f"{s['row']} {writers.fmt(s['targetnet_map_mean'])}" for s in ranked) + ".",
       "mAP in % on scenes20's validation split (2000 images), mean ± sample std over the "
       "seeds. TargetNet alone: the TargetNet as Step II left it, its own head and no "
       "teacher block. S_m: branch-out block per teacher (Eq. 18), first seed. coverage, "
@@ -122,9 +124,9 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
       "inference mode (`GeneratorTrainer.summarize`), the share of the 20 labels predicted "
       "at all, labels predicted per image, and the share of teacher outputs outside "
       "[1e-7, 1 − 1e-7]; — where Step I wrote no sampled summary."]
-  return common.write_sweep(out, NAME, TITLE, sections, summaries=summaries, per_seed=per_seed,
-                            best=best["row"], runs=runs, config=config, seeds=seeds,
-                            quick=quick, seconds=time.time() - start, log=log)
+  return writers.write_sweep(out, NAME, TITLE, sections, summaries=summaries,
+                             per_seed=per_seed, best=best["row"], runs=runs, config=config,
+                             seeds=seeds, quick=quick, seconds=time.time() - start, log=log)
 
 
 def _branch(branch_out) -> str:

@@ -29,6 +29,8 @@ from typing import Dict, List
 
 from absl import app
 
+from . import suite_cache
+from . import suite_writers as writers
 from . import suites_common as common
 
 NAME = "sweep_student"
@@ -72,7 +74,7 @@ def score(s: Dict) -> float:
   """T_u after Step III less its std over the seeds: what a user gets, and how much it
   moves with the seed."""
   std = s["map_std"]
-  return common.finite(s["map_mean"]) - (std if std == std else 0.0)
+  return writers.finite(s["map_mean"]) - (std if std == std else 0.0)
 
 
 def changes(s: Dict) -> int:
@@ -87,11 +89,11 @@ def ranked(summaries: List[Dict]) -> List[Dict]:
   setting is added without a measured gain). The rest follow by `score`."""
   best = max(score(s) for s in summaries)
   tied = [s for s in summaries if score(s) >= best - TIE]
-  best_alone = max(common.finite(s["targetnet_map_mean"]) for s in tied)
-  first = sorted((s for s in tied if common.finite(s["targetnet_map_mean"]) >= best_alone - TIE),
+  best_alone = max(writers.finite(s["targetnet_map_mean"]) for s in tied)
+  first = sorted((s for s in tied if writers.finite(s["targetnet_map_mean"]) >= best_alone - TIE),
                  key=lambda s: (changes(s), -score(s)))
-  then = sorted((s for s in tied if common.finite(s["targetnet_map_mean"]) < best_alone - TIE),
-                key=lambda s: (-common.finite(s["targetnet_map_mean"]), -score(s)))
+  then = sorted((s for s in tied if writers.finite(s["targetnet_map_mean"]) < best_alone - TIE),
+                key=lambda s: (-writers.finite(s["targetnet_map_mean"]), -score(s)))
   rest = sorted((s for s in summaries if score(s) < best - TIE), key=lambda s: -score(s))
   return first + then + rest
 
@@ -101,44 +103,44 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
   overrides = common.validation_overrides(overrides)
   start = time.time()
   chosen = common.select(points(), rows)
-  stages = common.Stages(workdir_root, progress=progress, log=log)
+  stages = suite_cache.Stages(workdir_root, progress=progress, log=log)
   seeds = common.seeds_from(seeds, 3, quick)
   setting = {} if quick else SETTING
   runs, config = common.run_rows(NAME, chosen, stages, setting=dict(setting, num_teachers=2,
                                                                     method="dfka"),
                                  quick=quick, seeds=seeds, overrides=overrides,
-                                 records=common.Records(os.path.join(out, f"{NAME}_rows")),
+                                 records=suite_cache.Records(os.path.join(out, f"{NAME}_rows")),
                                  log=log)
   labels = runs[chosen[0].name][0]["labels"]
   summaries, per_seed = [], []
   for row in chosen:
-    s = common.summarize(row.name, runs[row.name], labels)
+    s = writers.summarize(row.name, runs[row.name], labels)
     s.update(group=row.group, **{k: row.overrides[k] for k, _ in COLUMNS})
-    s["worst_map"] = min(common.pct(r.get("target_map")) for r in runs[row.name])
+    s["worst_map"] = min(writers.pct(r.get("target_map")) for r in runs[row.name])
     s["branch_out"] = [r.get("branch_out") for r in runs[row.name]]
     summaries.append(s)
-    per_seed += common.per_seed_rows(row.name, runs[row.name], labels)
+    per_seed += writers.per_seed_rows(row.name, runs[row.name], labels)
   order = ranked(summaries)
   header = (["group", "point"] + [c for _, c in COLUMNS]
             + ["T_u before Step III", "T_u after Step III", "worst seed", "TargetNet alone",
                "S_m per seed"])
   body = [[s["group"], s["row"]] + [s[k] for k, _ in COLUMNS]
-          + [common.fmt(s["regrouped_map_mean"], s["regrouped_map_std"]),
-             common.fmt(s["map_mean"], s["map_std"]), common.fmt(s["worst_map"]),
-             common.fmt(s["targetnet_map_mean"], s["targetnet_map_std"]),
+          + [writers.fmt(s["regrouped_map_mean"], s["regrouped_map_std"]),
+             writers.fmt(s["map_mean"], s["map_std"]), writers.fmt(s["worst_map"]),
+             writers.fmt(s["targetnet_map_mean"], s["targetnet_map_std"]),
              " ".join(_branch(b) for b in s["branch_out"])] for s in summaries]
   best = order[0]
-  teachers = common.mean_std(s["teacher_map_mean"] for s in summaries)[0]
+  teachers = writers.mean_std(s["teacher_map_mean"] for s in summaries)[0]
   sections = [
-      common.md_table(header, body),
+      writers.md_table(header, body),
       f"Best by T_u after Step III less its std over the seeds; points within {TIE:g} of "
       f"the best ranked by the TargetNet alone, and where that is within {TIE:g} too, by the "
       f"fewest settings changed: **{best['row']}**, T_u "
-      f"{common.fmt(best['map_mean'], best['map_std'])} (before Step III "
-      f"{common.fmt(best['regrouped_map_mean'], best['regrouped_map_std'])}), TargetNet "
-      f"alone {common.fmt(best['targetnet_map_mean'], best['targetnet_map_std'])}; teachers "
-      f"{common.fmt(teachers)} on the validation split. Ranking: "
-      + ", ".join(f"{s['row']} {common.fmt(s['map_mean'], s['map_std'])}" for s in order)
+      f"{writers.fmt(best['map_mean'], best['map_std'])} (before Step III "
+      f"{writers.fmt(best['regrouped_map_mean'], best['regrouped_map_std'])}), TargetNet "
+      f"alone {writers.fmt(best['targetnet_map_mean'], best['targetnet_map_std'])}; teachers "
+      f"{writers.fmt(teachers)} on the validation split. Ranking: "
+      + ", ".join(f"{s['row']} {writers.fmt(s['map_mean'], s['map_std'])}" for s in order)
       + ".",
       "mAP in % on scenes20's validation split, mean ± sample std over the seeds. T_u before "
       "Step III: regrouped by Eq. 18–20 from Step II's TargetNet, before fine-tuning. "
@@ -146,9 +148,9 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
       "S_m per seed: the branch-out block of teacher 1 and teacher 2 (Eq. 18). BN frozen: "
       "the batch norms keep the start's (TargetNet) or the teacher's (branches) statistics "
       "and affine parameters, in inference mode (`freeze_batchnorm`)."]
-  return common.write_sweep(out, NAME, TITLE, sections, summaries=summaries, per_seed=per_seed,
-                            best=best["row"], runs=runs, config=config, seeds=seeds,
-                            quick=quick, seconds=time.time() - start, log=log)
+  return writers.write_sweep(out, NAME, TITLE, sections, summaries=summaries,
+                             per_seed=per_seed, best=best["row"], runs=runs, config=config,
+                             seeds=seeds, quick=quick, seconds=time.time() - start, log=log)
 
 
 def _branch(branch_out) -> str:

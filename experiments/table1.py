@@ -4,16 +4,17 @@ r"""Paper Table 1: one teacher on all 20 labels -> a TargetNet for the first 10 
   python -m experiments.table1 --seeds=1 --bns_weight=0
   python -m experiments.table1 --quick --out=/tmp/t1 --workdir_root=/tmp/t1runs  # smoke
 
-Rows (DESIGN.md "Baselines"): Teacher; KA (block-wise training on unlabeled scenes20
-images); Similar Data (scenes20_similar); Diff Data (scenes20_different); Random Noise;
-DAFL (G and the student trained jointly, as DAFL's code runs); Data-free KA (this method);
-and, beyond the paper, DFKA + L_bns (the BN-statistics prior at --bns_weight, with α = 0),
-DFKA + L_H (IFHE's auxiliary classifier, with --lh_weight > 0) and pool (Steps II–III on a
-DeepInversion pool of --pool_images). Every row runs at the "tables" preset (Step I 400
-steps, 200 per block, 200 fine-tuning) with the pretrained start. Per-label AP and mAP on
-the 10 labels, mean ± std over --seeds.
-The paper's numbers are VOC 2007 with ResNet-101 (DESIGN.md "Paper figures"); scenes20's
-labels are not VOC's, so only the setting and the ordering of rows compare.
+Rows (docs/design.md, "The baselines (Table 1)"): Teacher; KA (block-wise training on
+unlabeled scenes20 images); Similar Data (scenes20_similar); Diff Data (scenes20_different);
+Random Noise; DAFL (G and the student trained jointly, as DAFL's code runs); Data-free KA
+(this method); and, beyond the paper, DFKA + L_bns (the BN-statistics prior at --bns_weight,
+with α = 0), DFKA + L_H (IFHE's auxiliary classifier, with --lh_weight > 0) and pool (Steps
+II–III on a DeepInversion pool of --pool_images). Every row runs at the "tables" preset
+(Step I 400 steps, 200 per block, 200 fine-tuning) with the pretrained start. Per-label AP
+and mAP on the 10 labels, mean ± std over --seeds.
+The paper's numbers are VOC 2007 with ResNet-101 (docs/results.md, "The paper's tables on
+scenes20"); scenes20's labels are not VOC's, so only the setting and the ordering of rows
+compare.
 
 Writes --out/table1.md, table1.csv (one line per row), table1_seeds.csv, table1.png.
 Runtime on 2 CPU cores: 3698 s (62 min) for seed 0, the backbone (373 s, a test sharing

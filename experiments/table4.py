@@ -17,11 +17,8 @@ reused from Table 2), with other jobs sharing the cores.
 """
 
 from absl import app
-from absl import flags
 
 from . import suites_common as common
-
-FLAGS = flags.FLAGS
 
 NAME = "table4"
 TITLE = "Table 4: links of the dual GAN, {λ_in^1, λ_in^2}"
@@ -34,9 +31,9 @@ ROWS = [common.Row("in1", {"lambda_in1": 1.0, "lambda_in2": 0.0}, 70.2, "{1, 0}"
 def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,
               rows=None, teachers=None, labels=None, log=print):
   return common.run_ablation(
-      NAME, TITLE, ROWS, paper_header="paper mAP (VOC07, Table 4)", out=out, workdir_root=workdir_root,
-      quick=quick, seeds=seeds, overrides=overrides, progress=progress, only=rows,
-      teachers=teachers, labels=labels, log=log,
+      NAME, TITLE, ROWS, paper_header="paper mAP (VOC07, Table 4)", out=out,
+      workdir_root=workdir_root, quick=quick, seeds=seeds, overrides=overrides,
+      progress=progress, only=rows, teachers=teachers, labels=labels, log=log,
       note=("The paper's ablation used 1 teacher -> 10 labels. Where no generator group aligns "
            "with depth b−1 (K < B), block b sees only F_in^1 (docs/design.md, 'Link stream "
            "F_in^2')."))

@@ -13,11 +13,8 @@ from Table 2), with other jobs sharing the cores.
 """
 
 from absl import app
-from absl import flags
 
 from . import suites_common as common
-
-FLAGS = flags.FLAGS
 
 NAME = "table_s3"
 TITLE = "S-Table 3: generator groups K"
@@ -28,9 +25,9 @@ ROWS = [common.Row("K=1", {"groups": 1}, 49.3), common.Row("K=2", {"groups": 2},
 def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,
               rows=None, teachers=None, labels=None, log=print):
   return common.run_ablation(
-      NAME, TITLE, ROWS, paper_header="paper mAP (VOC07, S-Table 3)", out=out, workdir_root=workdir_root,
-      quick=quick, seeds=seeds, overrides=overrides, progress=progress, only=rows,
-      teachers=teachers, labels=labels, log=log,
+      NAME, TITLE, ROWS, paper_header="paper mAP (VOC07, S-Table 3)", out=out,
+      workdir_root=workdir_root, quick=quick, seeds=seeds, overrides=overrides,
+      progress=progress, only=rows, teachers=teachers, labels=labels, log=log,
       note=("Each K trains its own generator; Steps II–III are the same."))
 
 

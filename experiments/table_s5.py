@@ -28,6 +28,8 @@ import time
 from absl import app
 from absl import flags
 
+from . import suite_cache
+from . import suite_writers as writers
 from . import suites_common as common
 
 FLAGS = flags.FLAGS
@@ -68,11 +70,11 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
   # A curve needs its row's Steps I–II, so a curve's row always runs.
   rows = common.select(ROWS, None if rows is None else list(rows) + list(curves))
   by_name = {r.name: r for r in rows}
-  stages = common.Stages(workdir_root, progress=progress, log=log)
+  stages = suite_cache.Stages(workdir_root, progress=progress, log=log)
   runs, _ = common.run_rows(NAME, rows, stages, setting=setting, quick=quick,
                                  seeds=seeds, overrides=overrides, log=log)
   names = runs[rows[0].name][0]["labels"]
-  summaries = [common.summarize(r.name, runs[r.name], names) for r in rows]
+  summaries = [writers.summarize(r.name, runs[r.name], names) for r in rows]
 
   # S-Fig. 3: T_u branched at every block, without fine-tuning, on the same Steps I–II.
   block_rows, block_runs = [], []
@@ -86,11 +88,11 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
         res = stages.run(cfg, blocks_from=runs[row.name][i]["workdir"])
         per_seed.append(res)
         log(f"[{NAME}] seed {seed} {row.name} branched at block {b}: mAP "
-            f"{common.pct(res.get('target_map')):5.1f}")
-      s = common.summarize(f"{row.name}@block{b}", per_seed, names)
+            f"{writers.pct(res.get('target_map')):5.1f}")
+      s = writers.summarize(f"{row.name}@block{b}", per_seed, names)
       s.update(curve=row.name, block=b)
       for m in (1, 2):
-        s[f"eta_teacher{m}_mean"], _ = common.mean_std(
+        s[f"eta_teacher{m}_mean"], _ = writers.mean_std(
             r.get("eta", {}).get(str(b), {}).get(f"teacher{m}") for r in runs[row.name])
       block_rows.append(s)
       block_runs += per_seed
@@ -102,9 +104,9 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
   for s, r in zip(summaries, rows):
     paper = PAPER.get(r.name, (None, ""))
     branch = runs[r.name][0].get("branch_out")
-    body.append([r.name, *[common.fmt(s[f"{n}_mean"]) for n in names],
-                 common.fmt(s["map_mean"], s["map_std"]),
-                 common.fmt(paper[0] if paper[0] is not None else float("nan")),
+    body.append([r.name, *[writers.fmt(s[f"{n}_mean"]) for n in names],
+                 writers.fmt(s["map_mean"], s["map_std"]),
+                 writers.fmt(paper[0] if paper[0] is not None else float("nan")),
                  f"{s['target_params']:,}", paper[1] or "—",
                  json.dumps(branch) if branch else "—"])
   teacher_params = runs[rows[0].name][0]["params"]["teachers"]
@@ -113,37 +115,36 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
   bheader = ["curve", "block b", "η^{b,1}", "η^{b,2}", *[f"AP {n}" for n in names], "mAP",
              "T_u params"]
   bbody = [[s["curve"], s["block"], f"{s['eta_teacher1_mean']:.4f}",
-            f"{s['eta_teacher2_mean']:.4f}", *[common.fmt(s[f"{n}_mean"]) for n in names],
-            common.fmt(s["map_mean"], s["map_std"]), f"{s['target_params']:,}"]
+            f"{s['eta_teacher2_mean']:.4f}", *[writers.fmt(s[f"{n}_mean"]) for n in names],
+            writers.fmt(s["map_mean"], s["map_std"]), f"{s['target_params']:,}"]
            for s in block_rows]
   sections = [
       f"Customized labels Y_cst = {names} (teacher 1: {names[0]}, teacher 2: {names[1]}).",
-      common.md_table(header, body),
+      writers.md_table(header, body),
       f"Parameters: T_u ({main}) {main_params:,} vs teachers {sum(teacher_params):,} "
       f"({' + '.join(f'{p:,}' for p in teacher_params)}); T_u / teachers = "
       f"{main_params / max(sum(teacher_params), 1):.2f} (paper: 59.8 M / 88.7 M = 0.67).",
       "## Per block (S-Fig. 3)\n\nT_u branched at block b for both teachers, right after "
       "Step II (no fine-tuning); η^{b,m} is the converged L_dual^{b,m} (Eq. 18) of the "
       "curve's own run, and S_m = argmin_b η^{b,m}. The paper branches at block 3.\n\n"
-      + (common.md_table(bheader, bbody) if bbody else "(no curves requested)"),
-      common.setting_note(common.row_config(common.Row("base", {}), setting=setting,
-                                            quick=quick, seed=seeds[0], overrides=overrides),
-                          seeds, quick, seconds)]
+      + (writers.md_table(bheader, bbody) if bbody else "(no curves requested)"),
+      writers.setting_note(common.row_config(common.Row("base", {}), setting=setting,
+                                             quick=quick, seed=seeds[0], overrides=overrides),
+                           seeds, quick, seconds)]
   os.makedirs(out, exist_ok=True)
-  common.write_md(os.path.join(out, f"{NAME}.md"), TITLE, sections)
-  common.write_csv(os.path.join(out, f"{NAME}.csv"), summaries)
-  common.write_csv(os.path.join(out, f"{NAME}_blocks.csv"), block_rows)
-  common.write_csv(os.path.join(out, f"{NAME}_seeds.csv"),
-                   [x for r in rows for x in common.per_seed_rows(r.name, runs[r.name], names)]
-                   + common.per_seed_rows("per-block", block_runs, names))
+  writers.write_md(os.path.join(out, f"{NAME}.md"), TITLE, sections)
+  writers.write_csv(os.path.join(out, f"{NAME}.csv"), summaries)
+  writers.write_csv(os.path.join(out, f"{NAME}_blocks.csv"), block_rows)
+  writers.write_csv(os.path.join(out, f"{NAME}_seeds.csv"),
+                    [x for r in rows for x in writers.per_seed_rows(r.name, runs[r.name], names)]
+                    + writers.per_seed_rows("per-block", block_runs, names))
   _plot(os.path.join(out, f"{NAME}.png"), block_rows, summaries, names)
   log(f"[{NAME}] wrote {os.path.join(out, NAME)}.md/.csv/.png in {seconds:.0f}s")
   return {"summaries": summaries, "blocks": block_rows, "runs": runs, "seconds": seconds}
 
 
 def _plot(path, block_rows, summaries, names):
-  from dfka_tf import report  # pylint: disable=g-import-not-at-top,unused-import  (Agg)
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = writers.pyplot()
   fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), squeeze=False)
   teacher = next((s for s in summaries if s["row"] == "teacher"), None)
   for ax, n in zip(axes[0], names):
@@ -159,7 +160,7 @@ def _plot(path, block_rows, summaries, names):
     ax.set_ylim(0, 100)
     ax.set_title(f"'{n}' during block-wise training", fontsize=9)
     ax.legend(fontsize=7)
-  common.save_figure(fig, path)
+  writers.save_figure(fig, path)
 
 
 if __name__ == "__main__":

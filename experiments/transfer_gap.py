@@ -31,6 +31,8 @@ import time
 import numpy as np
 from absl import app
 
+from . import suite_cache
+from . import suite_writers as writers
 from . import suites_common as common
 from . import sweep
 
@@ -98,7 +100,7 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
   # KA (Steps II-III on real unlabeled images) calibrates the agreement on real images.
   ka = common.Row("ka", {"method": "ka"}, group="KA")
   chosen = common.select(sweep.points() + [ka], list(rows or DEFAULT_ROWS))
-  stages = common.Stages(workdir_root, progress=progress, log=log)
+  stages = suite_cache.Stages(workdir_root, progress=progress, log=log)
   num_images = 2 * common.QUICK_POOL_IMAGES if quick else NUM_IMAGES
   lines = []
   for seed in common.seeds_from(seeds, 1, quick):
@@ -108,8 +110,8 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
       results = stages.run(config)  # A finished point is reused, not trained again.
       gap = _agreement(config.replace(workdir=results["workdir"]), num_images)
       lines.append(dict(point=row.name, seed=seed, **gap,
-                        targetnet_map=common.pct(results.get("targetnet_map")),
-                        teacher_map=common.pct(results.get("teacher_map")),
+                        targetnet_map=writers.pct(results.get("targetnet_map")),
+                        teacher_map=writers.pct(results.get("teacher_map")),
                         branch_out=results.get("branch_out")))
       log(f"[{NAME}] seed {seed} {row.name}: agreement on G {gap['generated_agreement']:.1f}, "
           f"on real {gap['real_agreement']:.1f}")
@@ -117,10 +119,10 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
             "labels counted (G / real)", "teachers' positives (G / real)",
             "TargetNet alone (true labels)", "teachers (true labels)"]
   share = lambda x: "—" if x != x else f"{100 * x:.1f} %"  # NaN: no G (KA).
-  body = [[l["point"], l["seed"], common.fmt(l["generated_agreement"]),
-           common.fmt(l["real_agreement"]), f"{l['generated_labels']} / {l['real_labels']}",
+  body = [[l["point"], l["seed"], writers.fmt(l["generated_agreement"]),
+           writers.fmt(l["real_agreement"]), f"{l['generated_labels']} / {l['real_labels']}",
            f"{share(l['generated_positives'])} / {share(l['real_positives'])}",
-           common.fmt(l["targetnet_map"]), common.fmt(l["teacher_map"])] for l in lines]
+           writers.fmt(l["targetnet_map"]), writers.fmt(l["teacher_map"])] for l in lines]
   note = (f"Agreement: mAP (%) of the TargetNet as Step II left it against the teachers' "
           f"predictions p ≥ 0.5 as labels, on {num_images} images of G (fresh latent codes, "
           f"sampled as Steps II–III sample G) and on scenes20's validation split; a label the "
@@ -130,11 +132,11 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
           f"labels: the validation split's own.")
   config = common.row_config(common.Row("base", {}), setting=sweep.SETTING, quick=quick,
                              seed=lines[0]["seed"], overrides=overrides)
-  common.write_md(os.path.join(out, f"{NAME}.md"), TITLE,
-                  [common.md_table(header, body), note,
-                   common.setting_note(config, sorted({l["seed"] for l in lines}), quick,
-                                       time.time() - start)])
-  common.write_csv(os.path.join(out, f"{NAME}.csv"), lines)
+  writers.write_md(os.path.join(out, f"{NAME}.md"), TITLE,
+                   [writers.md_table(header, body), note,
+                    writers.setting_note(config, sorted({l["seed"] for l in lines}), quick,
+                                         time.time() - start)])
+  writers.write_csv(os.path.join(out, f"{NAME}.csv"), lines)
   log(f"[{NAME}] wrote {os.path.join(out, NAME)}.md/.csv")
   return {"lines": lines}
 

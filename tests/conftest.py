@@ -1,7 +1,8 @@
 """Test setup: offline, quiet, deterministic and small.
 
 Tests marked `slow` are deselected by default (pytest reports them as deselected); run them
-with `python -m pytest -m slow tests`.
+with `python -m pytest -m slow tests`. CI runs one of them a day besides the default suite
+(`python tests/run_pytest.py --one-slow --dry-run` prints today's pick).
 """
 
 import os

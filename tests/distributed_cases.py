@@ -30,8 +30,9 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 from dfka_tf.models import blocknet  # pylint: disable=g-import-not-at-top
 from dfka_tf.models.generator import GroupStackGenerator  # pylint: disable=g-import-not-at-top
 from dfka_tf.models.resnet import build_resnet  # pylint: disable=g-import-not-at-top
+from dfka_tf.models import regroup as regroup_lib  # pylint: disable=g-import-not-at-top
 from dfka_tf.task import TaskMap  # pylint: disable=g-import-not-at-top
-from dfka_tf.train import sources, steps  # pylint: disable=g-import-not-at-top
+from dfka_tf.train import optimizers, sources, steps  # pylint: disable=g-import-not-at-top
 from dfka_tf.train.inversion import InversionTrainer  # pylint: disable=g-import-not-at-top
 from dfka_tf.train.teachers import TeacherTrainer  # pylint: disable=g-import-not-at-top
 
@@ -51,7 +52,7 @@ def _world():
   # Teachers with moving statistics away from (0, 1), as trained ones have: L_bns then
   # pulls somewhere.
   for t in teachers:
-    for v in t.model.non_trainable_variables:
+    for v in t.source_model.non_trainable_variables:
       v.assign(v + 0.1 * tf.random.stateless_normal(v.shape, [1, 2]))
     t.freeze()
   task = TaskMap.build([t.label_names for t in teachers], ["b_1", "a_0", "a_2"])
@@ -112,7 +113,7 @@ def _block_case(block, source_kind):
     source = sources.NoiseSource(SHAPE, _rng(2), BATCH)
   trainer = steps.BlockTrainer(target, block, source, teachers, task, batch_size=BATCH,
                                steps=10, learning_rate=0.1).build()
-  return trainer.step, (target.model.variables + [v for f in trainer.filters for v in f.variables]
+  return trainer.step, (target.source_model.variables + [v for f in trainer.filters for v in f.variables]
                 + trainer.optimizer.variables + generator.variables)
 
 
@@ -131,9 +132,9 @@ def case_block_last():
 def _finetune_case(source):
   teachers, task, _ = _world()
   target = _target()
-  trainer = steps.FinetuneTrainer(target.model, source, teachers, task, batch_size=BATCH,
+  trainer = steps.FinetuneTrainer(target.source_model, source, teachers, task, batch_size=BATCH,
                                   steps=10, learning_rate=0.1).build()
-  return trainer.step, target.model.variables + trainer.optimizer.variables
+  return trainer.step, target.source_model.variables + trainer.optimizer.variables
 
 
 def case_finetune_pool():
@@ -153,7 +154,7 @@ def case_adversarial():
   g = _sgd_for_generator(steps.GeneratorTrainer(generator, teachers, rng=_rng(),
                                                 batch_size=BATCH)).build()
   source = sources.GeneratorSource(generator, _rng(2), BATCH)
-  net = steps.regroup(target, teachers, {}, {0: 4, 1: 4}, task)
+  net = regroup_lib.regroup(target, teachers, {}, {0: 4, 1: 4}, task)
   trainer = steps.AdversarialFinetuneTrainer(net, source, teachers, task, g, weight=1.0,
                                              batch_size=BATCH, steps=10,
                                              learning_rate=0.1).build()
@@ -166,10 +167,10 @@ def case_joint():
   target = _target()
   g = _sgd_for_generator(steps.GeneratorTrainer(generator, teachers, rng=_rng(),
                                                 batch_size=BATCH, gamma=0.0))
-  trainer = steps.JointTrainer(g, target.model, teachers, task,
-                               optimizer=steps.step_decay_sgd(0.1, 10, weight_decay=5e-4)
+  trainer = steps.JointTrainer(g, target.source_model, teachers, task,
+                               optimizer=optimizers.step_decay_sgd(0.1, 10, weight_decay=5e-4)
                                ).build()
-  return trainer.step, (target.model.variables + generator.variables + trainer.optimizer.variables
+  return trainer.step, (target.source_model.variables + generator.variables + trainer.optimizer.variables
                 + g.optimizer.variables)
 
 

@@ -10,15 +10,20 @@ import tensorflow as tf
 from dfka_tf import pipeline
 from dfka_tf.config import RunConfig
 from dfka_tf.errors import ConfigError
-from dfka_tf.models import blocknet
+from dfka_tf.models import teacher_files
 from dfka_tf.models.resnet import build_resnet
 from tests import helpers
 
 QUICK = dict(preset="quick")
 
 
+def _config(dataset="scenes20", *, preset=None, method="dfka", **overrides):
+  """`RunConfig.build` with keyword overrides."""
+  return RunConfig.build(dataset, preset=preset, method=method, overrides=overrides)
+
+
 def test_every_option_together_runs_and_records_the_pretrain_stage(tmp_path):
-  config = RunConfig.for_dataset(
+  config = _config(
       "scenes20", workdir=str(tmp_path / "w"), pretrain="scenes20_similar",
       pretrain_steps=3, adversarial_weight=1.0, bns_weight=1.0, bns_form="norm",
       generator_jitter=1, student_jitter=1, **QUICK)
@@ -40,13 +45,13 @@ def test_every_option_together_runs_and_records_the_pretrain_stage(tmp_path):
 
 def test_teachers_start_from_the_pretrained_backbone(tmp_path):
   # With no teacher steps a teacher is the backbone itself, classifier excepted.
-  config = RunConfig.for_dataset("scenes20", workdir=str(tmp_path / "w"), pretrain_steps=3,
+  config = _config("scenes20", workdir=str(tmp_path / "w"), pretrain_steps=3,
                                  teacher_steps=0, method="teacher", **QUICK)
   pipeline.run(config, progress=False)
   backbone = build_resnet(config.data.arch, 20, (32, 32, 3), name="pretrain")
   backbone.load_weights(str(tmp_path / "w" / "pretrained" / "backbone.weights.h5"))
-  teacher = blocknet.load_teacher(str(tmp_path / "w" / "teachers" / "teacher1.keras"))
-  layers = {l.name: l for l in teacher.model.layers}
+  teacher = teacher_files.load_teacher(str(tmp_path / "w" / "teachers" / "teacher1.keras"))
+  layers = {l.name: l for l in teacher.source_model.layers}
   compared = 0
   for layer in backbone.layers:
     if layer.name != "logits" and layer.weights and layer.name in layers:
@@ -57,24 +62,23 @@ def test_teachers_start_from_the_pretrained_backbone(tmp_path):
 
 
 def _teacher_weights(workdir):
-  return blocknet.load_teacher(os.path.join(workdir, "teachers", "teacher1.keras")).model \
+  return teacher_files.load_teacher(os.path.join(workdir, "teachers", "teacher1.keras")).source_model \
       .get_weights()
 
 
 def test_the_quick_start_finds_the_backbone_that_ships(tmp_path, monkeypatch):
   # The shipped file's name is the recipe's key: a change to what the key reads (say, a
   # dataset version) would silently make every quick start train its backbone again.
-  from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
   from dfka_tf.stages import cache  # pylint: disable=g-import-not-at-top
   monkeypatch.setenv("DFKA_TF_CACHE", str(tmp_path))
-  path = cache.find(RunConfig.for_dataset("scenes20"))
+  path = cache.find(_config("scenes20"))
   assert path is not None and os.path.dirname(path) == cache.BUNDLED
 
 
 def test_a_cached_backbone_stands_in_for_its_stage_with_the_weights_training_gives(tmp_path):
   cache_root = str(tmp_path / "cache")
   def config(name, **overrides):
-    return RunConfig.for_dataset("scenes20", workdir=str(tmp_path / name), pretrain_steps=3,
+    return _config("scenes20", workdir=str(tmp_path / name), pretrain_steps=3,
                                  teacher_steps=2, method="teacher", pretrain_cache=cache_root,
                                  **QUICK, **overrides)
 
@@ -107,7 +111,7 @@ def test_a_cached_backbone_stands_in_for_its_stage_with_the_weights_training_giv
     ("no_such_data", "not a labelled dataset"), ("imagenet", "ImageNet weights exist for")])
 def test_bad_pretrain_dataset_is_refused_before_anything_is_written(tmp_path, name, message):
   with pytest.raises(ConfigError, match=message):
-    config = RunConfig.for_dataset("scenes20", workdir=str(tmp_path / "w"),
+    config = _config("scenes20", workdir=str(tmp_path / "w"),
                                    pretrain=name, **QUICK)
     pipeline.start(config, progress=False)
   assert not os.path.exists(tmp_path / "w")
@@ -115,13 +119,13 @@ def test_bad_pretrain_dataset_is_refused_before_anything_is_written(tmp_path, na
 
 def test_adversarial_weight_needs_dfka():
   with pytest.raises(ConfigError, match="adversarial_weight"):
-    RunConfig.for_dataset("scenes20", method="dafl", adversarial_weight=1.0)
+    _config("scenes20", method="dafl", adversarial_weight=1.0)
 
 
 def test_t_u_before_step_three_is_the_regrouped_t_u(tmp_path):
   """results.json's regrouped_map is T_u rebuilt from Step II's checkpoint: without Step III
   it is T_u itself, score for score; Step II's frozen batch norms and the budget hold."""
-  config = RunConfig.for_dataset("scenes20", workdir=str(tmp_path / "w"), finetune_steps=0,
+  config = _config("scenes20", workdir=str(tmp_path / "w"), finetune_steps=0,
                                  target_bn="frozen", target_param_budget=0.6, **QUICK)
   results = pipeline.run(config, progress=False)
   helpers.assert_scores_agree(results)
@@ -149,7 +153,7 @@ def test_t_u_before_step_three_is_the_regrouped_t_u(tmp_path):
 ])
 def test_bad_step_two_three_settings_are_refused(overrides, message):
   with pytest.raises(ConfigError, match=message):
-    RunConfig.for_dataset("scenes20", workdir="unused", **QUICK, **overrides).validate()
+    _config("scenes20", workdir="unused", **QUICK, **overrides).validate()
 
 
 def test_a_budget_nothing_fits_stops_before_any_work(tmp_path):

@@ -1,4 +1,5 @@
-"""Tests of dfka_tf.models.blocknet: splitting teachers into blocks, loading, saving."""
+"""Tests of dfka_tf.models.blocknet and teacher_files: splitting teachers into blocks, loading,
+saving."""
 
 import json
 import time
@@ -11,10 +12,10 @@ from dfka_tf.errors import ConfigError
 from dfka_tf.errors import TeacherError
 from dfka_tf.models.blocknet import BlockNet
 from dfka_tf.models.blocknet import check_compatible
-from dfka_tf.models.blocknet import load_teacher
-from dfka_tf.models.blocknet import save_teacher
 from dfka_tf.models.blocknet import split_model
 from dfka_tf.models.resnet import build_resnet
+from dfka_tf.models.teacher_files import load_teacher
+from dfka_tf.models.teacher_files import save_teacher
 
 R101_CUTS = ["conv2_block3_out", "conv3_block4_out", "conv4_block23_out"]
 

@@ -1,4 +1,4 @@
-"""Bring your own teachers of any Keras architecture (models/byo.py): block ends found
+"""Bring your own teachers of any Keras architecture (models/teacher_files.py, models/target.py): block ends found
 without flags, the TargetNet in the teachers' architecture, checks before anything runs,
 scoring on your own data (--eval_data) and of an export (experiments.evaluate)."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dfka_tf.errors import TeacherError
-from dfka_tf.models import blocknet, byo
+from dfka_tf.models import blocknet, splitter, target, teacher_files
 from tests.test_cli import assert_user_error, run_cli
 
 QUICK = ["--preset=quick", "--batch_size=4", "--quiet"]
@@ -108,27 +108,27 @@ def test_block_ends_detected_for_known_families(files):
                      ["conv2_block3_out", "conv3_block4_out", "conv4_block6_out"]),
   }
   for family, (model, want) in cases.items():
-    ends, _ = byo.detect_block_outputs(model)
+    ends, _ = teacher_files.detect_block_outputs(model)
     assert ends == want, family
     assert blocknet.split_model(model, ends).num_blocks == 4, family
 
 
 def test_unknown_network_error_lists_candidates(files):
   with pytest.raises(TeacherError, match="--teacher_blocks") as e:
-    blocknet.load_teacher(files["unnamed"])
+    teacher_files.load_teacher(files["unnamed"])
   text = str(e.value)
   # The last layer the whole graph passes through at each resolution: the stage outputs.
   for candidate in ("s0_out 32x32x10", "s1_out 16x16x18", "s2_out 8x8x26", "s3_out 4x4x34"):
     assert candidate in text, text
   assert "s1_relu" not in text  # inside a residual unit: no cut
-  bn = blocknet.load_teacher(files["unnamed"], block_outputs=["s0_out", "s1_out", "s2_out"])
+  bn = teacher_files.load_teacher(files["unnamed"], block_outputs=["s0_out", "s1_out", "s2_out"])
   assert bn.num_blocks == 4
 
 
 def test_wrong_teacher_blocks_list_candidates(files):
   with pytest.raises(TeacherError, match=r"inside a residual block.*Candidates.*s1_out "
                                          r"16x16x18"):
-    blocknet.load_teacher(files["unnamed"], block_outputs=["s0_out", "s1_relu", "s2_out"])
+    teacher_files.load_teacher(files["unnamed"], block_outputs=["s0_out", "s1_relu", "s2_out"])
 
 
 # ------------------------------------------------------------------ checks before any work
@@ -161,7 +161,7 @@ def test_byo_preset_follows_the_teachers_size(files):
   mine = RunConfig.build("byo", overrides=dict(base, **{"data.image_size": 224,
                                                         "runtime.batch_size": 8}))
   assert mine.runtime.batch_size == 8
-  assert byo.input_size(files["a"]) == 32
+  assert teacher_files.input_size(files["a"]) == 32
 
 
 @pytest.mark.parametrize("overrides,text", [
@@ -180,25 +180,25 @@ def test_byo_config_errors(files, overrides, text):
 
 # ------------------------------------------------------------------ the TargetNet
 def test_target_in_teacher_architecture_and_its_start(files, tmp_path):
-  teacher = blocknet.load_teacher(files["a"])
-  trainable = len(byo.target_model(teacher, 5, "t").trainable_weights)
+  teacher = teacher_files.load_teacher(files["a"])
+  trainable = len(target.target_model(teacher, 5, "t").trainable_weights)
   teacher.freeze()  # As the run does before it builds the TargetNet.
-  fresh = byo.target_model(teacher, 5, "t")
+  fresh = target.target_model(teacher, 5, "t")
   # Every weight of the rebuilt layers trains, though the teacher it copies is frozen.
   assert len(fresh.trainable_weights) == trainable > 0
-  assert fresh.trainable_weights[0].shape == teacher.model.get_layer("stem").weights[0].shape
+  assert fresh.trainable_weights[0].shape == teacher.source_model.get_layer("stem").weights[0].shape
   assert fresh.output_shape == (None, 5)
-  names = {l.name for l in byo.flat_layers(fresh)}
+  names = {l.name for l in splitter.flat_layers(fresh)}
   assert {"stem", "s0_a", "block3_out", "s3_b"} <= names and "scores" not in names
-  stem = teacher.model.get_layer("stem").get_weights()[0]
+  stem = teacher.source_model.get_layer("stem").get_weights()[0]
   assert not np.allclose(fresh.get_layer("stem").get_weights()[0], stem)  # fresh weights
   weights = str(tmp_path / "start.weights.h5")
-  teacher.model.save_weights(weights)
+  teacher.source_model.save_weights(weights)
   for init in (files["a"], weights):
-    started = byo.target_model(teacher, 5, "t", init=init)
+    started = target.target_model(teacher, 5, "t", init=init)
     np.testing.assert_array_equal(started.get_layer("stem").get_weights()[0], stem)
   with pytest.raises(TeacherError, match="shares no layer"):
-    byo.target_model(teacher, 5, "t", init=save(keras_cv_teacher(["x"], "k"),
+    target.target_model(teacher, 5, "t", init=save(keras_cv_teacher(["x"], "k"),
                                                 tmp_path / "k.keras", ["x"]))
 
 
@@ -242,8 +242,8 @@ def test_keras_cv_pair_end_to_end(files, tmp_path):
 
 def test_keras_cv_teacher_loads_without_importing_keras_cv(files, tmp_path):
   path = save(keras_cv_teacher(["cat"], "kc"), tmp_path / "kc.keras", ["cat"])
-  code = ("import sys; from dfka_tf.models import blocknet; "
-          f"bn = blocknet.load_teacher({path!r}); "
+  code = ("import sys; from dfka_tf.models import teacher_files; "
+          f"bn = teacher_files.load_teacher({path!r}); "
           "print('keras_cv' in sys.modules, bn.num_blocks)")
   proc = run_cli("-c", code, module=None)
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from dfka_tf.models import blocknet
+from dfka_tf.models import blocknet, teacher_files
 from dfka_tf.models.resnet import build_resnet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,7 +43,7 @@ def assert_user_error(proc, *fragments):
 
 def _save(path, arch, labels, shape=(16, 16, 3)):
   model = build_resnet(arch, len(labels), shape, name=os.path.basename(path)[:-6])
-  blocknet.save_teacher(blocknet.split_model(model, label_names=labels), path)
+  teacher_files.save_teacher(blocknet.split_model(model, label_names=labels), path)
   return str(path)
 
 

@@ -73,7 +73,7 @@ def test_overwrite_leaves_the_other_workers_folders_to_them(tmp_path):
 def test_a_mirrored_backbone_has_its_own_cache_key():
   from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
   from dfka_tf.stages import cache  # pylint: disable=g-import-not-at-top
-  config = RunConfig.for_dataset("scenes20")
+  config = RunConfig.build("scenes20")
   assert cache.backbone_name(config, 1) == cache.backbone_name(config)
   assert cache.backbone_name(config, 2) != cache.backbone_name(config)
 

@@ -10,10 +10,10 @@ import tensorflow as tf
 
 from dfka_tf import export
 from dfka_tf.models import blocknet
+from dfka_tf.models import regroup as regroup_lib
 from dfka_tf.models.filters import TeacherFilter
 from dfka_tf.models.resnet import build_resnet
 from dfka_tf.task import TaskMap
-from dfka_tf.train import steps
 
 SHAPE = (16, 16, 3)
 
@@ -45,7 +45,7 @@ def _target_net():
   target = blocknet.split_model(build_resnet("tiny", 2, SHAPE, name="target"),
                                 label_names=task.labels)
   filters = {b: [TeacherFilter(name=f"x{m}_{b}") for m in range(2)] for b in (1, 2, 3)}
-  return steps.regroup(target, teachers, filters, {0: 2, 1: 3}, task), task.labels
+  return regroup_lib.regroup(target, teachers, filters, {0: 2, 1: 3}, task), task.labels
 
 
 def test_saved_model_reloads_in_fresh_process(tmp_path):

@@ -13,11 +13,10 @@ from dfka_tf.config import RunConfig
 from dfka_tf.errors import ConfigError
 from dfka_tf.models import blocknet
 from dfka_tf.models.resnet import build_resnet
-from dfka_tf.train import inversion, loop, sources, steps
+from dfka_tf.train import inversion, loop, sources
 from tests import helpers
 
 SHAPE = (16, 16, 3)
-QUICK = dict(preset="quick")
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +123,9 @@ def test_pool_source_draws_pool_images():
 
 
 def test_run_with_a_pool_trains_on_it_and_resumes(tmp_path):
-  config = RunConfig.for_dataset(
-      "scenes20", workdir=str(tmp_path / "w"), inversion_images=12, inversion_steps=3,
-      student_jitter=1, checkpoint_every=2, **QUICK)
+  config = RunConfig.build("scenes20", preset="quick", overrides=dict(
+      workdir=str(tmp_path / "w"), inversion_images=12, inversion_steps=3, student_jitter=1,
+      checkpoint_every=2))
   results = pipeline.run(config, progress=False)
   helpers.assert_scores_agree(results)
   with open(tmp_path / "w" / "progress.json") as f:
@@ -160,11 +159,11 @@ def test_bad_pool_settings_are_refused(overrides, message):
   values = dict(inversion_images=8)
   values.update(overrides)
   with pytest.raises(ConfigError, match=message):
-    RunConfig.for_dataset("scenes20", **values)
+    RunConfig.build("scenes20", method=values.pop("method", "dfka"), overrides=values)
 
 
 def test_more_labels_per_image_than_teachers_know_is_refused_before_training(tmp_path):
-  config = RunConfig.for_dataset("scenes20", workdir=str(tmp_path / "w"), inversion_images=8,
-                                 inversion_max_labels=21, **QUICK)
+  config = RunConfig.build("scenes20", preset="quick", overrides=dict(
+      workdir=str(tmp_path / "w"), inversion_images=8, inversion_max_labels=21))
   with pytest.raises(ConfigError, match="inversion_max_labels=21"):
     pipeline.run(config, progress=False)

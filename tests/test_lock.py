@@ -35,7 +35,7 @@ def _hold(workdir, pid):
 def test_busy_workdir_refused_before_anything_is_written(tmp_path, other_process):
   workdir = str(tmp_path / "w")
   _hold(workdir, other_process.pid)
-  config = RunConfig.for_dataset("scenes20", workdir=workdir)
+  config = RunConfig.build("scenes20", overrides={"workdir": workdir})
   for overwrite in (False, True):
     with pytest.raises(WorkdirBusyError, match=f"in use by process {other_process.pid}"):
       prepare_workdir(config, overwrite=overwrite)

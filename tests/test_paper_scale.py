@@ -23,7 +23,7 @@ MOCK_EXAMPLES = 8
 
 def test_voc_and_coco_presets_are_the_papers():
   for dataset, teacher_steps in (("voc2007", 20000), ("coco2014", 60000)):
-    c = RunConfig.for_dataset(dataset, workdir="unused")
+    c = RunConfig.build(dataset, overrides={"workdir": "unused"})
     assert (c.data.arch, c.data.image_size, c.runtime.batch_size) == ("resnet101", 224, 16)
     assert (c.data.teacher_lr, c.student.lr, c.runtime.weight_decay) == (0.01, 0.01, 5e-3)
     g = c.generator
@@ -46,9 +46,9 @@ def mock_tfds(monkeypatch):
 
 def _run(tmp_path, dataset, **overrides):
   steps = dict(teacher_steps=2, generator_steps=2, block_steps=2, finetune_steps=2)
-  config = RunConfig.for_dataset(dataset, workdir=str(tmp_path / "w"), pretrain="None",
-                                 eval_batch_size=4, checkpoint_every=1,
-                                 **dict(steps, **overrides))
+  config = RunConfig.build(dataset, overrides=dict(
+      steps, workdir=str(tmp_path / "w"), pretrain="None", eval_batch_size=4,
+      checkpoint_every=1, **overrides))
   return config, pipeline.run(config, progress=False)
 
 

@@ -9,12 +9,12 @@ from dfka_tf import pipeline
 from dfka_tf.config import RunConfig
 
 # The suites' --quick settings: every stage runs, teachers included, on scenes20.
-QUICK = dict(preset="quick")
 NUMBERS = ("teacher_map", "target_map", "teacher_ap", "target_ap", "branch_out", "eta")
 
 
 def _run(workdir, seed):
-  config = RunConfig.for_dataset("scenes20", workdir=str(workdir), seed=seed, **QUICK)
+  config = RunConfig.build("scenes20", preset="quick",
+                           overrides={"workdir": str(workdir), "seed": seed})
   results = pipeline.run(config, progress=False)
   with open(os.path.join(workdir, "config.json")) as f:
     assert RunConfig.from_json(f.read()) == config  # The exact config is written.

@@ -58,11 +58,11 @@ def teacher_paths(tmp_path_factory):
 
 
 def _config(teacher_paths, workdir) -> RunConfig:
-  return RunConfig.for_dataset(
-      "byo", teacher_paths=tuple(teacher_paths), num_teachers=len(teacher_paths),
-      arch="tiny", batch_size=4, generator_width=16, latent_dim=16, generator_steps=4,
-      block_steps=4, finetune_steps=4, checkpoint_every=2, seed=3, evaluate=False,
-      export=False, workdir=str(workdir))
+  return RunConfig.build("byo", overrides=dict(
+      teacher_paths=tuple(teacher_paths), num_teachers=len(teacher_paths), arch="tiny",
+      batch_size=4, generator_width=16, latent_dim=16, generator_steps=4, block_steps=4,
+      finetune_steps=4, checkpoint_every=2, seed=3, evaluate=False, export=False,
+      workdir=str(workdir)))
 
 
 @pytest.fixture(scope="module")

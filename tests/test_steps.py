@@ -11,7 +11,8 @@ from dfka_tf.models import blocknet
 from dfka_tf.models.generator import GroupStackGenerator
 from dfka_tf.models.resnet import build_resnet
 from dfka_tf.task import TaskMap
-from dfka_tf.train import sources, steps
+from dfka_tf.models import regroup as regroup_lib
+from dfka_tf.train import optimizers, sources, steps, teacher_pass
 
 SHAPE = (16, 16, 3)
 BATCH = 4
@@ -196,18 +197,12 @@ def test_block_loss_without_link_weight_is_the_reported_terms(world):
     assert out["loss"].numpy() == out["dual_t1"].numpy() + out["dual_t2"].numpy()
 
 
-def test_branch_out_picks_argmin_and_deeper_on_ties():
-  task = TaskMap.build([["a"], ["b"]])
-  eta = {1: {0: 0.5, 1: 0.2}, 2: {0: 0.3, 1: 0.2}, 3: {0: 0.4, 1: 0.9}}
-  assert steps.branch_out_blocks(eta, task) == {0: 2, 1: 2}
-
-
 @pytest.mark.parametrize("points", [{0: 2, 1: 3}, {0: 4, 1: 4}, {0: 1, 1: 4}])
 def test_regroup_matches_hand_assembled_branches(world, points):
   teachers, task, _ = world
   target = _blocknet(len(task.labels), "target_rg", list(task.labels))
   filters = {b: [steps.TeacherFilter(name=f"rg_f{m}_{b}") for m in range(2)] for b in (1, 2, 3)}
-  net = steps.regroup(target, teachers, filters, points, task)
+  net = regroup_lib.regroup(target, teachers, filters, points, task)
   x = tf.random.uniform((2,) + SHAPE)
   got = net(x).numpy()
   assert got.shape == (2, 3)
@@ -232,7 +227,7 @@ def test_finetune_step_moves_target_net_not_teachers(world):
   teachers, task, generator = world
   target = _blocknet(len(task.labels), "target_ft", list(task.labels))
   filters = {b: [steps.TeacherFilter(name=f"ft_f{m}_{b}") for m in range(2)] for b in (1, 2, 3)}
-  net = steps.regroup(target, teachers, filters, {0: 2, 1: 4}, task)
+  net = regroup_lib.regroup(target, teachers, filters, {0: 2, 1: 4}, task)
   trainer = steps.FinetuneTrainer(net, _source(generator), teachers, task, batch_size=BATCH,
                                   steps=10)
   trainer.step()
@@ -246,7 +241,7 @@ def test_finetune_step_moves_target_net_not_teachers(world):
   assert trainer.trace_count == traces
   # The teacher targets are in Y_cst order: b_1, a_0, a_2.
   image = tf.random.uniform((2,) + SHAPE)
-  targets = trainer.teacher_targets(image).numpy()
+  targets = teacher_pass.predictions_over_task(teachers, task, image).numpy()
   a = teachers[0](image)["probs"].numpy()
   b = teachers[1](image)["probs"].numpy()
   np.testing.assert_allclose(targets, np.stack([b[:, 1], a[:, 0], a[:, 2]], 1), rtol=1e-5)
@@ -254,13 +249,13 @@ def test_finetune_step_moves_target_net_not_teachers(world):
 
 def test_batchnorm_taps_share_the_teacher_forward_pass(world):
   teachers, _, _ = world
-  tap, stats = blocknet.batchnorm_taps(teachers[0])
+  tap, stats = teacher_pass.batchnorm_taps(teachers[0])
   x = tf.random.uniform((3,) + SHAPE)
   out = tap(x, training=False)
   want = teachers[0](x)
   np.testing.assert_allclose(out["probs"], want["probs"], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(out["pre_logits"], want["pre_logits"], rtol=1e-5, atol=1e-6)
-  bns = [l for l in teachers[0].model._flatten_layers(include_self=False)  # pylint: disable=protected-access
+  bns = [l for l in teachers[0].source_model._flatten_layers(include_self=False)  # pylint: disable=protected-access
          if isinstance(l, keras.layers.BatchNormalization)]
   assert len(out["bn_inputs"]) == len(stats) == len(bns)
   # The first BN reads the stem convolution's output: its channels match the BN's stats.
@@ -399,7 +394,7 @@ def test_adversarial_finetune_moves_generator_and_target_net_not_teachers(world)
   gen = steps.GeneratorTrainer(generator, teachers, rng=_rng(), batch_size=BATCH).build()
   target = _blocknet(len(task.labels), "target_adv", list(task.labels))
   filters = {b: [steps.TeacherFilter(name=f"adv_f{m}_{b}") for m in range(2)] for b in (1, 2, 3)}
-  net = steps.regroup(target, teachers, filters, {0: 2, 1: 4}, task)
+  net = regroup_lib.regroup(target, teachers, filters, {0: 2, 1: 4}, task)
   trainer = steps.AdversarialFinetuneTrainer(net, _source(generator), teachers, task, gen,
                                              weight=1.0, batch_size=BATCH, steps=10).build()
   trainer.step()
@@ -420,7 +415,8 @@ def test_adversarial_finetune_moves_generator_and_target_net_not_teachers(world)
   image = tf.random.uniform((2,) + SHAPE)
   concat = tf.concat([t(image)["probs"] for t in teachers], axis=1)
   np.testing.assert_allclose(tf.gather(concat, trainer.target_cols, axis=1).numpy(),
-                             trainer.teacher_targets(image).numpy(), rtol=1e-5)
+                             teacher_pass.predictions_over_task(teachers, task, image).numpy(),
+                             rtol=1e-5)
 
 
 def test_joint_step_moves_g_and_the_student_each_by_its_own_loss_only(world):
@@ -431,7 +427,7 @@ def test_joint_step_moves_g_and_the_student_each_by_its_own_loss_only(world):
   make_g = lambda: GroupStackGenerator(teachers[0].feature_shapes, num_groups=1,
                                        latent_dim=8, width=16)
   make_s = lambda: build_resnet("tiny", len(task.labels), SHAPE, name="student")
-  make_opt = lambda: steps.step_decay_sgd(0.05, 10, weight_decay=5e-4)
+  make_opt = lambda: optimizers.step_decay_sgd(0.05, 10, weight_decay=5e-4)
   g_joint, g_ref = make_g(), make_g()
   s_joint, s_ref = make_s(), make_s()
   z = _rng().normal([BATCH, 8])
@@ -449,7 +445,7 @@ def test_joint_step_moves_g_and_the_student_each_by_its_own_loss_only(world):
   # The reference: G's own step, and the student's distillation on G_0(z).
   image = g_ref(z, training=True)[-1]
   probs = tf.concat([t.tail(image, 0, training=False)["probs"] for t in teachers], axis=1)
-  targets = tf.gather(probs, steps.target_columns(teachers, task), axis=1)
+  targets = tf.gather(probs, teacher_pass.target_columns(teachers, task), axis=1)
   steps.GeneratorTrainer(g_ref, teachers, rng=_rng(), **settings).build().step()
   optimizer = make_opt()
   with tf.GradientTape() as tape:
@@ -467,66 +463,9 @@ def test_joint_step_moves_g_and_the_student_each_by_its_own_loss_only(world):
 
 
 def test_step_decay_sgd_drops_tenfold_at_40_and_80_percent():
-  schedule = steps.step_decay(0.1, 100)
+  schedule = optimizers.step_decay(0.1, 100)
   lrs = [float(schedule(s)) for s in (0, 40, 41, 80, 81, 99)]
   np.testing.assert_allclose(lrs, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
-
-
-# --------------------------------------------------------------- the size budget (Eq. 18)
-def _sizes():
-  """Hand-made block sizes: B = 3, two teachers; T_u's parameter count at each choice is
-  worked out below."""
-  return steps.RegroupSizes(target_blocks=[10, 20, 30],
-                            teacher_blocks={0: [10, 20, 40], 1: [10, 20, 50]},
-                            filters={0: [1, 2], 1: [3, 4]}, teachers_total=150)
-
-
-def test_regrouped_params_by_hand():
-  s = _sizes()
-  assert s.teachers_total == 150
-  # {3, 3}: the TargetNet itself, 10 + 20 + 30.
-  assert s.regrouped({0: 3, 1: 3}) == 60
-  # {1, 1}: T^1 + (f_1^1 + 20 + 40) + (f_2^1 + 20 + 50) = 10 + 61 + 73.
-  assert s.regrouped({0: 1, 1: 1}) == 144
-  # {2, 3}: T^1, T^2, T's head 30, then f_1^2 + 40 = 42 for teacher 1.
-  assert s.regrouped({0: 2, 1: 3}) == 10 + 20 + 30 + 42
-  # {1, 2}: T^1, T^2 (the deepest point), f_1^1 + 20 + 40, f_2^2 + 50.
-  assert s.regrouped({0: 1, 1: 2}) == 10 + 20 + 61 + 54
-  assert s.smallest(TaskMap.build([["a"], ["b"]])) == {0: 3, 1: 3}
-
-
-def test_budget_picks_least_eta_among_the_choices_that_fit():
-  task = TaskMap.build([["a"], ["b"]])
-  s = _sizes()
-  # Eq. 18 alone picks {1, 1} (144 parameters, 0.96 of the teachers').
-  eta = {1: {0: 0.1, 1: 0.1}, 2: {0: 0.3, 1: 0.2}, 3: {0: 0.5, 1: 0.6}}
-  assert steps.branch_out_blocks(eta, task) == {0: 1, 1: 1}
-  assert steps.branch_out_within_budget(eta, task, s, 1.0) == {0: 1, 1: 1}
-  # Budget 0.6 (90 parameters) fits {3, 3} = 60, {2, 3} = 102 no, {3, 2} = 10+20+30+54 no,
-  # {2, 2} = 10 + 20 + 42 + 54 = 126 no: only {3, 3}.
-  assert steps.branch_out_within_budget(eta, task, s, 0.6) == {0: 3, 1: 3}
-  # Budget 0.75 (112): {2, 3} = 102 (η 0.3 + 0.6) fits; {3, 2} = 114 does not.
-  assert steps.branch_out_within_budget(eta, task, s, 0.75) == {0: 2, 1: 3}
-
-
-def test_budget_that_nothing_fits_names_the_smallest_t_u():
-  task = TaskMap.build([["a"], ["b"]])
-  with pytest.raises(ConfigError, match=r"smallest T_u .* has 60 \(0\.400 of the "
-                     r"teachers', S_m = \{'teacher1': 3, 'teacher2': 3\}\); raise the "
-                     r"budget to at least 0\.4"):
-    steps.check_param_budget(0.39, _sizes(), task)
-  steps.check_param_budget(0.4, _sizes(), task)  # 60 of 150 fits exactly.
-  # The budget the error suggests always fits, float rounding included (0.29 * 100 < 29).
-  sizes = steps.RegroupSizes([29], {0: [50]}, {0: []}, teachers_total=100)
-  steps.check_param_budget(0.29, sizes, TaskMap.build([["a"]]))
-
-
-def test_budget_refuses_a_search_too_large_to_enumerate():
-  task = TaskMap.build([[f"l{m}"] for m in range(10)])  # 4^10 > 100,000 choices.
-  sizes = steps.RegroupSizes([1] * 4, {m: [1] * 4 for m in range(10)},
-                             {m: [0] * 3 for m in range(10)}, teachers_total=40)
-  with pytest.raises(ConfigError, match="--branch_out instead"):
-    steps.check_param_budget(0.5, sizes, task)
 
 
 @pytest.mark.parametrize("points", [{0: 1, 1: 1}, {0: 2, 1: 4}, {0: 4, 1: 4}, {0: 3, 1: 1}])
@@ -537,9 +476,9 @@ def test_regroup_sizes_count_what_regroup_builds(world, points):
   for b, fs in filters.items():
     for f in fs:
       f.build((None,) + tuple(target.feature_shapes[b]))
-  sizes = steps.regroup_sizes(target, teachers, filters, task)
+  sizes = regroup_lib.regroup_sizes(target, teachers, filters, task)
   assert sizes.teachers_total == sum(t.num_params() for t in teachers)
-  net = steps.regroup(target, teachers, filters, points, task)
+  net = regroup_lib.regroup(target, teachers, filters, points, task)
   assert sizes.regrouped(points) == net.count_params()
 
 
@@ -553,7 +492,7 @@ def test_regroup_takes_teachers_whose_blocks_share_names(world):
   assert twins[0].blocks[1].name == twins[1].blocks[1].name
   target = _blocknet(len(task.labels), "target_twins", list(task.labels))
   filters = {b: [steps.TeacherFilter(name=f"tw_f{m}_{b}") for m in range(2)] for b in (1, 2, 3)}
-  net = steps.regroup(target, twins, filters, {0: 1, 1: 1}, task)
+  net = regroup_lib.regroup(target, twins, filters, {0: 1, 1: 1}, task)
   names = [layer.name for layer in net.layers]
   assert len(names) == len(set(names))
   assert "t2_branch_block2" in names
@@ -602,7 +541,7 @@ def test_finetune_leaves_branch_batchnorm_as_set(world, branch_bn, trainable):
   target = _blocknet(len(task.labels), f"target_br_{branch_bn}_{trainable}", list(task.labels))
   filters = {b: [steps.TeacherFilter(name=f"br{branch_bn}{trainable}_f{m}_{b}")
                  for m in range(2)] for b in (1, 2, 3)}
-  net = steps.regroup(target, teachers, filters, {0: 1, 1: 2}, task, branch_bn=branch_bn,
+  net = regroup_lib.regroup(target, teachers, filters, {0: 1, 1: 2}, task, branch_bn=branch_bn,
                       branch_trainable=trainable)
   copies = [layer for layer in net.layers if isinstance(layer, keras.Model)
             and not any(layer is b for b in target.blocks)]

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from dfka_tf import analysis
-from experiments import (collapse, fig4, fig5, suites_common, sweep, sweep_student, table1,
-                         table2, table4, table_s3, table_s5, transfer_gap)
+from dfka_tf.config import RunConfig
+from experiments import (collapse, fig4, fig5, suite_cache, suites_common, sweep, sweep_student,
+                         table1, table2, table4, table_s3, table_s5, transfer_gap)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIRST10 = ["circle", "square", "triangle", "star", "plus", "ring", "diamond", "hexagon",
@@ -90,7 +91,7 @@ def test_set_overrides_and_row_selection():
   # An option added later stays out of the cache keys while it is off, so finished rows
   # keep their keys; turned on, it makes a new key.
   base = suites_common.make_config({"preset": "quick"})
-  keys = lambda c: c.key(*suites_common.GENERATOR_SECTIONS)
+  keys = lambda c: suite_cache.key(c, *suite_cache.GENERATOR_SECTIONS)
   assert keys(base.replace(lh_weight=0.0)) == keys(base)
   assert keys(base.replace(lh_weight=1.0)) != keys(base)
   assert keys(base.replace(block_steps=7)) == keys(base)  # Step II is not Step I's.
@@ -128,7 +129,7 @@ def test_the_targetnet_alone_is_the_one_step_two_left(runs_root, table1_dfka):
   from dfka_tf import pipeline  # pylint: disable=g-import-not-at-top
   from dfka_tf.stages import student  # pylint: disable=g-import-not-at-top
   workdir = table1_dfka["runs"]["dfka"][0]["workdir"]
-  config = suites_common.config_lib.RunConfig.from_json(
+  config = RunConfig.from_json(
       open(os.path.join(workdir, "config.json")).read())
   run, inputs = pipeline.start(config, progress=False, resume=True)
   model = student.step2_target_net(run, inputs.task, 4)
@@ -275,11 +276,43 @@ def test_the_student_sweep_scores_steps_two_three_on_validation(tmp_path, runs_r
     sweep_student.run_suite(rows=["lr0.3"], overrides={"eval_split": "test"}, **kwargs)
 
 
+def test_records_compare_only_the_options_a_method_reads():
+  # G's loss weights reach T_u only through a Step I whose images Steps II-III train on.
+  for method, extra in (("ka", {}), ("noise", {}), ("teacher", {}),
+                        ("dfka", {"inversion_images": 64})):
+    a = RunConfig.build("scenes20", method=method, overrides=extra)
+    b = a.replace(alpha=0.3, beta=2.0, generator_steps=7, dis_sign="printed")
+    assert set(a.differences(b)) == {"alpha", "beta", "generator_steps", "dis_sign"}
+    assert suite_cache.read_differences(a, b) == []
+  # DAFL's joint stage takes L_a's and L_ie's weights from student.joint, not G's ...
+  dafl = RunConfig.build("scenes20", method="dafl")
+  read = suite_cache.read_differences
+  assert read(dafl, dafl.replace(alpha=0.3, beta=2.0)) == []
+  assert read(dafl, dafl.replace(joint_beta=2.0)) == ["joint_beta"]
+  assert read(dafl, dafl.replace(epsilon=0.3)) == ["epsilon"]
+  # A pool row builds G before the TargetNet: G's layers still shift its initial weights.
+  pool = RunConfig.build("scenes20", overrides={"inversion_images": 64})
+  assert read(pool, pool.replace(groups=4)) == ["groups"]
+  # ... and DFKA on G reads them all.
+  dfka = RunConfig.build("scenes20")
+  assert read(dfka, dfka.replace(alpha=0.3)) == ["alpha"]
+  assert read(dfka, dfka.replace(gamma=0.0)) == ["gamma"]
+  assert read(dfka, RunConfig.build("scenes20", method="ka"))[0] == "method"
+
+
+def test_keys_ignore_options_at_their_default_and_resumable_ones():
+  c = RunConfig.build("scenes20", overrides={"workdir": "a"})
+  key = suite_cache.key
+  assert key(c, "generator") == key(c.replace(lh_weight=0.0, workdir="b", jit=True), "generator")
+  assert key(c, "generator") != key(c.replace(lh_weight=1.0), "generator")
+  assert key(c, "generator") != key(c, "student")
+
+
 def test_a_record_stands_in_for_its_row_only_while_the_config_matches(tmp_path):
   row = suites_common.Row("dfka", {"method": "dfka"})
   config = suites_common.row_config(row, setting={"num_teachers": 2}, quick=True, seed=1,
                                     overrides={})
-  records = suites_common.Records(str(tmp_path / "rows"))
+  records = suite_cache.Records(str(tmp_path / "rows"))
   assert records.find("dfka", config) is None
   results = {"config": config.to_dict(), "method": "dfka", "target_map": 0.5, "reused": True}
   records.store("dfka", results)

@@ -1,4 +1,6 @@
-"""Teacher-level filter f_m^j (Eq. 10, S-Fig. 1)."""
+"""The filters of the paper: teacher-level f_m^j (Eq. 10, S-Fig. 1) and task-level g_m (Eq. 14, 19)."""
+
+from typing import List
 
 import keras
 from keras import ops
@@ -37,3 +39,44 @@ class TeacherFilter(keras.layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), "reduction": self.reduction}
+
+
+@keras.saving.register_keras_serializable(package="dfka_tf")
+class TaskFilter(keras.layers.Layer):
+  """Task-level filter g_m of Eq. 14 and 19: keeps the given columns of a prediction, in the
+  given order (teacher m's columns that are customized labels; in T_u also the permutation
+  of the branches' concatenation to Y_cst's order). Outputs float32.
+
+  Args:
+    columns: the indices of the kept columns, in output order.
+  """
+
+  def __init__(self, columns, **kwargs):
+    super().__init__(**kwargs)
+    self.columns = [int(c) for c in columns]
+
+  def call(self, x):
+    return keras.ops.take(keras.ops.cast(x, "float32"), self.columns, axis=1)
+
+  def get_config(self):
+    return {**super().get_config(), "columns": self.columns}
+
+
+def block_filters(block: int, num_blocks: int, num_teachers: int, reduction: int = 4
+                  ) -> List[TeacherFilter]:
+  """f_m^b (Eq. 10, S-Fig. 1) of block b (1-based) for every teacher; none for b = B, where
+  the TargetNet's own head predicts Y_cst."""
+  if block >= num_blocks:
+    return []
+  return [TeacherFilter(reduction, name=f"f{m + 1}_t{block}") for m in range(num_teachers)]
+
+
+def built_block_filters(target, num_teachers: int) -> List[List[TeacherFilter]]:
+  """[f^1, ..., f^B]: `block_filters` of every block of the TargetNet `target` (a BlockNet),
+  built on its feature shapes, as Step II's trainers hold them (the last list empty)."""
+  num_blocks = len(target.blocks)
+  out = [block_filters(b, num_blocks, num_teachers) for b in range(1, num_blocks + 1)]
+  for b, filters in enumerate(out, start=1):
+    for f in filters:
+      f.build((None,) + tuple(target.feature_shapes[b]))
+  return out

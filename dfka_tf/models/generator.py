@@ -12,7 +12,7 @@ def aligned_depths(num_blocks: int, num_groups: int) -> List[int]:
 
   d_K = 0 is the image; with K = B group j aligns with teacher block B - j (Eq. 10); the
   default K = 2 with B = 4 gives [2, 0]: one feature map of block 2's shape, then the image.
-  (DESIGN.md, "Block alignment".)
+  (docs/design.md, "Block alignment".)
 
   Raises:
     ConfigError: if K is not in 1..B or does not divide B.

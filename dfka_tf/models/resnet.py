@@ -27,7 +27,6 @@ from dfka_tf.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 BN_EPSILON = 1.001e-5  # keras.applications' value; kept everywhere for one convention.
-NUM_STAGES = 4
 ENDPOINTS = ("block1_out", "block2_out", "block3_out", "block4_out")
 IMAGENET_WEIGHTS_WARNING = (
     "ImageNet weights unavailable (offline?): initialising randomly; place the weights file "

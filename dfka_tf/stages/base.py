@@ -91,8 +91,8 @@ def prepare_workdir(config: RunConfig, *, resume: bool = False,
 
   A workdir another live process holds is refused (`stages.lock`). A workdir holding a run
   with another config is refused unless `overwrite`; one with the same config needs `resume`
-  (to continue it) or `overwrite` (to start over). Flat config.json files of older runs are
-  read too. Takes the workdir's lock; `pipeline.run` releases it.
+  (to continue it) or `overwrite` (to start over). Takes the workdir's lock; `pipeline.run`
+  releases it.
   """
   wd = Workdir(config.workdir)
   lock.check(config.workdir)  # Before --overwrite could delete a live run's files.

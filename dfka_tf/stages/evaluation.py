@@ -9,18 +9,14 @@ from dfka_tf import data as dfka_data
 from dfka_tf.eval import evaluate_many
 from dfka_tf.stages.base import Run
 from dfka_tf.task import TaskMap
+from dfka_tf.train.teacher_pass import predictions_over_task
 
 _AP_KEYS = ("map", "map_voc07", "ap", "ap_voc07", "num_labels_excluded", "num_images")
 
 
 def teachers_fn(teachers, task: TaskMap):
   """images -> the teachers' predictions over Y_cst (each label from its teacher)."""
-  @tf.function
-  def predict(x):
-    parts = [tf.gather(teachers[m].tail(x, 0, training=False)["probs"], task.teacher_cols[m],
-                       axis=1) for m in task.active]
-    return tf.gather(tf.concat(parts, axis=1), task.order, axis=1)
-  return predict
+  return tf.function(lambda x: predictions_over_task(teachers, task, x))
 
 
 def evaluate(run: Run, teachers, target_net, task: TaskMap, dataset_labels,

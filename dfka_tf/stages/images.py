@@ -10,8 +10,8 @@ from dfka_tf.errors import ConfigError
 from dfka_tf.models import blocknet
 from dfka_tf.models.generator import (GroupStackGenerator, aligned_depths,
                                       input_normalization_of)
+from dfka_tf.models.target import input_shape
 from dfka_tf.stages.base import Parts, Run, Stage, run_stages
-from dfka_tf.stages.teachers import input_shape
 from dfka_tf.train.inversion import InversionTrainer, pool_grid
 from dfka_tf.train.sources import (DatasetSource, GeneratorSource, ImageSource, NoiseSource,
                                    PoolSource)
@@ -28,7 +28,7 @@ def generator_trainer(run: Run, teachers, **overrides) -> GeneratorTrainer:
   generator = GroupStackGenerator(teachers[0].feature_shapes, num_groups=g.groups,
                                   latent_dim=g.latent_dim, width=g.width, image_bn=g.image_bn,
                                   image_head=g.image_head,
-                                  normalization=input_normalization_of(teachers[0].model),
+                                  normalization=input_normalization_of(teachers[0].source_model),
                                   name="generator")
   settings = dict(batch_size=run.config.runtime.batch_size, learning_rate=g.lr,
                   alpha=g.alpha, beta=g.beta, gamma=g.gamma, dis_sign=g.dis_sign,

@@ -1,6 +1,6 @@
-"""The TargetNet: Step II block by block (with η^{b,m} of Eq. 18), Step III regrouping and
-fine-tuning, and the DAFL baselines: joint training (dafl) and plain distillation from a
-trained G (dafl_2stage)."""
+"""The stages of the TargetNet: Step II block by block (measuring η^{b,m} of Eq. 18), Step III
+(regrouping and fine-tuning), and the DAFL baselines: joint training (dafl) and plain
+distillation from a trained G (dafl_2stage)."""
 
 from typing import Dict
 
@@ -8,18 +8,17 @@ import keras
 import tensorflow as tf
 
 from dfka_tf.errors import ConfigError
+from dfka_tf.models.filters import built_block_filters
+from dfka_tf.models.regroup import regroup, regroup_sizes
+from dfka_tf.models.target import check_target, target_blocknet
 from dfka_tf.stages.base import Parts, Run, Stage, run_stages
 from dfka_tf.stages.images import Images, generator_state, generator_trainer, summary_noise
-from dfka_tf.stages.teachers import check_target, fresh_or_pretrained, target_blocknet
+from dfka_tf.stages.teachers import fresh_or_pretrained
 from dfka_tf.task import TaskMap
+from dfka_tf.train.branch_out import EtaMeter, branch_out_blocks, branch_out_within_budget
+from dfka_tf.train.optimizers import step_decay_sgd
 from dfka_tf.train.steps import (AdversarialFinetuneTrainer, BlockTrainer, FinetuneTrainer,
-                                 JointTrainer, branch_out_blocks, branch_out_within_budget,
-                                 built_block_filters, regroup, regroup_sizes, step_decay_sgd)
-
-
-def eta_tail_start(block_steps: int) -> int:
-  """η^{b,m} averages L_dual^{b,m}(F_in^1) over the steps after this one (the last 10 %)."""
-  return block_steps - max(1, block_steps // 10)
+                                 JointTrainer)
 
 
 def block_trainer(run: Run, target, b: int, source, teachers, task: TaskMap) -> BlockTrainer:
@@ -72,9 +71,7 @@ def _block_stage(run: Run, tr: BlockTrainer, model, filters, task: TaskMap, eta,
   sums behind η^{b,m}, so a resumed block measures η exactly as an unbroken one."""
   c, b = run.config, tr.block
   steps = c.student.block_steps
-  eta_sum = tf.Variable(tf.zeros([task.num_teachers]), trainable=False)
-  eta_count = tf.Variable(0.0, trainable=False)
-  tail_start = eta_tail_start(steps)
+  meter = EtaMeter(task.num_teachers, steps)
   curve = []
 
   def prepare(ckpt):
@@ -89,22 +86,19 @@ def _block_stage(run: Run, tr: BlockTrainer, model, filters, task: TaskMap, eta,
 
   def on_step(step, values, saving):
     curve.append(values["loss"])
-    if step > tail_start:
-      eta_count.assign_add(1.0)
-      eta_sum.assign_add([values.get(f"dual_t{m + 1}", 0.0) for m in range(task.num_teachers)])
+    meter.update(step, {m: values.get(f"dual_t{m + 1}", 0.0) for m in range(task.num_teachers)})
     if saving:  # The checkpoint follows: the curve up to it goes to progress.json.
       run.save_state(partial_curve={str(b): list(curve)})
 
   def finish():
-    sums, count = eta_sum.numpy(), max(float(eta_count.numpy()), 1.0)
-    eta[b] = {m: float(sums[m] / count) for m in task.active}
+    eta[b] = meter.value(task.active)
     curves[str(b)] = list(curve)
     run.state.pop("partial_curve", None)
     return dict(eta={str(k): {str(m): v for m, v in e.items()} for k, e in eta.items()},
                 block_curves=curves)
 
-  state = dict(target=model, filters=filters, optimizer=tr.optimizer, eta_sum=eta_sum,
-               eta_count=eta_count, **tr.source.checkpoint_state())
+  state = dict(target=model, filters=filters, optimizer=tr.optimizer, eta_sum=meter.sum,
+               eta_count=meter.count, **tr.source.checkpoint_state())
   return Stage(f"block{b}", steps, lambda: Parts(tr.step, state, prepare, on_step),
                summary=f"[step II] TargetNet block {b}/{tr.num_blocks}, {steps} steps",
                restore=False, finish=finish)

@@ -1,5 +1,5 @@
-"""The inputs of a run (labels, teachers), the pretrained start, teacher training: everything
-the data-free steps build on.
+"""The inputs of a run (labels, teachers) checked, and the stages of the pretrained start and
+the teachers: everything the data-free steps build on.
 
 `check_inputs` runs every check that can fail fast before the workdir is touched.
 """
@@ -14,15 +14,19 @@ import tensorflow as tf
 
 from dfka_tf import data as dfka_data
 from dfka_tf import distribute
-from dfka_tf.config import TEACHER_ARCH, RunConfig
-from dfka_tf.errors import ConfigError, TeacherError
-from dfka_tf.models import blocknet, byo
+from dfka_tf.config import RunConfig
+from dfka_tf.errors import ConfigError
+from dfka_tf.models import blocknet, teacher_files
+from dfka_tf.models.filters import built_block_filters
 from dfka_tf.models.generator import GroupStackGenerator, aligned_depths
-from dfka_tf.models.resnet import build_resnet, copy_weights_by_name
+from dfka_tf.models.regroup import check_param_budget, regroup_sizes
+from dfka_tf.models.resnet import build_resnet
+from dfka_tf.models.target import build_target, check_target, input_shape, target_blocknet
 from dfka_tf.stages import cache
 from dfka_tf.stages.base import BACKBONE_FILE, Parts, Run, Stage, run_stages
 from dfka_tf.task import TaskMap
 from dfka_tf.train.teachers import TeacherTrainer
+
 
 @dataclasses.dataclass
 class Inputs:
@@ -47,7 +51,7 @@ def check_inputs(config: RunConfig) -> Inputs:
   """Resolves labels and teachers; raises a DfkaError before anything is written."""
   c = config
   if c.data.teacher_paths:
-    teachers = [blocknet.load_teacher(p, block_outputs=list(c.data.teacher_blocks) or None)
+    teachers = [teacher_files.load_teacher(p, block_outputs=list(c.data.teacher_blocks) or None)
                 for p in c.data.teacher_paths]
     blocknet.check_compatible(teachers, depths=range(len(teachers[0].blocks)))
     # K divides B, and each generator group can grow its input into its teacher shape.
@@ -93,7 +97,6 @@ def check_inputs(config: RunConfig) -> Inputs:
 def check_budget(config: RunConfig, inputs: Inputs):
   """--target_param_budget against the networks' shapes (no weights needed): raises
   ConfigError, naming the smallest T_u, when no branch-out choice fits."""
-  from dfka_tf.train.steps import built_block_filters, check_param_budget, regroup_sizes  # pylint: disable=g-import-not-at-top
   c, task = config, inputs.task
   teachers = inputs.loaded or [
       blocknet.split_model(build_resnet(c.data.arch, len(labels), input_shape(c),
@@ -105,11 +108,6 @@ def check_budget(config: RunConfig, inputs: Inputs):
   filters = dict(enumerate(built_block_filters(target, len(teachers)), start=1))
   check_param_budget(c.student.param_budget, regroup_sizes(target, teachers, filters, task),
                      task)
-
-
-def input_shape(config: RunConfig):
-  s = config.data.image_size
-  return (s, s, 3)
 
 
 def classifier_parts(run: Run, model, dataset: str, columns, *, steps: int, seed: int) -> Parts:
@@ -154,13 +152,13 @@ def _teacher_stage(run: Run, inputs: Inputs, m: int, out: List) -> Stage:
                             seed=c.seed + m)
 
   def load():
-    out[m] = blocknet.load_teacher(path)
+    out[m] = teacher_files.load_teacher(path)
 
   def finish():
     # A teacher file's config does not keep the run's synchronized batch norm.
     distribute.sync_batchnorm(built["model"], synchronized=False)
     out[m] = blocknet.split_model(built["model"], label_names=labels)
-    blocknet.save_teacher(out[m], path)
+    teacher_files.save_teacher(out[m], path)
 
   return Stage(name, c.data.teacher_steps, setup,
                summary=f"[{name}] training on {len(labels)} labels for "
@@ -235,41 +233,3 @@ def fresh_or_pretrained(run: Run, num_labels: int, name: str) -> keras.Model:
   """data.arch with `num_labels` outputs, from the pretrained start where there is one
   (every layer but the classifier), else from fresh weights."""
   return build_target(run.config, run.template, num_labels, name, backbone=backbone(run))
-
-
-def build_target(config: RunConfig, template: Optional[blocknet.BlockNet], num_labels: int,
-                 name: str, backbone: Optional[keras.Model]) -> keras.Model:
-  """A TargetNet (or teacher) of data.arch: a dfka_tf ResNet, from `backbone` where given;
-  with --arch=teacher, teacher 1's architecture (`template`) from --target_init or fresh."""
-  c = config
-  if c.data.arch == TEACHER_ARCH:
-    return byo.target_model(template, num_labels, name, init=c.data.target_init)
-  model = build_resnet(c.data.arch, num_labels, input_shape(c), name=name)
-  if backbone is not None:
-    copy_weights_by_name(backbone, model, skip=("logits",))
-  return model
-
-
-def target_blocknet(config: RunConfig, template: Optional[blocknet.BlockNet], model,
-                    labels) -> blocknet.BlockNet:
-  """The TargetNet `model` cut into blocks where the teachers are (their layer names with
-  --arch=teacher, build_resnet's stage outputs otherwise)."""
-  cuts = (template.block_output_names if config.data.arch == TEACHER_ARCH
-          else blocknet.DEFAULT_BLOCK_OUTPUTS)
-  return blocknet.split_model(model, cuts, label_names=list(labels))
-
-
-def check_target(config: RunConfig, teachers, target: blocknet.BlockNet):
-  """The TargetNet's blocks must take and give the teachers' feature shapes (Step II trains
-  block b on teacher features F^{b-1})."""
-  ref = teachers[0]
-  if target.feature_shapes != ref.feature_shapes:
-    arch = config.data.arch
-    hint = ("" if arch == TEACHER_ARCH else
-            "; leave --arch unset (or --arch=teacher) to build it in the teachers' "
-            "architecture")
-    raise TeacherError(
-        f"TargetNet --arch={arch} has {target.num_blocks} blocks taking "
-        f"{target.feature_shapes}, but teacher 1 ({ref.name}) has {ref.num_blocks} taking "
-        f"{ref.feature_shapes}{hint}.")
-

@@ -2,48 +2,31 @@
 
 - `GeneratorTrainer`   Step I:   G and its teacher-level filters on L_joint (Eq. 12).
 - `BlockTrainer`       Step II:  TargetNet block T^b and its filters on L_u^b (Eq. 13–17).
-- `regroup` + `FinetuneTrainer` Step III: T_u (Eq. 18–20), fine-tuned against the teachers.
+- `FinetuneTrainer`    Step III: T_u (`models.regroup`, Eq. 19–20) fine-tuned against the teachers.
 - `JointTrainer`       the DAFL baseline: G and a whole student trained together.
 
 Teachers are frozen and always called with training=False (batch norm in inference mode);
 their forward pass on the generated image is computed once per step (`TeacherPass`) and
-shared by every loss term and prior that needs it. Image sources are in `sources.py`.
+shared by every loss term and prior that needs it. Image sources are in `sources.py`, the
+optimisers in `optimizers.py`, Eq. 18's choice of branch-out blocks in `branch_out.py`.
 """
 
-import dataclasses
-import itertools
-import math
 from typing import Dict, List, Optional, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from dfka_tf import analysis
 from dfka_tf import distribute
 from dfka_tf import losses
 from dfka_tf import priors as priors_lib
-from dfka_tf.errors import ConfigError
-from dfka_tf.models.filters import TeacherFilter
+from dfka_tf.models.filters import TeacherFilter, block_filters
+from dfka_tf.models.target import freeze_batchnorm
 from dfka_tf.task import TaskMap
 from dfka_tf.train.augment import apply_flip_shift, flip_shift_draws
-from dfka_tf.train.teacher_pass import TeacherPass
-
-
-def poly_sgd(base_lr: float, steps: int, *, power: float = 0.9, momentum: float = 0.9,
-             weight_decay: float = 5e-3) -> keras.optimizers.Optimizer:
-  """The paper's optimiser (§5.1): SGD with momentum, poly LR (base 0.01, power 0.9), wd 5e-3."""
-  schedule = keras.optimizers.schedules.PolynomialDecay(
-      base_lr, decay_steps=max(int(steps), 1), end_learning_rate=0.0, power=power)
-  return _maybe_loss_scaled(keras.optimizers.SGD(
-      schedule, momentum=momentum, weight_decay=weight_decay or None))
-
-
-def _maybe_loss_scaled(optimizer):
-  # Under mixed_float16 small float16 gradients underflow; Keras' loss scaling avoids it.
-  if keras.config.dtype_policy().name == "mixed_float16":
-    return keras.optimizers.LossScaleOptimizer(optimizer)
-  return optimizer
+from dfka_tf.train.optimizers import maybe_loss_scaled, poly_sgd
+from dfka_tf.train.teacher_pass import (TeacherPass, predictions_over_task, target_columns,
+                                        task_predictions)
 
 
 def _gather(probs, cols):
@@ -176,7 +159,7 @@ class GeneratorTrainer(Step):
     self.filters = [[TeacherFilter(filter_reduction, name=f"f{m + 1}_g{j + 1}")
                      for m in range(len(self.teachers))]
                     for j in range(len(generator.depths) - 1)]
-    self.optimizer = _maybe_loss_scaled(keras.optimizers.Adam(learning_rate, beta_1=beta_1))
+    self.optimizer = maybe_loss_scaled(keras.optimizers.Adam(learning_rate, beta_1=beta_1))
     super().__init__(rng, batch_size, generator.latent_dim, jit)
     distribute.sync_batchnorm(generator)
 
@@ -278,35 +261,6 @@ class GeneratorTrainer(Step):
     tf.summary.image("sampled/images", grid[None], max_outputs=1)
 
 
-def block_filters(block: int, num_blocks: int, num_teachers: int, reduction: int = 4
-                  ) -> List[TeacherFilter]:
-  """f_m^b (Eq. 10, S-Fig. 1) of block b (1-based) for every teacher; none for b = B, where
-  the TargetNet's own head predicts Y_cst."""
-  if block >= num_blocks:
-    return []
-  return [TeacherFilter(reduction, name=f"f{m + 1}_t{block}") for m in range(num_teachers)]
-
-
-def built_block_filters(target, num_teachers: int) -> List[List[TeacherFilter]]:
-  """[f^1, ..., f^B]: `block_filters` of every block of the TargetNet `target` (a BlockNet),
-  built on its feature shapes, as Step II's trainers hold them (the last list empty)."""
-  num_blocks = len(target.blocks)
-  out = [block_filters(b, num_blocks, num_teachers) for b in range(1, num_blocks + 1)]
-  for b, filters in enumerate(out, start=1):
-    for f in filters:
-      f.build((None,) + tuple(target.feature_shapes[b]))
-  return out
-
-
-def freeze_batchnorm(model):
-  """Every batch norm inside `model` frozen (beyond the paper; --target_bn, --branch_bn):
-  not trainable, so Keras runs it in inference mode. Its moving statistics, scale and shift
-  stay as the start (or the teacher) left them."""
-  for layer in model._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
-    if isinstance(layer, keras.layers.BatchNormalization):
-      layer.trainable = False
-
-
 class BlockTrainer(Step):
   """Step II of Algorithm 1 for one block b: train T^b (and f_m^b) on L_u^b (Eq. 17).
 
@@ -314,7 +268,7 @@ class BlockTrainer(Step):
   F_in^1 = T^{b-1..1}(I_gan) and F_in^2 = the generator output aligned with depth b-1. For
   b = 1 both are the image, so the loss is computed once and weighted λ_in^1 + λ_in^2; where
   no generator group aligns with depth b-1, only F_in^1 is used, with weight 1 (so no block
-  goes untrained under λ_in = {0, 1}; DESIGN.md, "Block alignment").
+  goes untrained under λ_in = {0, 1}; docs/design.md, "Block alignment").
 
   For b < B, teacher m reads f_m^b(F_u^b) with its blocks b+1..B (D_dual^{b,m}, Eq. 13); for
   b = B the TargetNet's own head predicts Y_cst and each teacher's columns are compared with
@@ -375,8 +329,7 @@ class BlockTrainer(Step):
   def _step(self, draws):
     b = self.block
     image, link = self.source.render(draws)
-    targets = {m: _gather(self.teachers[m].tail(image, 0, training=False)["probs"],
-                          self.task.teacher_cols[m]) for m in self.task.active}
+    targets = task_predictions(self.teachers, self.task, image)
     x1 = image
     for i in range(b - 1):
       x1 = self.target.blocks[i](x1, training=False)
@@ -400,228 +353,6 @@ class BlockTrainer(Step):
     return {"loss": total, **{f"dual_t{m + 1}": per1[m] for m in self.task.active}}
 
 
-def branch_out_blocks(eta: Dict[int, Dict[int, float]], task: TaskMap) -> Dict[int, int]:
-  """S_m = argmin_b η^{b,m} (Eq. 18), for every active teacher m.
-
-  Args:
-    eta: {block b (1-based): {teacher m: η^{b,m}}}.
-
-  Returns:
-    {m: S_m}; ties go to the deeper block (a smaller T_u needs fewer copied teacher blocks).
-  """
-  out = {}
-  for m in task.active:
-    values = {b: e[m] for b, e in eta.items() if m in e}
-    best = min(values.values())
-    out[m] = max(b for b, v in values.items() if v == best)
-  return out
-
-
-# The most branch-out choices (B^M) the size budget searches one by one.
-MAX_BUDGET_CHOICES = 100_000
-
-
-@dataclasses.dataclass(frozen=True)
-class RegroupSizes:
-  """The parameter counts T_u is assembled from (Eq. 19–20), for the size budget.
-
-  Attributes:
-    target_blocks: parameters of TargetNet blocks 1..B (block B with its head).
-    teacher_blocks: {m: parameters of teacher m's blocks 1..B}, for the active teachers.
-    filters: {m: parameters of f_m^1..f_m^{B-1}}.
-    teachers_total: every teacher's parameters together (results.json's
-      params.teachers_total), what the budget is a fraction of.
-  """
-  target_blocks: Sequence[int]
-  teacher_blocks: Dict[int, Sequence[int]]
-  filters: Dict[int, Sequence[int]]
-  teachers_total: int
-
-  def regrouped(self, points: Dict[int, int]) -> int:
-    """Parameters of T_u at branch-out blocks `points` ({m: S_m}), as `regroup` builds it:
-    the shared trunk T^1..T^{min(max S_m, B-1)}, T's head where some S_m = B, and for each
-    S_m < B the filter f_m^{S_m} and the copies of teacher m's blocks S_m+1..B."""
-    num_blocks = len(self.target_blocks)
-    deepest = max(points.values())
-    total = sum(self.target_blocks[:min(deepest, num_blocks - 1)])
-    if deepest == num_blocks:
-      total += self.target_blocks[-1]
-    for m, s in points.items():
-      if s < num_blocks:
-        total += self.filters[m][s - 1] + sum(self.teacher_blocks[m][s:])
-    return int(total)
-
-  def candidates(self, task: TaskMap) -> List[Dict[int, int]]:
-    """Every choice of {m: S_m}, S_m in 1..B, for the active teachers."""
-    num_blocks = len(self.target_blocks)
-    if num_blocks ** len(task.active) > MAX_BUDGET_CHOICES:
-      raise ConfigError(
-          f"--target_param_budget searches every choice of S_m, {num_blocks}^"
-          f"{len(task.active)} for {len(task.active)} teachers of {num_blocks} blocks: more "
-          f"than {MAX_BUDGET_CHOICES:,}. Use fewer teachers, or --branch_out instead.")
-    blocks = range(1, num_blocks + 1)
-    return [dict(zip(task.active, c)) for c in itertools.product(blocks, repeat=len(task.active))]
-
-  def smallest(self, task: TaskMap) -> Dict[int, int]:
-    """The branch-out points of the smallest T_u (ties: the deeper points)."""
-    return min(self.candidates(task),
-               key=lambda p: (self.regrouped(p), [-p[m] for m in task.active]))
-
-
-def regroup_sizes(target, teachers: Sequence,
-                  block_filters: Dict[int, Sequence[TeacherFilter]], task: TaskMap
-                  ) -> RegroupSizes:
-  """The sizes of `regroup`'s parts: the TargetNet's and the teachers' blocks (BlockNets)
-  and the built filters {b: [f_1^b, ..., f_M^b]}."""
-  num_blocks = len(target.blocks)
-  return RegroupSizes(
-      target_blocks=[int(b.count_params()) for b in target.blocks],
-      teacher_blocks={m: [int(b.count_params()) for b in teachers[m].blocks]
-                      for m in task.active},
-      filters={m: [int(block_filters[b][m].count_params()) for b in range(1, num_blocks)]
-               for m in task.active},
-      teachers_total=int(sum(t.num_params() for t in teachers)))
-
-
-def fits_budget(params: int, budget: float, sizes: RegroupSizes) -> bool:
-  """Whether a T_u of `params` parameters fits --target_param_budget=`budget` (a fraction of
-  the teachers' total; beyond the paper). The relative slack absorbs float rounding, so the
-  budget the error suggests is always accepted."""
-  return params <= budget * sizes.teachers_total * (1 + 1e-9)
-
-
-def check_param_budget(budget: float, sizes: RegroupSizes, task: TaskMap):
-  """Raises ConfigError when no T_u fits the budget, naming the smallest there is."""
-  smallest = sizes.smallest(task)
-  need = sizes.regrouped(smallest)
-  if not fits_budget(need, budget, sizes):
-    shown = {f"teacher{m + 1}": v for m, v in smallest.items()}
-    raise ConfigError(
-        f"--target_param_budget={budget:g} allows T_u {int(budget * sizes.teachers_total):,} "
-        f"parameters ({budget:g} x the teachers' {sizes.teachers_total:,}), but the smallest "
-        f"T_u these teachers and TargetNet make has {need:,} ({need / sizes.teachers_total:.3f} "
-        f"of the teachers', S_m = {shown}); raise the budget to at least "
-        f"{math.ceil(1000 * need / sizes.teachers_total) / 1000:g}.")
-
-
-def branch_out_within_budget(eta: Dict[int, Dict[int, float]], task: TaskMap,
-                             sizes: RegroupSizes, budget: float) -> Dict[int, int]:
-  """Eq. 18 under a size budget (beyond the paper; --target_param_budget).
-
-  Among the choices {m: S_m} whose T_u has at most `budget` × the teachers' parameters,
-  the one with the least Σ_m η^{S_m,m}; without a binding budget this is Eq. 18's
-  per-teacher argmin. Ties go to the smaller T_u.
-
-  Raises:
-    ConfigError: no choice fits (`check_param_budget`).
-  """
-  fits = [p for p in sizes.candidates(task) if fits_budget(sizes.regrouped(p), budget, sizes)]
-  if not fits:  # Then the smallest T_u does not fit either: the error names it.
-    check_param_budget(budget, sizes, task)
-  return min(fits, key=lambda p: (sum(eta[p[m]][m] for m in task.active), sizes.regrouped(p)))
-
-
-def regroup(target, teachers: Sequence, block_filters: Dict[int, Sequence[TeacherFilter]],
-            branch_points: Dict[int, int], task: TaskMap, name: str = "target_net", *,
-            branch_bn: str = "train", branch_trainable: bool = False):
-  """T_u (Eq. 19–20): shared T^1..T^{min S_m}, then one branch per teacher.
-
-  T_m = [T^1..T^{S_m}, f_m^{S_m}, A_m^{S_m+1}..A_m^B, g_m] (Eq. 19). The teacher blocks are
-  copies (the frozen teachers stay untouched: they are the fine-tuning targets), kept as the
-  teachers have them or, with `branch_trainable`, fine-tuned with the rest of T_u; for
-  S_m = B the branch is the TargetNet's own head. The output is one probability vector over
-  Y_cst in the user's order.
-
-  Args:
-    target: the TargetNet (a BlockNet) after Step II.
-    teachers: the frozen teachers (BlockNets).
-    block_filters: {b: [f_1^b, ..., f_M^b]} trained in Step II.
-    branch_points: {m: S_m}.
-    branch_bn: with `branch_trainable`, "frozen" freezes the copies' batch norms
-      (`freeze_batchnorm`), "train" leaves them to Step III's batches.
-    branch_trainable: fine-tune the copies too (--finetune_trainable=all); False keeps them
-      frozen, batch norm in inference mode (--finetune_trainable=trunk, the default).
-
-  Returns:
-    a functional keras.Model image -> probabilities [N, |Y_cst|].
-  """
-  num_blocks = len(target.blocks)
-  image = keras.Input(target.feature_shapes[0], name="image")
-  deepest = max(branch_points.values())
-  trunk = [image]
-  for i in range(min(deepest, num_blocks - 1)):
-    trunk.append(target.blocks[i](trunk[-1]))
-  pieces, head = [], None
-  for m in task.active:
-    s = branch_points[m]
-    if s == num_blocks:
-      if head is None:  # Teachers branching at B share T's own head: run it once.
-        head = target.blocks[-1](trunk[num_blocks - 1])["probs"]
-      pieces.append(_KeepColumns(task.cst_cols[m], name=f"g{m + 1}")(head))
-      continue
-    x = block_filters[s][m](trunk[s])
-    for i in range(s, num_blocks):
-      copy = _branch_copy(teachers[m].blocks[i], f"t{m + 1}_branch_block{i + 1}",
-                          branch_trainable)
-      if branch_trainable and branch_bn == "frozen":
-        freeze_batchnorm(copy)
-      x = copy(x)
-    pieces.append(_KeepColumns(task.teacher_cols[m], name=f"g{m + 1}")(x["probs"]))
-  merged = pieces[0] if len(pieces) == 1 else keras.layers.Concatenate(name="branches")(pieces)
-  out = _KeepColumns(task.order, name="probabilities")(merged)
-  return keras.Model(image, out, name=name)
-
-
-def teacher_ensemble(teachers: Sequence, task: TaskMap, name: str = "teachers") -> keras.Model:
-  """The teachers side by side as one model over Y_cst (the "Teacher" row of Table 1)."""
-  image = keras.Input(teachers[0].feature_shapes[0], name="image")
-  pieces = []
-  for m in task.active:
-    x = image
-    for i, blk in enumerate(teachers[m].blocks):
-      x = blk(x, training=False)
-    pieces.append(_KeepColumns(task.teacher_cols[m], name=f"g{m + 1}")(x["probs"]))
-  merged = pieces[0] if len(pieces) == 1 else keras.layers.Concatenate(name="branches")(pieces)
-  return keras.Model(image, _KeepColumns(task.order, name="probabilities")(merged), name=name)
-
-
-def _branch_copy(model, name, trainable: bool):
-  """A copy of a frozen teacher block, trainable or frozen in every layer.
-
-  A clone keeps each inner layer's trainable=False from the frozen teacher's config, and
-  setting `trainable` on the cloned block does not reach them, so every layer is set here.
-  """
-  copy = keras.models.clone_model(model)
-  copy.set_weights(model.get_weights())
-  for layer in copy._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
-    layer.trainable = trainable
-  copy.name = name  # Unique in T_u: two teachers' blocks may share their names.
-  return copy
-
-
-@keras.saving.register_keras_serializable(package="dfka_tf")
-class _KeepColumns(keras.layers.Layer):
-  """Task-level filter g_m: keep the given output columns, in the given order."""
-
-  def __init__(self, columns, **kwargs):
-    super().__init__(**kwargs)
-    self.columns = [int(c) for c in columns]
-
-  def call(self, x):
-    return keras.ops.take(keras.ops.cast(x, "float32"), self.columns, axis=1)
-
-  def get_config(self):
-    return {**super().get_config(), "columns": self.columns}
-
-
-def target_columns(teachers: Sequence, task: TaskMap) -> List[int]:
-  """Positions of Y_cst, in order, in the teachers' concatenated predictions (the
-  `image_probs` of `GeneratorTrainer.objective`): the distillation targets of T_u there."""
-  offsets = np.cumsum([0] + [t.num_labels for t in teachers])
-  concat = [int(offsets[m]) + c for m in task.active for c in task.teacher_cols[m]]
-  return [concat[i] for i in task.order]
-
-
 class FinetuneTrainer(Step):
   """Step III, Algorithm 1 line 23: fine-tune T_u on generated images against the teachers.
 
@@ -641,18 +372,13 @@ class FinetuneTrainer(Step):
     super().__init__(source.rng, batch_size, 0, jit and source.jit_ok)
     distribute.sync_batchnorm(target_net)
 
-  def teacher_targets(self, image):
-    """Every customized label's teacher prediction on `image`, in Y_cst order."""
-    parts = [_gather(self.teachers[m].tail(image, 0, training=False)["probs"],
-                     self.task.teacher_cols[m]) for m in self.task.active]
-    return tf.gather(tf.concat(parts, axis=1), self.task.order, axis=1)
-
   def _draw(self):
     return self.source.draw()
 
   def _step(self, draws):
     image, _ = self.source.render(draws)
-    return {"loss": self.distil(self.target_net, image, self.teacher_targets(image))}
+    return {"loss": self.distil(self.target_net, image,
+                                   predictions_over_task(self.teachers, self.task, image))}
 
   @property
   def trainable_variables(self):
@@ -700,21 +426,6 @@ class AdversarialFinetuneTrainer(FinetuneTrainer):
     g.apply_gradients(tape, scaled, g.trainable_variables)
     out = super()._step(draws["source"])
     return dict(out, disagreement=gap, generator_loss=g_loss)
-
-
-def step_decay(base_lr: float, steps: int):
-  """DAFL's LR schedule: x0.1 at 40 % and 80 % of the steps (its CIFAR code: epochs 800
-  and 1600 of 2000)."""
-  bounds = [max(1, int(0.4 * steps)), max(2, int(0.8 * steps))]
-  return keras.optimizers.schedules.PiecewiseConstantDecay(
-      bounds, [base_lr, base_lr * 0.1, base_lr * 0.01])
-
-
-def step_decay_sgd(base_lr: float, steps: int, *, weight_decay: float,
-                   momentum: float = 0.9) -> keras.optimizers.Optimizer:
-  """DAFL's student optimiser: SGD with momentum and `step_decay`."""
-  return _maybe_loss_scaled(keras.optimizers.SGD(
-      step_decay(base_lr, steps), momentum=momentum, weight_decay=weight_decay or None))
 
 
 class JointTrainer(Step):

@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from dfka_tf import distribute
-from dfka_tf.train.steps import poly_sgd
+from dfka_tf.train.optimizers import poly_sgd
 
 
 def masked_bce(probs, labels, ignore):
