@@ -229,6 +229,10 @@ def test_foreign_pair_end_to_end_through_the_cli(files, tmp_path):
   assert again["ap"] == pytest.approx(results["target_ap"], abs=1e-6)
 
 
+# Slow: the pipeline of your own teachers runs end to end in
+# test_foreign_pair_end_to_end_through_the_cli, keras-cv block ends in
+# test_block_ends_detected_for_known_families.
+@pytest.mark.slow
 def test_keras_cv_pair_end_to_end(files, tmp_path):
   from dfka_tf import pipeline  # pylint: disable=g-import-not-at-top
   paths = [save(keras_cv_teacher(["cat", "dog", "bus"], "ka"), tmp_path / "ka.keras",
@@ -250,6 +254,10 @@ def test_keras_cv_teacher_loads_without_importing_keras_cv(files, tmp_path):
   assert proc.stdout.split()[-2:] == ["True", "4"]
 
 
+# Slow (about 1 min, ResNet-50): as test_keras_cv_pair_end_to_end, covered by the plain pair
+# end to end and by the keras.applications block ends of
+# test_block_ends_detected_for_known_families.
+@pytest.mark.slow
 def test_keras_applications_pair_end_to_end(files, tmp_path):
   from dfka_tf import pipeline  # pylint: disable=g-import-not-at-top
   paths = []

@@ -100,6 +100,9 @@ def test_batch_that_does_not_split_is_refused_before_the_workdir(tmp_path):
   assert not workdir.exists()
 
 
+# Slow (about 1.5 min): every step type on two replicas is checked at tiny scale by
+# test_two_replicas_give_the_one_replica_update, the export by test_export.py.
+@pytest.mark.slow
 def test_mirrored_run_on_two_logical_cpus_exports_a_working_target_net(tmp_path):
   from dfka_tf.export import score_export  # pylint: disable=g-import-not-at-top
   workdir = tmp_path / "mirrored"
@@ -154,6 +157,11 @@ def _done(workdir):
     return []
 
 
+# Slow (about 2.5 min): the collective step is checked at tiny scale by
+# test_two_replicas_give_the_one_replica_update, the workers' folders by
+# test_overwrite_leaves_the_other_workers_folders_to_them; the stop on one worker's SIGTERM is
+# this test's alone, and CI's daily slow test (.ci/run) runs it in turn.
+@pytest.mark.slow
 def test_two_workers_write_from_the_chief_stop_together_and_resume(tmp_path):
   workdir = tmp_path / "cluster"
   procs = _start_workers(workdir)
