@@ -54,6 +54,11 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # (docs/results.md, "Step I's settings"); this preset puts the printed ones back.
     "paper_weights": {"generator.alpha": 1.0, "generator.beta": 1.0, "generator.gamma": 5.0,
                       "generator.epsilon": 0.5},
+    # From fresh weights (experiments.from_scratch): no pretrained start for the teachers or
+    # the TargetNet, so teachers train longer; Steps II–III get the budget where KA's
+    # validation curve flattens (docs/results.md, "From fresh weights").
+    "from_scratch": {"data.pretrain": None, "data.teacher_steps": 1500,
+                     "student.block_steps": 500, "student.finetune_steps": 500},
     # Smoke runs (tests, suites' --quick): every stage a handful of steps; numbers meaningless.
     "quick": {"data.arch": "tiny", "data.image_size": 32, "runtime.batch_size": 8,
               "data.teacher_steps": 20, "generator.steps": 5, "student.block_steps": 5,
@@ -300,10 +305,14 @@ def _validate_combinations(c: RunConfig):
     raise ConfigError(f"--pretrain={c.data.pretrain} trains or loads a dfka_tf ResNet; with "
                       "--arch=teacher the TargetNet's start is --target_init=<.keras or "
                       ".weights.h5 of the teachers' architecture>.")
-  if c.data.teacher_paths and c.source.kind == "dataset":
-    raise ConfigError(f"--method={c.method} trains on unlabeled images of a dataset; with "
-                      "your own --teacher files there is none. Use dfka, dafl, noise or "
-                      "teacher.")
+  if c.source.unlabeled and (c.source.kind != "dataset" or c.source.dataset):
+    raise ConfigError(f"--unlabeled_data={c.source.unlabeled} gives the images of "
+                      f"--method=ka; --method={c.method} would not read it. Drop it, or use "
+                      "--method=ka.")
+  if c.data.teacher_paths and c.source.kind == "dataset" and not c.source.unlabeled:
+    raise ConfigError(f"--method={c.method} trains on unlabeled real images; with your own "
+                      "--teacher files pass them with --unlabeled_data=<.npz holding x, or a "
+                      "TFDS name:split> and --method=ka, or use dfka, dafl, noise or teacher.")
 
 
 def _validate_pretrain(c: RunConfig):

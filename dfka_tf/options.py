@@ -189,6 +189,11 @@ class SourceConfig:
                      choices=SOURCES)
   dataset: Optional[str] = option(None, "The unlabeled images of kind=dataset (default: the "
                                   "teachers' dataset).", name="source_dataset", flag="none")
+  unlabeled: Optional[str] = option(
+      None, "Unlabeled real images for --method=ka instead of the teachers' dataset's train "
+      "split: an .npz holding x (images, uint8 or float in [0, 1]) or a TFDS name:split. With "
+      "your own --teacher files KA needs it: the bound beside the data-free figure.",
+      name="unlabeled_data")
   jitter: int = option(0, "Flip and shift each image by up to this many pixels (beyond the "
                        "paper; 0 = off).", name="student_jitter", check="nonneg")
   generator_mode: str = option("inference", "Mode G samples Steps II-III's images in: "

@@ -113,8 +113,9 @@ def _block_case(block, source_kind):
     source = sources.NoiseSource(SHAPE, _rng(2), BATCH)
   trainer = steps.BlockTrainer(target, block, source, teachers, task, batch_size=BATCH,
                                steps=10, learning_rate=0.1).build()
-  return trainer.step, (target.source_model.variables + [v for f in trainer.filters for v in f.variables]
-                + trainer.optimizer.variables + generator.variables)
+  return trainer.step, (target.source_model.variables
+                        + [v for f in trainer.filters for v in f.variables]
+                        + trainer.optimizer.variables + generator.variables)
 
 
 def case_block1():
@@ -170,8 +171,8 @@ def case_joint():
   trainer = steps.JointTrainer(g, target.source_model, teachers, task,
                                optimizer=optimizers.step_decay_sgd(0.1, 10, weight_decay=5e-4)
                                ).build()
-  return trainer.step, (target.source_model.variables + generator.variables + trainer.optimizer.variables
-                + g.optimizer.variables)
+  return trainer.step, (target.source_model.variables + generator.variables
+                        + trainer.optimizer.variables + g.optimizer.variables)
 
 
 def case_inversion():

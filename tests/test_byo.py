@@ -1,6 +1,7 @@
-"""Bring your own teachers of any Keras architecture (models/teacher_files.py, models/target.py): block ends found
-without flags, the TargetNet in the teachers' architecture, checks before anything runs,
-scoring on your own data (--eval_data) and of an export (experiments.evaluate)."""
+"""Bring your own teachers of any Keras architecture (models/teacher_files.py,
+models/target.py): block ends found without flags, the TargetNet in the teachers'
+architecture, checks before anything runs, scoring on your own data (--eval_data) and of an
+export (experiments.evaluate), KA on your own unlabeled images (--unlabeled_data)."""
 
 import json
 import os
@@ -373,3 +374,69 @@ def test_generator_growth_checked_without_building():
     GroupStackGenerator.check_shapes([(24, 24, 3), (24, 24, 4), (10, 10, 4), (5, 5, 4)], 2)
   with pytest.raises(ConfigError, match="does not divide"):
     GroupStackGenerator.check_shapes(shapes, 3)
+
+
+# ------------------------------------------------------------------ KA with your own teachers
+def test_ka_with_your_own_teachers_trains_on_the_unlabeled_images(files, tmp_path):
+  """KA, the bound beside a data-free figure, for teachers dfka_tf did not train: Steps II–III
+  on the images of --unlabeled_data, no Step I."""
+  from dfka_tf import pipeline  # pylint: disable=g-import-not-at-top
+  from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
+  values = {"data.teacher_paths": (files["a"], files["b"]), "eval.data": files["npz"],
+            "runtime.workdir": str(tmp_path / "w"), "data.num_teachers": 2,
+            "runtime.batch_size": 4, "source.unlabeled": files["npz"]}
+  config = RunConfig.build("byo", preset="quick", method="ka", overrides=values)
+  results = pipeline.run(config, progress=False)
+  assert "generator" not in results["stage_times"] and "block1" in results["stage_times"]
+  assert results["config"]["source"]["unlabeled"] == files["npz"]
+  for key in ("teacher_map", "target_map", "targetnet_map"):
+    assert 0 <= results[key] <= 1
+
+
+def test_unlabeled_images_are_the_files_images_shuffled(tmp_path):
+  from dfka_tf.data.unlabeled import load_unlabeled  # pylint: disable=g-import-not-at-top
+  x = np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+  np.savez(tmp_path / "u.npz", x=x)
+  batches = list(load_unlabeled(str(tmp_path / "u.npz"), image_size=32, batch_size=4, seed=0))
+  assert len(batches) == 2 and all(set(b) == {"image"} for b in batches)
+  seen = np.concatenate([b["image"].numpy() for b in batches])
+  assert seen.shape == (8, 32, 32, 3) and seen.min() >= 0 and seen.max() <= 1
+  order = [int(np.argmin(np.abs(x / 255.0 - img).sum(axis=(1, 2, 3)))) for img in seen]
+  assert sorted(order) == list(range(8))  # Each image once, in a shuffled order.
+  np.testing.assert_allclose(seen, x[order] / 255.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("write,text", [
+    (None, "not found"),
+    (lambda p: np.savez(p, y=np.zeros((8, 2))), "holds no x"),
+    (lambda p: np.savez(p, x=np.zeros((2, 32, 32, 3), np.uint8)), "fewer than one batch"),
+    (lambda p: np.savez(p, x=np.full((8, 32, 32, 3), 2.0, np.float32)), r"must lie in \[0, 1\]"),
+    (lambda p: np.savez(p, x=np.zeros((8, 32, 32), np.uint8)), "has shape"),
+])
+def test_unlabeled_data_errors_name_the_fix(tmp_path, write, text):
+  from dfka_tf.data.unlabeled import check_unlabeled  # pylint: disable=g-import-not-at-top
+  from dfka_tf.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "u.npz"
+  if write is not None:
+    write(path)
+  with pytest.raises(ConfigError, match=text):
+    check_unlabeled(str(path), batch_size=4)
+  with pytest.raises(ConfigError, match="neither an .npz file nor a TFDS name:split"):
+    check_unlabeled("images.png", batch_size=4)
+  with pytest.raises(ConfigError, match="no TFDS dataset"):
+    check_unlabeled("no_such_dataset_here:train", batch_size=4)
+
+
+def test_ka_with_your_own_teachers_needs_unlabeled_data_and_only_ka_reads_it(files, tmp_path):
+  from dfka_tf.config import RunConfig  # pylint: disable=g-import-not-at-top
+  from dfka_tf.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  base = {"data.teacher_paths": (files["a"], files["b"]), "eval.data": files["npz"],
+          "data.num_teachers": 2}
+  with pytest.raises(ConfigError, match="--unlabeled_data="):
+    RunConfig.build("byo", preset="quick", method="ka", overrides=base)
+  with pytest.raises(ConfigError, match="would not read it"):
+    RunConfig.build("byo", preset="quick", method="dfka",
+                    overrides=dict(base, **{"source.unlabeled": files["npz"]}))
+  with pytest.raises(ConfigError, match="would not read it"):
+    RunConfig.build("scenes20", preset="quick", method="similar",
+                    overrides={"source.unlabeled": files["npz"]})

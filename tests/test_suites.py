@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 
 from dfka_tf import analysis
+from dfka_tf import config as config_lib
 from dfka_tf.config import RunConfig
-from experiments import (collapse, fig4, fig5, suite_cache, suites_common, sweep, sweep_student,
-                         table1, table2, table4, table_s3, table_s5, transfer_gap)
+from experiments import (collapse, fig4, fig5, from_scratch, suite_cache, suites_common, sweep,
+                         sweep_student, table1, table2, table4, table_s3, table_s5,
+                         transfer_gap)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIRST10 = ["circle", "square", "triangle", "star", "plus", "ring", "diamond", "hexagon",
@@ -214,6 +216,17 @@ def test_collapse_reads_step_one_as_it_trained(tmp_path, runs_root):
   assert _csv(str(tmp_path / "out" / "collapse.csv"), "step") == ["2", "4", "5"]
 
 
+def test_sweeps_score_on_validation_only():
+  assert suites_common.validation_overrides({"block_steps": 3}) == {
+      "block_steps": 3, "eval_split": "validation"}
+  for key in ("eval_split", "eval.split"):
+    with pytest.raises(Exception, match="validation split"):
+      suites_common.validation_overrides({key: "test"})
+
+
+# Slow (about 50 s): the rows run through the table driver that test_table1/test_table2 run
+# at tiny scale; the validation guard is test_sweeps_score_on_validation_only.
+@pytest.mark.slow
 def test_the_sweep_scores_on_validation_and_ranks_by_the_targetnet_alone(tmp_path, runs_root):
   kwargs = _quick(tmp_path, runs_root)
   out = sweep.run_suite(rows=["paper", "a0.1_b5_g5"], overrides={"summary_every": 2}, **kwargs)
@@ -261,6 +274,10 @@ def test_the_student_sweep_ranks_t_u_then_the_targetnet_alone_within_a_point():
   assert [s["row"] for s in sweep_student.ranked([busy, simple])] == ["simple", "busy"]
 
 
+# Slow (about 35 s): the table driver as test_the_sweep_scores_on_validation_and_ranks_by_the_
+# targetnet_alone; its ranking rule is test_the_student_sweep_ranks_t_u_then_the_targetnet_alone_
+# within_a_point, the validation guard test_sweeps_score_on_validation_only.
+@pytest.mark.slow
 def test_the_student_sweep_scores_steps_two_three_on_validation(tmp_path, runs_root):
   kwargs = _quick(tmp_path, runs_root)
   out = sweep_student.run_suite(rows=["lr0.3", "lr0.03_all_branchfrozen"], **kwargs)
@@ -382,5 +399,21 @@ def test_every_row_of_every_suite(tmp_path):
   fig5.run_suite(out=out, **kw)
   assert _csv(os.path.join(out, "fig5.csv"), "setting") == ["gamma0", "sparse", "printed",
                                                             "real"]
-  for name in ("table1", "table2", "table4", "table_s3", "table_s5", "fig4", "fig5"):
+  from_scratch.run_suite(out=out, **kw)
+  assert _csv(os.path.join(out, "from_scratch.csv"), "row") == [
+      "teacher", "ka", "noise", "dafl", "dfka", "pool"]
+  for name in ("table1", "table2", "table4", "table_s3", "table_s5", "fig4", "fig5",
+               "from_scratch"):
     assert os.path.exists(os.path.join(out, name + ".png"))
+
+
+def test_from_scratch_rows_share_no_pretrained_start():
+  config = suites_common.row_config(
+      suites_common.Row("ka", {"method": "ka"}), setting=dict(num_teachers=2, labels=None),
+      quick=False, seed=0, overrides=from_scratch.suite_overrides(False))
+  assert config.data.pretrain is None and config.source.kind == "dataset"
+  assert config.student.block_steps == config_lib.preset_values("from_scratch")["block_steps"]
+  quick = suites_common.row_config(
+      suites_common.Row("dfka", {"method": "dfka"}), setting={}, quick=True, seed=0,
+      overrides=from_scratch.suite_overrides(True))
+  assert quick.data.pretrain is None and quick.data.arch == "tiny"

@@ -1,4 +1,5 @@
-"""Every network of a run: ResNets, teachers split into blocks, G, the filters, the TargetNet, T_u."""
+"""Every network of a run: ResNets, teachers cut into blocks, G, the filters, the TargetNet,
+T_u."""
 
 from dfka_tf.models.blocknet import BlockNet
 from dfka_tf.models.blocknet import check_compatible

@@ -1,4 +1,4 @@
-"""The filters of the paper: teacher-level f_m^j (Eq. 10, S-Fig. 1) and task-level g_m (Eq. 14, 19)."""
+"""The paper's filters: teacher-level f_m^j (Eq. 10, S-Fig. 1), task-level g_m (Eq. 14, 19)."""
 
 from typing import List
 

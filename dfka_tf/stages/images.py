@@ -6,6 +6,7 @@ from typing import Optional
 import tensorflow as tf
 
 from dfka_tf import data as dfka_data
+from dfka_tf.data.unlabeled import load_unlabeled
 from dfka_tf.errors import ConfigError
 from dfka_tf.models import blocknet
 from dfka_tf.models.generator import (GroupStackGenerator, aligned_depths,
@@ -131,6 +132,10 @@ class Images:
                              training=c.source.generator_mode == "training")
     if kind == "noise":
       return NoiseSource(input_shape(c), run.rng(stream), batch)
+    if kind == "dataset" and c.source.unlabeled:
+      return DatasetSource(load_unlabeled(c.source.unlabeled, image_size=c.data.image_size,
+                                          batch_size=batch, seed=c.seed + stream,
+                                          data_dir=c.data.data_dir))
     if kind == "dataset":
       name = c.source.dataset or c.data.dataset
       if c.data.image_size != 32 and name.startswith("scenes20_"):

@@ -15,6 +15,7 @@ import tensorflow as tf
 from dfka_tf import data as dfka_data
 from dfka_tf import distribute
 from dfka_tf.config import RunConfig
+from dfka_tf.data.unlabeled import check_unlabeled
 from dfka_tf.errors import ConfigError
 from dfka_tf.models import blocknet, teacher_files
 from dfka_tf.models.filters import built_block_filters
@@ -79,6 +80,9 @@ def check_inputs(config: RunConfig) -> Inputs:
     if c.source.kind == "dataset" and c.source.dataset:
       dfka_data.check_prepared(c.source.dataset, c.data.data_dir)
     inputs = Inputs(c, task, dataset_labels=names, teacher_splits=splits)
+  if c.source.unlabeled:  # Seconds: the KA row's images exist and are images.
+    check_unlabeled(c.source.unlabeled, batch_size=c.runtime.batch_size,
+                    data_dir=c.data.data_dir)
   if c.student.param_budget is not None:  # Seconds: no run trains for a T_u that cannot fit.
     check_budget(c, inputs)
   if c.eval.evaluate and c.eval.data:

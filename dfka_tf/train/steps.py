@@ -2,7 +2,8 @@
 
 - `GeneratorTrainer`   Step I:   G and its teacher-level filters on L_joint (Eq. 12).
 - `BlockTrainer`       Step II:  TargetNet block T^b and its filters on L_u^b (Eq. 13–17).
-- `FinetuneTrainer`    Step III: T_u (`models.regroup`, Eq. 19–20) fine-tuned against the teachers.
+- `FinetuneTrainer`    Step III: T_u (`models.regroup`, Eq. 19–20) fine-tuned against the
+                        teachers.
 - `JointTrainer`       the DAFL baseline: G and a whole student trained together.
 
 Teachers are frozen and always called with training=False (batch norm in inference mode);
