@@ -22,6 +22,10 @@ def _config(dataset="scenes20", *, preset=None, method="dfka", **overrides):
   return RunConfig.build(dataset, preset=preset, method=method, overrides=overrides)
 
 
+# Slow (about 40 s): each option runs at tiny scale on its own (test_steps.py: the adversarial,
+# L_bns and jitter steps; test_augment.py; test_teachers_start_from_the_pretrained_backbone for
+# the pretrain stage); this test runs them together, with a resume.
+@pytest.mark.slow
 def test_every_option_together_runs_and_records_the_pretrain_stage(tmp_path):
   config = _config(
       "scenes20", workdir=str(tmp_path / "w"), pretrain="scenes20_similar",

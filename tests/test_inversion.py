@@ -122,6 +122,10 @@ def test_pool_source_draws_pool_images():
     sources.PoolSource(pool.astype(np.float32), tf.random.Generator.from_seed(0), 2)
 
 
+# Slow (about 35 s): the pool's parts run at tiny scale (the pixel step, a pool interrupted
+# mid-batch resuming to the same images, PoolSource drawing only pool images, the refusals);
+# this test runs the pool's stages end to end with a resume.
+@pytest.mark.slow
 def test_run_with_a_pool_trains_on_it_and_resumes(tmp_path):
   config = RunConfig.build("scenes20", preset="quick", overrides=dict(
       workdir=str(tmp_path / "w"), inversion_images=12, inversion_steps=3, student_jitter=1,
