@@ -13,7 +13,6 @@ Label names are matched to the model's as `--labels` are (any case and spacing, 
 """
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -23,7 +22,7 @@ import tensorflow_datasets as tfds
 
 from dfka_tf.data import labels as labels_lib
 from dfka_tf.data import loaders
-from dfka_tf.errors import ConfigError, DataNotFoundError
+from dfka_tf.errors import ConfigError
 
 # The datasets' own pipeline end (unit range, resize, batch, prefetch).
 _finish = loaders._finish  # pylint: disable=protected-access
@@ -127,23 +126,7 @@ def _label_feature(features):
 
 
 def _tfds_generic(name, split, spec, labels, *, data_dir, image_size, batch_size) -> EvalData:
-  try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except Exception as e:  # pylint: disable=broad-except
-    # TFDS raises its own DatasetNotFoundError and others for unknown names.
-    raise ConfigError(f"--eval_data={spec}: no TFDS dataset {name!r} "
-                      f"({str(e).splitlines()[0][:150]}); pass name:split of a prepared "
-                      "TFDS dataset, or an .npz") from None
-  if not builder.is_prepared():
-    where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
-    raise DataNotFoundError(f"--eval_data={spec}: {name} is not prepared in {where}; run "
-                            f"`tfds build {name} --data_dir={where}` on a machine with "
-                            "internet, or pass an .npz")
-  known = set(builder.info.splits)
-  # "test[:50%]" and "train+test" are TFDS split expressions: TFDS checks those itself.
-  if known and "[" not in split and "+" not in split and split not in known:
-    raise ConfigError(f"--eval_data={spec}: {name} has no split {split!r}; use one of "
-                      f"{', '.join(sorted(builder.info.splits))}")
+  builder = loaders.prepared_builder(spec, name, split, flag="--eval_data", data_dir=data_dir)
   found = _label_feature(builder.info.features)
   if found is None or _get(builder.info.features, "image") is None:
     raise ConfigError(f"--eval_data={spec}: {name} has no 'image' feature with a ClassLabel "

@@ -230,3 +230,31 @@ def load_coco_json(annotation_json: str, image_dir: str, *, image_size: int = 22
               num_parallel_calls=tf.data.AUTOTUNE)
   return _finish(ds, image_size=image_size, batch_size=batch_size, shuffle=shuffle, seed=seed,
                  augment=augment, cache=False, drop_remainder=False, cache_ok=False)
+
+
+def prepared_builder(spec: str, name: str, split: str, *, flag: str,
+                     data_dir: Optional[str] = None):
+  """The TFDS builder of a user's `name:split` (`flag`={spec}), prepared and holding `split`.
+
+  Raises:
+    ConfigError: TFDS has no dataset `name`, or it has no split `split`.
+    DataNotFoundError: it is not prepared (checked in seconds, never downloaded).
+  """
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except Exception as e:  # pylint: disable=broad-except
+    # TFDS raises its own DatasetNotFoundError and others for unknown names.
+    raise ConfigError(f"{flag}={spec}: no TFDS dataset {name!r} "
+                      f"({str(e).splitlines()[0][:150]}); pass name:split of a prepared "
+                      "TFDS dataset, or an .npz") from None
+  if not builder.is_prepared():
+    where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
+    raise DataNotFoundError(f"{flag}={spec}: {name} is not prepared in {where}; run "
+                            f"`tfds build {name} --data_dir={where}` on a machine with "
+                            "internet, or pass an .npz")
+  known = set(builder.info.splits)
+  # "test[:50%]" and "train+test" are TFDS split expressions: TFDS checks those itself.
+  if known and "[" not in split and "+" not in split and split not in known:
+    raise ConfigError(f"{flag}={spec}: {name} has no split {split!r}; use one of "
+                      f"{', '.join(sorted(known))}")
+  return builder

@@ -11,7 +11,6 @@ Images are resized to the teachers' size. `check_unlabeled` reads what it can in
 missing or mismatched source stops the run before any training.
 """
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -20,7 +19,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from dfka_tf.data import loaders
-from dfka_tf.errors import ConfigError, DataNotFoundError
+from dfka_tf.errors import ConfigError
 
 _HINT = ("pass an .npz holding x (images [N, height, width, 3], uint8 or float in [0, 1]), or a "
          "TFDS name:split with an image feature")
@@ -64,21 +63,8 @@ def _split(spec: str):
 
 
 def _tfds_builder(spec: str, name: str, split: str, data_dir: Optional[str]):
-  try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except Exception as e:  # pylint: disable=broad-except
-    # TFDS raises its own DatasetNotFoundError and others for unknown names.
-    raise ConfigError(f"--unlabeled_data={spec}: no TFDS dataset {name!r} "
-                      f"({str(e).splitlines()[0][:150]}); {_HINT}") from None
-  if not builder.is_prepared():
-    where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
-    raise DataNotFoundError(f"--unlabeled_data={spec}: {name} is not prepared in {where}; run "
-                            f"`tfds build {name} --data_dir={where}` on a machine with "
-                            "internet, or pass an .npz")
-  known = set(builder.info.splits)
-  if known and "[" not in split and "+" not in split and split not in known:
-    raise ConfigError(f"--unlabeled_data={spec}: {name} has no split {split!r}; use one of "
-                      f"{', '.join(sorted(known))}")
+  builder = loaders.prepared_builder(spec, name, split, flag="--unlabeled_data",
+                                     data_dir=data_dir)
   image = builder.info.features["image"] if "image" in builder.info.features.keys() else None
   if not isinstance(image, tfds.features.Image) or image.shape[-1] not in (1, 3):
     raise ConfigError(f"--unlabeled_data={spec}: {name} has no RGB or greyscale 'image' "
