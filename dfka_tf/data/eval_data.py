@@ -169,8 +169,7 @@ def load_eval_data(spec: str, labels: Sequence[str], *, image_size: int, batch_s
     raise ConfigError(f"--eval_data={spec} is neither an .npz file nor a TFDS name:split "
                       "(e.g. voc2007:test)")
   name, split = spec.rsplit(":", 1)
-  ours = {tfds_name: our for our, (tfds_name, _) in loaders.TFDS_NAMES.items()}
-  name = ours.get(name, name)  # TFDS's name of a dataset dfka_tf reads: its own pipeline.
+  name = loaders.own_name(name)
   if name in loaders.TFDS_NAMES:
     if split not in loaders.split_names(name):
       raise ConfigError(f"--eval_data={spec}: {name} has no split {split!r}; use one of "

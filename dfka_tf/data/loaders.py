@@ -258,3 +258,11 @@ def prepared_builder(spec: str, name: str, split: str, *, flag: str,
     raise ConfigError(f"{flag}={spec}: {name} has no split {split!r}; use one of "
                       f"{', '.join(sorted(known))}")
   return builder
+
+
+def own_name(name: str) -> str:
+  """dfka_tf's name of a dataset named as TFDS names it (voc/2007 -> voc2007), so a user's
+  `name:split` of a dataset dfka_tf reads goes through its own pipeline; other names as
+  given."""
+  ours = {tfds_name: our for our, (tfds_name, _) in TFDS_NAMES.items()}
+  return ours.get(name, name)

@@ -58,8 +58,7 @@ def _split(spec: str):
     raise ConfigError(f"--unlabeled_data={spec} is neither an .npz file nor a TFDS name:split "
                       "(e.g. scenes20:train)")
   name, split = spec.rsplit(":", 1)
-  ours = {tfds_name: our for our, (tfds_name, _) in loaders.TFDS_NAMES.items()}
-  return ours.get(name, name), split
+  return loaders.own_name(name), split
 
 
 def _tfds_builder(spec: str, name: str, split: str, data_dir: Optional[str]):
