@@ -163,12 +163,18 @@ class RunConfig:
     m, c = self.method, self
     student = {"teacher": "ensemble", "dafl": "joint", "dafl_2stage": "distill"}.get(
         m, "blockwise")
+    if c.student.form != "auto" and student in ("blockwise", "distill"):
+      student = c.student.form  # Checked in `_validate_combinations` for the others.
     c = _replace(c, "student.mode", student)
-    # Step I runs before the TargetNet for dfka and dafl_2stage; dafl trains G in its stage.
-    c = _replace(c, "generator.enabled", m in ("dfka", "dafl_2stage"))
+    forge = c.source.forge.enabled and m in ("dfka", "dafl_2stage")
+    # Step I runs before the TargetNet for dfka and dafl_2stage (not under Forge, which
+    # makes its images in its own rounds); dafl trains G in its stage.
+    c = _replace(c, "generator.enabled", m in ("dfka", "dafl_2stage") and not forge)
     if m in ("dafl", "dafl_2stage"):  # One generator judged on the image only: no L_dis.
       c = _replace(_replace(c, "generator.groups", 1), "generator.gamma", 0.0)
-    if m in ("dfka", "dafl_2stage"):
+    if forge:
+      kind = "forge"
+    elif m in ("dfka", "dafl_2stage"):
       kind = "pool" if c.source.pool.images > 0 else "generator"
     elif m == "dafl":
       kind = "generator"
@@ -281,6 +287,31 @@ def _validate_combinations(c: RunConfig):
     raise ConfigError(f"--adversarial_weight trains DFKA's generator in Step III; "
                       f"--method={c.method} has no Step III generator. Use --method=dfka or "
                       "--adversarial_weight=0.")
+  if s.form != "auto" and c.method in ("teacher", "dafl"):
+    raise ConfigError(f"--student={s.form} chooses the student of an image method; "
+                      f"--method={c.method} has its own. Leave --student unset, or use dfka, "
+                      "ka, similar, diff or noise.")
+  f = c.source.forge
+  if f.enabled:
+    if c.method not in ("dfka", "dafl_2stage"):
+      raise ConfigError(f"--forge makes the data-free images of dfka (and dafl_2stage); "
+                        f"--method={c.method} reads no generated images. Use --method=dfka "
+                        "or drop --forge.")
+    if c.source.pool.images > 0:
+      raise ConfigError("--forge and --inversion_images each make the images Steps II-III "
+                        "read; give one of them.")
+    if s.adversarial_weight > 0:
+      raise ConfigError("--adversarial_weight trains Step I's G in Step III; --forge has "
+                        "no Step I G (its own adversarial term is --forge_adv). Set "
+                        "--adversarial_weight=0.")
+    if f.max_labels > len(c.data.labels or ()) > 0:
+      raise ConfigError(f"--forge_max_labels={f.max_labels} is more than the "
+                        f"{len(c.data.labels)} labels of --labels; use 1..{len(c.data.labels)}.")
+    if f.jitter is not None and f.jitter >= c.data.image_size:
+      raise ConfigError(f"--forge_jitter={f.jitter} must be in 0..{c.data.image_size - 1} "
+                        "pixels.")
+    if f.lr <= 0 or f.lr_z <= 0:
+      raise ConfigError(f"--forge_lr={f.lr} and --forge_lr_z={f.lr_z} must be > 0.")
   if c.source.pool.images > 0:
     if c.method not in ("dfka", "dafl_2stage"):
       raise ConfigError(f"--inversion_images replaces the generated images of dfka and "

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from dfka_tf.errors import ConfigError
 
 METHODS = ("dfka", "teacher", "ka", "similar", "diff", "noise", "dafl", "dafl_2stage")
-SOURCES = ("generator", "pool", "dataset", "noise", "none")
+SOURCES = ("generator", "pool", "dataset", "noise", "forge", "none")
 STUDENT_MODES = ("blockwise", "distill", "joint", "ensemble")
 BN_MODES = ("train", "frozen")  # Batch norm of the TargetNet's and the branches' blocks.
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")  # dfka_tf.distribute
@@ -182,6 +182,49 @@ class PoolConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ForgeConfig:
+  """Forge, data-free images made while the student learns (train/forge.py; beyond the
+  paper): used when --forge is on, in place of Step I's G."""
+  enabled: bool = option(False, "Feed the student Forge's images: a generator trained in "
+                         "rounds between student steps against the teachers (BN matching, "
+                         "balanced label targets, a masked adversarial term) into a bank the "
+                         "student replays (beyond the paper; replaces Step I).", name="forge")
+  round_every: int = option(25, "Student steps between synthesis rounds.",
+                            name="forge_round_every", check="positive")
+  warmup_rounds: int = option(10, "Rounds before the first student step (no adversarial "
+                              "term).", name="forge_warmup_rounds", check="nonneg")
+  g_steps: int = option(5, "Generator steps a round.", name="forge_g_steps", check="positive")
+  reset: str = option("meta", "What a round's generator starts from: meta (a learnt "
+                      "initialisation, Fast-Datafree), reinit (fresh weights every "
+                      "--forge_reset_every rounds, CMI/NAYER) or keep (carries on).",
+                      name="forge_reset", choices=("meta", "reinit", "keep"))
+  reset_every: int = option(1, "With --forge_reset=reinit: rounds between fresh weights.",
+                            name="forge_reset_every", check="positive")
+  lr: float = option(3e-3, "Adam LR of the generator (the meta step's: x g_steps).",
+                     name="forge_lr")
+  lr_z: float = option(0.01, "Adam LR of a round's latent codes.", name="forge_lr_z")
+  oh: float = option(1.0, "Weight of the BCE of the teachers' predictions to the round's "
+                     "label targets.", name="forge_oh", check="nonneg")
+  bns: float = option(10.0, "Weight of BN-statistics matching (mean over a teacher's BN "
+                      "layers, mean over teachers; 0 = off).", name="forge_bns",
+                      check="nonneg")
+  bns_form: str = option("norm", "Form of the BN-statistics term.", name="forge_bns_form",
+                         choices=("squared", "norm"))
+  adv: float = option(1.0, "Weight of the masked adversarial term after the warm-up (0 = "
+                      "off).", name="forge_adv", check="nonneg")
+  max_labels: int = option(3, "Each image targets 1 to this many labels of Y_cst.",
+                           name="forge_max_labels", check="positive")
+  labels: str = option("balanced", "How targets are drawn: balanced (every label's share "
+                       "even, least used first) or uniform.", name="forge_labels",
+                       choices=("balanced", "uniform"))
+  jitter: Optional[int] = option(None, "Pixels of the flip-and-shift on G's images and on "
+                                 "the student's bank batches (default image_size // 8).",
+                                 name="forge_jitter", check="nonneg")
+  bank_size: int = option(4096, "Images the bank holds (a ring: the oldest go first).",
+                          name="forge_bank_size", check="positive")
+
+
+@dataclasses.dataclass(frozen=True)
 class SourceConfig:
   """Where Steps II-III get their images."""
   kind: str = option("generator", "generator, pool, dataset (unlabeled real images), noise or "
@@ -201,6 +244,7 @@ class SourceConfig:
                                "(each batch's own statistics, as Step I trains it and DAFL "
                                "samples).", choices=("inference", "training"))
   pool: PoolConfig = option(PoolConfig, "The DeepInversion pool.")
+  forge: ForgeConfig = option(ForgeConfig, "Forge.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,6 +275,11 @@ class StudentConfig:
                      "distillation from a trained G: dafl_2stage), joint (DAFL: G and one "
                      "network together) or ensemble (the teachers themselves); set by --method.",
                      flag="none", choices=STUDENT_MODES)
+  form: str = option("auto", "The student of an image method (dfka, ka, noise, ...): "
+                     "blockwise (the paper's Steps II-III), distill (one whole TargetNet "
+                     "distilled end to end on the same images, for the same number of "
+                     "steps; beyond the paper) or auto (the method's own).", name="student",
+                     choices=("auto", "blockwise", "distill"))
   block_steps: int = option(100, "Step II steps per TargetNet block.", check="nonneg")
   lr: float = option(0.03, "Base LR of the TargetNet blocks (poly, power 0.9).",
                      name="target_lr")

@@ -70,7 +70,7 @@ def train(run: Run, inputs) -> Dict:
     out["images"] = images.Images(run, out["teachers"], trainer.generator)
     return out
   out["generator_trainer"] = trainer = images.generator(run, out["teachers"])
-  imgs = images.Images(run, out["teachers"], trainer.generator if trainer else None)
+  imgs = images.Images(run, out["teachers"], trainer.generator if trainer else None, task)
   out["images"] = imgs
   if c.student.mode == "distill":
     out["target_net"] = student.distilled(run, out["teachers"], imgs, task)
@@ -116,6 +116,14 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
         generator, run.wd.path("generated.png"), seed=c.seed,
         real=evaluation.real_images(c, data=data) if scored else None,
         pool=pool_grid(pool.numpy()) if pool is not None else None)
+  forge = made.get("images").forge if made.get("images") is not None else None
+  if forge is not None:
+    out["forge"] = forge.summary()
+    bank = forge.images_uint8().numpy().astype("float32") / 255.0
+    real = evaluation.real_images(c, data=data) if scored else None
+    report.save_image_panels([("Forge bank", bank)] + (
+        [("real test images", real[:len(bank)])] if real is not None else []),
+        run.wd.path("generated.png"))
   report.save_block_curves(run.state.get("block_curves", {}), run.wd.path("block_losses.png"))
   if scored:
     others = {}
@@ -131,6 +139,8 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
       others["regrouped"] = tf.function(lambda x: before(x, training=False))
     out.update(evaluation.evaluate(run, teachers, target_net, task, inputs.dataset_labels,
                                    others, data=data))
+    if c.student.mode in ("distill", "joint"):  # T_u is one whole TargetNet: the same.
+      out.update({f"targetnet_{k}": out[f"target_{k}"] for k in ("map", "ap", "map_voc07")})
     evaluation.log_results(run, out)
   if c.eval.export:
     evaluation.export(run, target_net, task)

@@ -27,6 +27,24 @@ def disagreement_loss(student_probs, teacher_probs):
   return tf.reduce_mean(tf.abs(_f32(student_probs) - _f32(teacher_probs)))
 
 
+def masked_kl_disagreement(student_probs, teacher_probs, eps: float = 1e-6):
+  """The adversarial term of Forge (`train/forge.py`), after Fast-Datafree and CMI. Beyond
+  the paper.
+
+  Per label, the Bernoulli KL(t ‖ s) = t log(t/s) + (1−t) log((1−t)/(1−s)), kept only where
+  student and teacher still decide alike, 1[s ≥ ½] = 1[t ≥ ½] (a constant mask), and averaged
+  over the batch and the labels. The generator *maximises* it: it seeks images the student
+  gets wrong without crossing the teachers' decision boundary, where maximising would only
+  push the images off what the teachers know. The sigmoid counterpart of Fast-Datafree's
+  masked softmax KL.
+  """
+  s = tf.clip_by_value(_f32(student_probs), eps, 1.0 - eps)
+  t = tf.clip_by_value(_f32(teacher_probs), eps, 1.0 - eps)
+  kl = t * tf.math.log(t / s) + (1.0 - t) * tf.math.log((1.0 - t) / (1.0 - s))
+  mask = tf.stop_gradient(tf.cast((s >= 0.5) == (t >= 0.5), tf.float32))
+  return tf.reduce_mean(mask * kl)
+
+
 def batchnorm_statistics_loss(features: Sequence[tf.Tensor],
                               running_stats: Sequence[Tuple[tf.Tensor, tf.Tensor]],
                               form: str = "squared"):

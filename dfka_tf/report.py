@@ -34,6 +34,11 @@ def save_generated_grid(generator, path: str, *, seed: int = 0, n: int = 16,
     panels.append(("DeepInversion pool", pool[:n]))
   if real is not None:
     panels.append(("real test images", real[:n]))
+  save_image_panels(panels, path)
+
+
+def save_image_panels(panels, path: str):
+  """Saves one grid per (title, images [n, H, W, 3] in [0, 1]) side by side."""
   fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 2.4), squeeze=False)
   for ax, (name, ims) in zip(axes[0], panels):
     ax.imshow(image_grid(ims))

@@ -12,7 +12,9 @@ common start: what the TargetNet knows it learnt from the images each row feeds 
 Rows, named as in results/table2.csv: teacher (the two side by side); ka (real unlabeled
 scenes20 images: the bound at the same student budget); noise (the floor); dafl (G and a
 whole TargetNet trained jointly, as DAFL's code runs); dfka (the paper's Steps I–III); and
-beyond the paper, pool (Steps II–III on a DeepInversion pool). Every row gives T_u and the
+beyond the paper, pool (Steps II–III on a DeepInversion pool), dfka_forge (Steps II–III on
+Forge's images, train/forge.py), forge (one TargetNet distilled end to end on Forge's
+images) with its bound and floor on the same budget, ka_distill and noise_distill. Every row gives T_u and the
 TargetNet alone; the TargetNet alone is what this table is about, since T_u keeps copies of
 the teachers' blocks wherever Eq. 18 branches early.
 
@@ -33,9 +35,23 @@ TITLE = "From fresh weights: 2 teachers (10 + 10 labels) -> 20 labels, no pretra
 ROWS = ("teacher", "ka", "noise", "dafl", "dfka")
 
 
+def forge_rows():
+  """Beyond the paper: Forge's images (train/forge.py) for the paper's Steps II–III
+  (dfka_forge) and for one TargetNet distilled end to end (forge), and the e2e student's
+  bound and floor on the same budget (ka_distill, noise_distill)."""
+  return [common.Row("ka_distill", {"method": "ka", "student": "distill"},
+                     label="KA, distilled end to end"),
+          common.Row("noise_distill", {"method": "noise", "student": "distill"},
+                     label="noise, distilled end to end"),
+          common.Row("dfka_forge", {"method": "dfka", "forge": True},
+                     label="Steps II–III on Forge"),
+          common.Row("forge", {"method": "dfka", "forge": True, "student": "distill"},
+                     label="Forge, distilled end to end")]
+
+
 def table_rows(pool_images: int = 0):
   return ([common.Row(m, {"method": m}) for m in ROWS]
-          + ([common.pool_row(pool_images)] if pool_images > 0 else []))
+          + ([common.pool_row(pool_images)] if pool_images > 0 else []) + forge_rows())
 
 
 def suite_overrides(quick: bool, overrides=None):

@@ -67,8 +67,16 @@ def unread(config) -> Tuple[str, ...]:
   the generator's where no G is trained (teacher, ka, similar, diff, noise); where Steps
   II–III train on the pool instead of G, all but those that shape G's layers; L_a's and
   L_ie's weights, G's LR and Step I's steps under DAFL's joint stage, which takes its own
-  (`student.joint`); L_dis's reading where γ = 0."""
+  (`student.joint`); L_dis's reading where γ = 0; Forge's options without Forge, and all of
+  G's but its size under Forge."""
   g = [f.path for f in options.FIELDS if f.path.startswith("generator.")]
+  forge = [f.path for f in options.FIELDS if f.path.startswith("source.forge.")]
+  if config.source.kind == "forge":  # Forge's G takes only its size from generator.*.
+    return tuple(p for p in g if p not in ("generator.latent_dim", "generator.width"))
+  return tuple(_unread_generator(config, g)) + tuple(forge)
+
+
+def _unread_generator(config, g):
   # How G is built still matters where it is built but not used: its layers draw
   # initializer seeds before the TargetNet's are drawn.
   built = ("generator.groups", "generator.width", "generator.latent_dim",

@@ -6,6 +6,7 @@ from typing import Optional
 import tensorflow as tf
 
 from dfka_tf import data as dfka_data
+from dfka_tf import distribute
 from dfka_tf.data.unlabeled import load_unlabeled
 from dfka_tf.errors import ConfigError
 from dfka_tf.models import blocknet
@@ -13,6 +14,7 @@ from dfka_tf.models.generator import (GroupStackGenerator, aligned_depths,
                                       input_normalization_of)
 from dfka_tf.models.target import input_shape
 from dfka_tf.stages.base import Parts, Run, Stage, run_stages
+from dfka_tf.train.forge import ForgeEngine, ForgeSource
 from dfka_tf.train.inversion import InversionTrainer, pool_grid
 from dfka_tf.train.sources import (DatasetSource, GeneratorSource, ImageSource, NoiseSource,
                                    PoolSource)
@@ -110,15 +112,38 @@ def inversion_pool(run: Run, teachers) -> tf.Tensor:
   return tf.constant(trainer.images_uint8())
 
 
+def forge_engine(run: Run, teachers, task) -> ForgeEngine:
+  """Forge's engine (`train/forge.py`), from `source.forge`'s options; one per run."""
+  c = run.config
+  f = c.source.forge
+  if not distribute.is_default(tf.distribute.get_strategy()):
+    raise ConfigError("--forge runs its synthesis rounds on one device; use "
+                      "--strategy=one_device (or drop --forge).")
+  return ForgeEngine(
+      teachers, task, rng=run.rng(40), batch_size=c.runtime.batch_size,
+      latent_dim=c.generator.latent_dim, width=c.generator.width, round_every=f.round_every,
+      warmup_rounds=f.warmup_rounds, g_steps=f.g_steps, reset=f.reset,
+      reset_every=f.reset_every, lr=f.lr, lr_z=f.lr_z, oh=f.oh, bns=f.bns,
+      bns_form=f.bns_form, adv=f.adv, max_labels=f.max_labels, labels=f.labels,
+      jitter=forge_jitter(c), bank_size=f.bank_size)
+
+
+def forge_jitter(c) -> int:
+  """--forge_jitter, or image_size // 8 (4 px at 32 px, as Fast-Datafree pads CIFAR)."""
+  j = c.source.forge.jitter
+  return j if j is not None else c.data.image_size // 8
+
+
 class Images:
   """Makes the image source of Steps II–III, one per stage, from the config.
 
-  The pool is built on first use and shared by every stage.
+  The pool and Forge's engine are built on first use and shared by every stage.
   """
 
-  def __init__(self, run: Run, teachers, generator=None):
-    self.run, self.teachers, self.generator = run, teachers, generator
+  def __init__(self, run: Run, teachers, generator=None, task=None):
+    self.run, self.teachers, self.generator, self.task = run, teachers, generator, task
     self.pool = None
+    self.forge = None
 
   def source(self, stream: int) -> ImageSource:
     run, c = self.run, self.run.config
@@ -127,6 +152,10 @@ class Images:
       if self.pool is None:
         self.pool = inversion_pool(run, self.teachers)
       return PoolSource(self.pool, run.rng(stream), batch, jitter=c.source.jitter)
+    if kind == "forge":
+      if self.forge is None:
+        self.forge = forge_engine(run, self.teachers, self.task)
+      return ForgeSource(self.forge, run.rng(stream), batch)
     if kind == "generator":
       return GeneratorSource(self.generator, run.rng(stream), batch, jitter=c.source.jitter,
                              training=c.source.generator_mode == "training")
@@ -144,5 +173,5 @@ class Images:
                               image_size=c.data.image_size, batch_size=batch, shuffle=True,
                               seed=c.seed + stream, drop_remainder=True)
       return DatasetSource(images)
-    raise ConfigError(f"source.kind={kind!r} gives no images; use generator, pool, dataset "
-                      "or noise.")
+    raise ConfigError(f"source.kind={kind!r} gives no images; use generator, pool, dataset, "
+                      "noise or forge.")

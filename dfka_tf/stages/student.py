@@ -79,6 +79,7 @@ def _block_stage(run: Run, tr: BlockTrainer, model, filters, task: TaskMap, eta,
     if b > 1 and latest is None:  # Start from the end of block b-1.
       tf.train.Checkpoint(target=model, filters=filters).restore(
           tf.train.latest_checkpoint(run.wd.path("ckpt", f"block{b - 1}"))).expect_partial()
+      tr.source.carry_over(run.wd.path("ckpt", f"block{b - 1}"))
     # L_u^b per step. Its part up to each checkpoint goes to progress.json with it, so a
     # block resumed from checkpoint step s (named ckpt-s) starts from the first s losses.
     reached = int(latest.rsplit("-", 1)[-1]) if latest else 0
@@ -163,8 +164,14 @@ def regrouped(run: Run, teachers, images: Images, blocks: Dict, task: TaskMap,
   state = dict(target_net=target_net, optimizer=trainer.optimizer,
                **source.checkpoint_state(), **extra)
   shown = {f"teacher{m + 1}": s for m, s in points.items()}
+  num_blocks = len(blocks["target"].blocks)
+
+  def prepare(ckpt):  # Forge's bank and generator go on from the end of Step II.
+    if ckpt.manager.latest_checkpoint is None:
+      source.carry_over(run.wd.path("ckpt", f"block{num_blocks}"))
+
   run_stages(run, [Stage(
-      "finetune", c.student.finetune_steps, lambda: Parts(trainer.step, state),
+      "finetune", c.student.finetune_steps, lambda: Parts(trainer.step, state, prepare),
       summary=f"[step III] regrouped T_u, branch-out blocks S_m = {shown}, fine-tuning "
               f"{c.student.finetune_steps} steps",
       finish=lambda: dict(branch_out={str(m + 1): s for m, s in points.items()}))])
@@ -206,8 +213,9 @@ def joint(run: Run, teachers, task: TaskMap):
 
 
 def distilled(run: Run, teachers, images: Images, task: TaskMap) -> keras.Model:
-  """Stage "distill" (dafl_2stage): plain distillation of a whole TargetNet from a G that
-  Step I trained and froze, with the step budget of `student_budget`."""
+  """Stage "distill": plain distillation of a whole TargetNet, with the step budget of
+  `student_budget`, on the run's images: G that Step I trained and froze (dafl_2stage), or
+  with --student=distill those of any image method (Forge's, real unlabeled, noise)."""
   c = run.config
   model = fresh_or_pretrained(run, len(task.labels), "target_net")
   steps = student_budget(run, teachers)
@@ -218,6 +226,6 @@ def distilled(run: Run, teachers, images: Images, task: TaskMap) -> keras.Model:
   state = dict(target_net=model, optimizer=trainer.optimizer,
                **trainer.source.checkpoint_state())
   run_stages(run, [Stage("distill", steps, lambda: Parts(trainer.step, state),
-                         summary=f"[dafl_2stage] distilling a TargetNet on generated images, "
-                                 f"{steps} steps")])
+                         summary=f"[distill] a whole TargetNet distilled end to end on "
+                                 f"{c.source.kind} images, {steps} steps")])
   return model

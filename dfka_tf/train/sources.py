@@ -4,6 +4,7 @@
 - `PoolSource`: a fixed DeepInversion pool (beyond the paper).
 - `DatasetSource`: real unlabeled images (the KA, Similar Data and Diff Data rows).
 - `NoiseSource`: Gaussian noise (the Random Noise row).
+- `forge.ForgeSource`: Forge's bank, synthesised while the student trains (beyond the paper).
 
 `dfka_tf.stages.images.make_source` picks one from the config.
 """
@@ -43,6 +44,19 @@ class ImageSource:
   def checkpoint_state(self) -> Dict:
     """What a stage checkpoint must save so the source resumes where it stopped."""
     return {"rng": self.rng}
+
+  def advance(self) -> Dict[str, tf.Tensor]:
+    """Runs, eagerly, before each student step: work the source does between steps (Forge's
+    synthesis rounds, `forge.py`); returns measurements to log beside the step's."""
+    return {}
+
+  def bind(self, student_predict) -> None:
+    """Learns the student (image -> probabilities over Y_cst, inference mode) where the
+    source adapts to it; None where the stage has no whole student (Step II's blocks)."""
+
+  def carry_over(self, directory: str) -> None:
+    """Takes the source's shared state from the checkpoint in `directory` (the stage
+    before) when this stage has none of its own."""
 
 
 class GeneratorSource(ImageSource):

@@ -299,6 +299,11 @@ class BlockTrainer(Step):
     self.optimizer = poly_sgd(learning_rate, steps, weight_decay=weight_decay)
     super().__init__(source.rng, batch_size, 0, jit and source.jit_ok)
     distribute.sync_batchnorm(target.blocks[self.block - 1])
+    source.bind(None)  # No whole student yet: Forge plays no adversary in Step II.
+
+  def step(self) -> Dict[str, tf.Tensor]:
+    before = self.source.advance()  # The source's work between steps (Forge's rounds).
+    return {**self._compiled(), **before}
 
   def _build_layers(self):
     for f in self.filters:
@@ -372,6 +377,16 @@ class FinetuneTrainer(Step):
     self.optimizer = poly_sgd(learning_rate, steps, weight_decay=weight_decay)
     super().__init__(source.rng, batch_size, 0, jit and source.jit_ok)
     distribute.sync_batchnorm(target_net)
+    source.bind(self.predict)
+
+  def predict(self, image) -> tf.Tensor:
+    """The student's probabilities over Y_cst, in inference mode."""
+    out = self.target_net(image, training=False)
+    return tf.cast(out["probs"] if isinstance(out, dict) else out, tf.float32)
+
+  def step(self) -> Dict[str, tf.Tensor]:
+    before = self.source.advance()  # The source's work between steps (Forge's rounds).
+    return {**self._compiled(), **before}
 
   def _draw(self):
     return self.source.draw()

@@ -1,0 +1,155 @@
+"""Forge (train/forge.py): its pure parts by hand, its options' checks, and a run killed
+mid-stage that resumes bit-identical, the bank and the meta-generator included."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dfka_tf import pipeline
+from dfka_tf import priors
+from dfka_tf.config import RunConfig
+from dfka_tf.errors import ConfigError
+from dfka_tf.train.forge import Bank, balanced_label_sets
+from tests.test_cli import ROOT, _save
+from tests.test_resume import _KILLED_CHILD, assert_same_run
+
+
+def test_masked_kl_disagreement_by_hand():
+  s = tf.constant([[0.8, 0.3]])
+  t = tf.constant([[0.6, 0.7]])
+  # Label 1: both >= 1/2, kept: 0.6 ln(0.6/0.8) + 0.4 ln(0.4/0.2). Label 2: they decide
+  # apart (0.3 < 1/2 <= 0.7), masked out. Mean over the 2 entries.
+  kept = 0.6 * math.log(0.6 / 0.8) + 0.4 * math.log(0.4 / 0.2)
+  assert float(priors.masked_kl_disagreement(s, t)) == pytest.approx(kept / 2, rel=1e-5)
+  assert float(priors.masked_kl_disagreement(t, t)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_masked_kl_gradient_reaches_both_sides_where_kept_only():
+  s = tf.Variable([[0.8, 0.3]])
+  t = tf.Variable([[0.6, 0.7]])
+  with tf.GradientTape() as tape:
+    loss = priors.masked_kl_disagreement(s, t)
+  gs, gt = tape.gradient(loss, [s, t])
+  assert gs.numpy()[0, 0] != 0 and gt.numpy()[0, 0] != 0
+  assert gs.numpy()[0, 1] == 0 and gt.numpy()[0, 1] == 0
+
+
+def test_balanced_label_sets_take_the_least_used_label_first():
+  rng = tf.random.Generator.from_seed(0)
+  # One image, one label: the permutation the single slot falls in is ordered by use.
+  counts = tf.constant([5.0, 0.0, 5.0, 5.0])
+  for _ in range(5):
+    got = balanced_label_sets(rng, counts, 1, 1).numpy()
+    np.testing.assert_array_equal(got, [[0, 1, 0, 0]])
+
+
+def test_balanced_label_sets_one_label_each_is_a_permutation():
+  rng = tf.random.Generator.from_seed(1)
+  got = balanced_label_sets(rng, tf.zeros([4]), 4, 1).numpy()
+  np.testing.assert_array_equal(got.sum(axis=1), [1, 1, 1, 1])
+  np.testing.assert_array_equal(got.sum(axis=0), [1, 1, 1, 1])
+
+
+def test_balanced_label_sets_stay_even_over_many_batches():
+  rng = tf.random.Generator.from_seed(2)
+  counts = tf.Variable(tf.zeros([7]))
+  for _ in range(30):
+    t = balanced_label_sets(rng, counts, 16, 3)
+    rows = t.numpy().sum(axis=1)
+    assert rows.min() >= 1 and rows.max() <= 3
+    counts.assign_add(tf.reduce_sum(t, axis=0))
+  c = counts.numpy()
+  # Up to one slot per batch is lost to a label drawn twice across a permutation boundary.
+  assert c.max() - c.min() <= 30 * 1 + 1, c
+  assert c.min() / c.max() > 0.85, c
+
+
+def test_bank_is_a_ring():
+  bank = Bank(3, [1, 1, 1])
+  a = tf.constant([0.0, 1.0])[:, None, None, None]
+  b = tf.constant([0.2, 0.4])[:, None, None, None]
+  bank.add(a)
+  assert int(bank.count) == 2 and int(bank.next) == 2
+  bank.add(b)  # b0 -> row 2, b1 -> row 0 (the oldest).
+  assert int(bank.count) == 3 and int(bank.next) == 1
+  np.testing.assert_array_equal(bank.images.numpy().ravel(), [102, 255, 51])
+  rng = tf.random.Generator.from_seed(0)
+  assert set(bank.sample_indices(rng, 50).numpy()) <= {0, 1, 2}
+
+
+def test_forge_options_expand_and_check():
+  c = RunConfig.build("scenes20", method="dfka", overrides=dict(forge=True))
+  assert c.source.kind == "forge" and not c.generator.enabled
+  assert c.student.mode == "blockwise"
+  c = RunConfig.build("scenes20", method="dfka", overrides=dict(forge=True, student="distill"))
+  assert c.student.mode == "distill"
+  c = RunConfig.build("scenes20", method="ka", overrides=dict(student="distill"))
+  assert c.student.mode == "distill" and c.source.kind == "dataset"
+  bad = [(dict(method="ka", overrides=dict(forge=True)), "--forge"),
+         (dict(method="dfka", overrides=dict(forge=True, inversion_images=64)), "one of them"),
+         (dict(method="dfka", overrides=dict(forge=True, adversarial_weight=1.0)),
+          "--forge_adv"),
+         (dict(method="dafl", overrides=dict(student="distill")), "its own"),
+         (dict(method="dfka", overrides=dict(forge=True, forge_jitter=32)), "forge_jitter"),
+         (dict(method="dfka", overrides=dict(forge=True, forge_reset="sometimes")), "meta")]
+  for kwargs, needle in bad:
+    with pytest.raises(ConfigError, match=needle):
+      RunConfig.build("scenes20", **kwargs)
+
+
+@pytest.fixture(scope="module")
+def teacher_paths(tmp_path_factory):
+  d = tmp_path_factory.mktemp("teachers")
+  return (_save(d / "a.keras", "tiny", ["cat", "dog"]),
+          _save(d / "b.keras", "tiny", ["bus", "car", "tree"]))
+
+
+def _config(teacher_paths, workdir, student) -> RunConfig:
+  return RunConfig.build("byo", overrides=dict(
+      teacher_paths=tuple(teacher_paths), num_teachers=len(teacher_paths), arch="tiny",
+      batch_size=4, generator_width=16, latent_dim=16, block_steps=4, finetune_steps=4,
+      checkpoint_every=2, seed=3, evaluate=False, export=False, forge=True, student=student,
+      forge_round_every=3, forge_warmup_rounds=2, forge_g_steps=2, forge_bank_size=16,
+      workdir=str(workdir)))
+
+
+# (student, stage, step killed in): block 2's first step (no checkpoint of its own: the
+# engine comes from block 1's), mid-Step III (the adversary is T_u), mid-distillation.
+KILLS = [pytest.param("blockwise", "block2", 1, id="block2-start"),
+         pytest.param("blockwise", "finetune", 3, marks=pytest.mark.slow, id="finetune"),
+         pytest.param("distill", "distill", 11, id="distill")]
+
+
+@pytest.mark.parametrize("student,stage,step", KILLS)
+def test_forge_run_killed_then_resumed_matches_unbroken_run(teacher_paths, tmp_path, student,
+                                                            stage, step):
+  unbroken, killed = tmp_path / "unbroken", tmp_path / "killed"
+  config = _config(teacher_paths, killed, student)
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+  log = tmp_path / "child.log"
+  with open(log, "w") as out:
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, config.to_json(), stage,
+                              str(step)], cwd=ROOT, env=env, stdout=out, stderr=out)
+  try:
+    results = pipeline.run(_config(teacher_paths, unbroken, student), progress=False)
+    child.wait(timeout=300)
+  finally:
+    if child.poll() is None:
+      child.kill()
+      child.wait()
+  assert child.returncode == -signal.SIGKILL, log.read_text()[-3000:]
+  pipeline.run(config, progress=False, resume=True)
+  # Everything but the synthesis time (wall-clock) is bit-identical.
+  assert_same_run(killed, unbroken, ignore=("forge_seconds/.ATTRIBUTES/VARIABLE_VALUE",))
+  forge = results["forge"]
+  # Warm-up, then one round every 3 student steps over the whole student budget: 4 blocks
+  # of 4 steps and 4 of Step III, or as many steps of distillation.
+  assert forge["rounds"] == 2 + -(-(4 * 4 + 4) // 3)
+  assert forge["bank_images"] == 16 and forge["images_made"] == 4 * forge["rounds"]
+  assert os.path.exists(unbroken / "generated.png")
