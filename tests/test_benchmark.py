@@ -175,3 +175,12 @@ def test_teacher_training_step_does_not_retrace():
     loss = trainer.step(batch_of(seed))["loss"]
   assert trainer.trace_count == traces
   assert bool(tf.math.is_finite(loss))
+
+
+def test_synthesis_benchmark_times_pool_and_forge_at_tiny_scale():
+  from benchmarks import synthesis  # pylint: disable=g-import-not-at-top
+  lines = []
+  out = synthesis.measure("tiny", pool_steps=3, rounds=1, log=lines.append)
+  assert out["pool"][1] == 8 and out["forge"][1] == 8  # One batch of the tiny config each.
+  assert out["pool"][0] > 0 and out["forge"][0] > 0 and out["ratio"] > 0
+  assert any(line.startswith("forge / pool") for line in lines)

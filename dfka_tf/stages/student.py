@@ -11,6 +11,7 @@ from dfka_tf.errors import ConfigError
 from dfka_tf.models.filters import built_block_filters
 from dfka_tf.models.regroup import regroup, regroup_sizes
 from dfka_tf.models.target import check_target, target_blocknet
+from dfka_tf.stages import evaluation
 from dfka_tf.stages.base import Parts, Run, Stage, run_stages
 from dfka_tf.stages.images import Images, generator_state, generator_trainer, summary_noise
 from dfka_tf.stages.teachers import fresh_or_pretrained
@@ -19,6 +20,24 @@ from dfka_tf.train.branch_out import EtaMeter, branch_out_blocks, branch_out_wit
 from dfka_tf.train.optimizers import step_decay_sgd
 from dfka_tf.train.steps import (AdversarialFinetuneTrainer, BlockTrainer, FinetuneTrainer,
                                  JointTrainer)
+
+
+def bank_summary(run: Run, source):
+  """TensorBoard's view of Forge's bank, next to real images (None for other sources)."""
+  engine = getattr(source, "engine", None)
+  if engine is None:
+    return None
+  c = run.config
+  real = []
+
+  def summarize():
+    tf.summary.image("forge/bank", tf.cast(engine.images_uint8(16), tf.float32) / 255.0,
+                     max_outputs=16)
+    if not real and c.eval.evaluate and (c.eval.data or not c.data.teacher_paths):
+      real.append(evaluation.real_images(c))
+    if real:
+      tf.summary.image("forge/real", real[0], max_outputs=16)
+  return summarize
 
 
 def block_trainer(run: Run, target, b: int, source, teachers, task: TaskMap) -> BlockTrainer:
@@ -100,7 +119,9 @@ def _block_stage(run: Run, tr: BlockTrainer, model, filters, task: TaskMap, eta,
 
   state = dict(target=model, filters=filters, optimizer=tr.optimizer, eta_sum=meter.sum,
                eta_count=meter.count, **tr.source.checkpoint_state())
-  return Stage(f"block{b}", steps, lambda: Parts(tr.step, state, prepare, on_step),
+  return Stage(f"block{b}", steps,
+               lambda: Parts(tr.step, state, prepare, on_step,
+                             summarize=bank_summary(run, tr.source)),
                summary=f"[step II] TargetNet block {b}/{tr.num_blocks}, {steps} steps",
                restore=False, finish=finish)
 
@@ -171,7 +192,8 @@ def regrouped(run: Run, teachers, images: Images, blocks: Dict, task: TaskMap,
       source.carry_over(run.wd.path("ckpt", f"block{num_blocks}"))
 
   run_stages(run, [Stage(
-      "finetune", c.student.finetune_steps, lambda: Parts(trainer.step, state, prepare),
+      "finetune", c.student.finetune_steps,
+      lambda: Parts(trainer.step, state, prepare, summarize=bank_summary(run, source)),
       summary=f"[step III] regrouped T_u, branch-out blocks S_m = {shown}, fine-tuning "
               f"{c.student.finetune_steps} steps",
       finish=lambda: dict(branch_out={str(m + 1): s for m, s in points.items()}))])
@@ -225,7 +247,9 @@ def distilled(run: Run, teachers, images: Images, task: TaskMap) -> keras.Model:
                             jit=run.jit).build()
   state = dict(target_net=model, optimizer=trainer.optimizer,
                **trainer.source.checkpoint_state())
-  run_stages(run, [Stage("distill", steps, lambda: Parts(trainer.step, state),
+  run_stages(run, [Stage("distill", steps,
+                         lambda: Parts(trainer.step, state,
+                                       summarize=bank_summary(run, trainer.source)),
                          summary=f"[distill] a whole TargetNet distilled end to end on "
                                  f"{c.source.kind} images, {steps} steps")])
   return model
