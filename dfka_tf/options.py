@@ -325,6 +325,13 @@ class EvalConfig:
       "'name:split' (label names matched to the teachers') or an .npz holding x (images, "
       "float in [0, 1] or uint8), y (multi-hot) and labels (names). Needed to score a run "
       "of your own --teacher files.", name="eval_data", resumable=True)
+  curve_every: int = option(0, "Every this many steps of a whole student (the distilled "
+                            "TargetNet, Step III's T_u), score it on the first "
+                            "--curve_images images of --eval_split: the mAP-against-synthesis-"
+                            "time curve in results.json (0 = off).", check="nonneg",
+                            resumable=True)
+  curve_images: int = option(500, "Images each point of the curve is scored on.",
+                             check="positive", resumable=True)
   batch_size: int = option(250, "Batch size of evaluation.", name="eval_batch_size",
                            check="positive", resumable=True)
   export: bool = option(True, "Export T_u as a SavedModel.", resumable=True, flag="none")

@@ -69,6 +69,7 @@ def train(run: Run, inputs) -> Dict:
     out["generator_trainer"] = trainer
     out["images"] = images.Images(run, out["teachers"], trainer.generator)
     return out
+  run.curve_scorer = evaluation.curve_scorer(run, task, inputs.dataset_labels)
   out["generator_trainer"] = trainer = images.generator(run, out["teachers"])
   imgs = images.Images(run, out["teachers"], trainer.generator if trainer else None, task)
   out["images"] = imgs
@@ -144,6 +145,9 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
     evaluation.log_results(run, out)
   if c.eval.export:
     evaluation.export(run, target_net, task)
+  if run.state.get("curves"):  # --curve_every: mAP on the first images as training went.
+    out["curves"] = {stage: [points[k] for k in sorted(points, key=int)]
+                     for stage, points in run.state["curves"].items()}
   out["stage_times"] = dict(run.state["times"])
   if run.state.get("pretrain_cached"):  # Stage "pretrain" took 0 s: its backbone was cached.
     out["pretrain_cached"] = run.state["pretrain_cached"]

@@ -196,6 +196,24 @@ def bar_plot(path: str, names: Sequence[str], means: Sequence[float], stds: Sequ
   save_figure(fig, path)
 
 
+def curve_plot(path: str, curves: Dict[str, List[Dict]], *, title: str = ""):
+  """mAP against synthesis seconds, one line per recipe ({name: [{"synthesis_seconds",
+  "map", "step"}, ...]}, `--curve_every`'s points); a recipe whose images were all made
+  before the student (pool, Step I's G, real images) stands at one x."""
+  plt = pyplot()
+  fig, ax = plt.subplots(figsize=(5.5, 3.4))
+  for name, points in curves.items():
+    if points:
+      ax.plot([p["synthesis_seconds"] for p in points], [100 * p["map"] for p in points],
+              marker="o", markersize=3, label=name)
+  ax.set_xlabel("synthesis time (s, 2 CPU cores)")
+  ax.set_ylabel("validation mAP (%)")
+  ax.set_ylim(0, 100)
+  ax.set_title(title, fontsize=9)
+  ax.legend(fontsize=7)
+  save_figure(fig, path)
+
+
 def save_figure(fig, path: str):
   """Lays out, writes (120 dpi) and closes a matplotlib figure."""
   fig.tight_layout()

@@ -20,7 +20,7 @@ from dfka_tf import analysis
 from dfka_tf import config as config_lib
 from dfka_tf.config import RunConfig
 from experiments import (collapse, fig4, fig5, from_scratch, suite_cache, suites_common, sweep,
-                         sweep_student, table1, table2, table4, table_s3, table_s5,
+                         sweep_forge, sweep_student, table1, table2, table4, table_s3, table_s5,
                          transfer_gap)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -401,10 +401,28 @@ def test_every_row_of_every_suite(tmp_path):
                                                             "real"]
   from_scratch.run_suite(out=out, **kw)
   assert _csv(os.path.join(out, "from_scratch.csv"), "row") == [
-      "teacher", "ka", "noise", "dafl", "dfka", "pool"]
+      "teacher", "ka", "noise", "dafl", "dfka", "pool", "ka_distill", "noise_distill",
+      "dfka_forge", "forge"]
+  sweep_forge.run_suite(out=out, **kw)
+  assert _csv(os.path.join(out, "sweep_forge.csv"), "row") == [
+      r.name for r in sweep_forge.points()]
   for name in ("table1", "table2", "table4", "table_s3", "table_s5", "fig4", "fig5",
-               "from_scratch"):
+               "from_scratch", "sweep_forge", "sweep_forge_curves"):
     assert os.path.exists(os.path.join(out, name + ".png"))
+
+
+def test_the_forge_sweep_scores_on_validation_and_draws_its_curves(tmp_path, runs_root):
+  out = sweep_forge.run_suite(rows=["noise_distill", "full"], out=str(tmp_path / "out"),
+                              workdir_root=runs_root, quick=True, progress=False)
+  full = out["runs"]["full"][0]
+  assert full["eval_split"] == "validation" and full["forge"]["rounds"] > 0
+  assert [p["step"] for p in full["curves"]["distill"]] == [5, 10, 15, 20, 25]  # 4 x 5 + 5.
+  assert full["targetnet_map"] == full["target_map"]  # One whole network, end to end.
+  assert os.path.exists(tmp_path / "out" / "sweep_forge_curves.png")
+  assert "Forge's own figures" in open(tmp_path / "out" / "sweep_forge.md").read()
+  with pytest.raises(Exception, match="validation split"):
+    sweep_forge.run_suite(rows=["full"], out=str(tmp_path / "out"), workdir_root=runs_root,
+                          quick=True, progress=False, overrides={"eval_split": "test"})
 
 
 def test_from_scratch_rows_share_no_pretrained_start():

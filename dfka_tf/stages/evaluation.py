@@ -30,15 +30,7 @@ def evaluate(run: Run, teachers, target_net, task: TaskMap, dataset_labels,
   """
   c = run.config
   start = time.time()
-  if c.eval.data:
-    data = data or eval_data(c, task.labels)
-    test, columns, topk, split = data.dataset, data.columns, data.topk, data.name
-  else:
-    columns = [dataset_labels.index(name) for name in task.labels]
-    topk = 3 if c.data.dataset.startswith("coco") else None
-    test = dfka_data.load(c.data.dataset, c.eval.split, data_dir=c.data.data_dir,
-                          image_size=c.data.image_size, batch_size=c.eval.batch_size)
-    split = c.eval.split
+  test, columns, topk, split = _scored_split(c, task, dataset_labels, data)
   scores = evaluate_many({"teacher": teachers_fn(teachers, task),
                           "target": tf.function(lambda x: target_net(x, training=False)),
                           **(others or {})},
@@ -54,6 +46,40 @@ def evaluate(run: Run, teachers, target_net, task: TaskMap, dataset_labels,
   out["target_over_teacher"] = out["target_map"] / max(out["teacher_map"], 1e-12)
   run.add_time("evaluate", time.time() - start)
   return out
+
+
+def _scored_split(c, task: TaskMap, dataset_labels, data=None):
+  """(dataset, its columns of Y_cst, top-k or None, split name) of what a run is scored on."""
+  if c.eval.data:
+    data = data or eval_data(c, task.labels)
+    return data.dataset, data.columns, data.topk, data.name
+  columns = [dataset_labels.index(name) for name in task.labels]
+  topk = 3 if c.data.dataset.startswith("coco") else None
+  test = dfka_data.load(c.data.dataset, c.eval.split, data_dir=c.data.data_dir,
+                        image_size=c.data.image_size, batch_size=c.eval.batch_size)
+  return test, columns, topk, c.eval.split
+
+
+def curve_scorer(run: Run, task: TaskMap, dataset_labels) -> Optional[Callable]:
+  """model -> mAP on the first --curve_images images of the scored split (None when the
+  curve is off or the run has nothing to score on). The images are read once and cached."""
+  c = run.config
+  if not c.eval.curve_every or not c.eval.evaluate or (c.data.teacher_paths
+                                                       and not c.eval.data):
+    return None
+  state = {}
+
+  def score(model) -> float:
+    if "data" not in state:
+      test, columns, _, _ = _scored_split(c, task, dataset_labels)
+      state["data"] = test.unbatch().take(c.eval.curve_images).batch(c.eval.batch_size).cache()
+      state["columns"] = columns
+      state["fn"] = {}
+    fn = state["fn"].setdefault(id(model), tf.function(lambda x: model(x, training=False)))
+    scores = evaluate_many({"m": fn}, state["data"], label_indices=state["columns"],
+                           progress=False)
+    return float(scores["m"]["map"])
+  return score
 
 
 def eval_data(config, labels):

@@ -40,6 +40,30 @@ def bank_summary(run: Run, source):
   return summarize
 
 
+def curve_hook(run: Run, stage: str, model, source):
+  """on_step that scores `model` every --curve_every steps (`evaluation.curve_scorer`, set
+  on the run by the pipeline) and records (step, synthesis seconds, mAP) in progress.json
+  under curves/<stage>; None when the curve is off."""
+  every, scorer = run.config.eval.curve_every, getattr(run, "curve_scorer", None)
+  if not every or scorer is None:
+    return None
+  engine = getattr(source, "engine", None)
+
+  def on_step(step, values, saving):
+    del values, saving
+    if step % every:
+      return
+    if engine is not None:
+      synthesis = float(engine.synthesis_seconds.numpy())
+    else:  # Images made before the student: Step I's G, the pool.
+      synthesis = sum(run.state["times"].get(s, 0.0) for s in ("generator", "inversion"))
+    curves = run.state.setdefault("curves", {})
+    curves.setdefault(stage, {})[str(step)] = {"step": step, "synthesis_seconds": synthesis,
+                                              "map": scorer(model)}
+    run.save_state(curves=curves)
+  return on_step
+
+
 def block_trainer(run: Run, target, b: int, source, teachers, task: TaskMap) -> BlockTrainer:
   """Step II's trainer of block b (1-based), built."""
   c = run.config
@@ -193,7 +217,9 @@ def regrouped(run: Run, teachers, images: Images, blocks: Dict, task: TaskMap,
 
   run_stages(run, [Stage(
       "finetune", c.student.finetune_steps,
-      lambda: Parts(trainer.step, state, prepare, summarize=bank_summary(run, source)),
+      lambda: Parts(trainer.step, state, prepare,
+                    on_step=curve_hook(run, "finetune", target_net, source),
+                    summarize=bank_summary(run, source)),
       summary=f"[step III] regrouped T_u, branch-out blocks S_m = {shown}, fine-tuning "
               f"{c.student.finetune_steps} steps",
       finish=lambda: dict(branch_out={str(m + 1): s for m, s in points.items()}))])
@@ -249,6 +275,8 @@ def distilled(run: Run, teachers, images: Images, task: TaskMap) -> keras.Model:
                **trainer.source.checkpoint_state())
   run_stages(run, [Stage("distill", steps,
                          lambda: Parts(trainer.step, state,
+                                       on_step=curve_hook(run, "distill", model,
+                                                          trainer.source),
                                        summarize=bank_summary(run, trainer.source)),
                          summary=f"[distill] a whole TargetNet distilled end to end on "
                                  f"{c.source.kind} images, {steps} steps")])

@@ -1,0 +1,100 @@
+r"""Forge's mechanisms, each on and off, on the validation split, from fresh weights.
+
+  python -m experiments.sweep_forge --seeds=1                       # every point
+  python -m experiments.sweep_forge --rows=ka_distill,full,no_adv --seeds=1
+  python -m experiments.sweep_forge --quick --out=/tmp/swf --workdir_root=/tmp/swfruns  # smoke
+
+The setting is the from-scratch table's (experiments.from_scratch: two `small` teachers
+trained from fresh weights, labels 0–9 and 10–19 -> all 20, a TargetNet from fresh weights,
+`--preset=from_scratch`), with one whole TargetNet distilled end to end for the student
+budget of Steps II–III (`--student=distill`). Points:
+- ka_distill and noise_distill: real unlabeled images and noise, the bound and the floor;
+- full: Forge with every mechanism at its default (`--forge`);
+- one point per mechanism turned off (no_bns, no_adv, no_jitter, no_replay: a bank of one
+  round, interleaved: every round before the first student step, keep / reinit: the
+  round's generator carried on or drawn fresh instead of meta-learnt, uniform_labels);
+- a few scales of the weights the references disagree on (bns, adv).
+Scored on scenes20's **validation** split, never on test; the columns are the table suites'.
+Forge's own figures (synthesis seconds, images per second, the label shares) are in each
+row's results.json under "forge" (the records in --out/sweep_forge_rows/).
+"""
+
+import os
+from typing import List
+
+from absl import app
+from absl import flags
+
+from . import from_scratch
+from . import suite_writers as writers
+from . import suites_common as common
+
+FLAGS = flags.FLAGS
+
+NAME = "sweep_forge"
+TITLE = "Forge's mechanisms on the validation split, from fresh weights (distilled end to end)"
+FULL = {"method": "dfka", "forge": True, "student": "distill"}
+CURVE_EVERY = 500  # Student steps between the points of each row's validation curve.
+
+
+def points(student_steps: int = 5000) -> List[common.Row]:
+  """Every point; `student_steps` is the student's budget (for the one-shot schedule)."""
+  def forge(name, label, **changes):
+    return common.Row(name, dict(FULL, **changes), label=label)
+  rows = [r for r in from_scratch.forge_rows() if r.name in ("ka_distill", "noise_distill")]
+  return rows + [
+      forge("full", "Forge, every mechanism"),
+      forge("no_bns", "no BN matching", forge_bns=0.0),
+      forge("no_adv", "no adversarial term", forge_adv=0.0),
+      forge("no_jitter", "no flip-and-shift", forge_jitter=0),
+      forge("no_replay", "bank of one round (no replay)", forge_bank_size=64),
+      forge("one_shot", "every round before the student",
+            forge_warmup_rounds=student_steps // 25 + 10, forge_round_every=student_steps),
+      forge("keep", "generator carried on (no reset)", forge_reset="keep"),
+      forge("reinit10", "fresh generator every 10 rounds", forge_reset="reinit",
+            forge_reset_every=10),
+      forge("uniform_labels", "uniform label targets", forge_labels="uniform"),
+      forge("bns100", "BN matching x10 (100)", forge_bns=100.0),
+      forge("adv10", "adversarial x10 (10)", forge_adv=10.0),
+  ]
+
+
+def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,
+              rows=None, log=print):
+  overrides = common.validation_overrides(from_scratch.suite_overrides(quick, overrides))
+  overrides.setdefault("curve_every", 5 if quick else CURVE_EVERY)
+  out_dict = common.run_table(
+      NAME, TITLE, points(25 if quick else 5000), setting=dict(num_teachers=2, labels=None), out=out,
+      workdir_root=workdir_root, quick=quick, seeds=common.seeds_from(seeds, 1, quick),
+      overrides=overrides, progress=progress, paper_header="paper mAP (none: beyond it)",
+      only=rows, log=log,
+      notes=["Teachers and TargetNet start from fresh weights; every row distils one whole "
+             "TargetNet end to end for the same number of steps (B x block_steps + "
+             "finetune_steps), so mAP and TargetNet alone are the same network. Beyond the "
+             "paper: Forge (train/forge.py)."])
+  shown = {r.label or r.name: r.name for r in points()}
+  curves = {label: res[0].get("curves", {}).get("distill", [])
+            for label, name in shown.items() for res in [out_dict["runs"].get(name)] if res}
+  writers.curve_plot(os.path.join(out, f"{NAME}_curves.png"), curves,
+                     title="Validation mAP against synthesis time (seed 0)")
+  lines = ["| point | synthesis s | images made | images / s | label share min/max | "
+           "student s |", "| --- | --- | --- | --- | --- | --- |"]
+  for label, name in shown.items():
+    res = (out_dict["runs"].get(name) or [None])[0]
+    f = (res or {}).get("forge")
+    if f:
+      student = res["stage_times"].get("distill", 0.0) - f["synthesis_seconds"]
+      lines.append(f"| {label} | {f['synthesis_seconds']:.0f} | {f['images_made']} | "
+                   f"{f['images_per_second']:.1f} | {f['label_share_min_over_max']:.2f} | "
+                   f"{student:.0f} |")
+  with open(os.path.join(out, f"{NAME}.md"), "a") as fh:
+    fh.write("\n## Forge's own figures (seed 0)\n\n" + "\n".join(lines) + "\n\n"
+             f"Curves (validation mAP on the first images, every {overrides['curve_every']} "
+             "student steps, "
+             f"against synthesis seconds): {NAME}_curves.png.\n")
+  return out_dict
+
+
+if __name__ == "__main__":
+  flags.FLAGS.set_default("out", "results/from_scratch/validation/sweep_forge")
+  app.run(common.suite_main(run_suite, setting_flags=False))
