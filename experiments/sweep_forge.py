@@ -13,7 +13,8 @@ budget of Steps II–III (`--student=distill`). Points:
 - one point per mechanism turned off (no_bns, no_adv, no_jitter, no_replay: a bank of one
   round, interleaved: every round before the first student step, keep / reinit: the
   round's generator carried on or drawn fresh instead of meta-learnt, uniform_labels);
-- a few scales of the weights the references disagree on (bns, adv).
+- more images (dense: a round every 10 student steps into a bank of 16384) and a few scales
+  of the weights the references disagree on (bns, adv).
 Scored on scenes20's **validation** split, never on test; the columns are the table suites'.
 Forge's own figures (synthesis seconds, images per second, the label shares) are in each
 row's results.json under "forge" (the records in --out/sweep_forge_rows/).
@@ -54,6 +55,8 @@ def points(student_steps: int = 5000) -> List[common.Row]:
       forge("reinit10", "fresh generator every 10 rounds", forge_reset="reinit",
             forge_reset_every=10),
       forge("uniform_labels", "uniform label targets", forge_labels="uniform"),
+      forge("dense", "a round every 10 steps, bank 16384", forge_round_every=10,
+            forge_bank_size=16384),
       forge("bns100", "BN matching x10 (100)", forge_bns=100.0),
       forge("adv10", "adversarial x10 (10)", forge_adv=10.0),
   ]
