@@ -3,9 +3,6 @@ mid-stage that resumes bit-identical, the bank and the meta-generator included."
 
 import math
 import os
-import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,8 +13,8 @@ from dfka_tf import priors
 from dfka_tf.config import RunConfig
 from dfka_tf.errors import ConfigError
 from dfka_tf.train.forge import Bank, balanced_label_sets
-from tests.test_cli import ROOT, _save
-from tests.test_resume import _KILLED_CHILD, assert_same_run
+from tests.test_cli import _save
+from tests.test_resume import assert_same_run, kill_in_child
 
 
 def test_masked_kl_disagreement_by_hand():
@@ -131,19 +128,8 @@ def test_forge_run_killed_then_resumed_matches_unbroken_run(teacher_paths, tmp_p
                                                             stage, step):
   unbroken, killed = tmp_path / "unbroken", tmp_path / "killed"
   config = _config(teacher_paths, killed, student)
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
-  log = tmp_path / "child.log"
-  with open(log, "w") as out:
-    child = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, config.to_json(), stage,
-                              str(step)], cwd=ROOT, env=env, stdout=out, stderr=out)
-  try:
-    results = pipeline.run(_config(teacher_paths, unbroken, student), progress=False)
-    child.wait(timeout=300)
-  finally:
-    if child.poll() is None:
-      child.kill()
-      child.wait()
-  assert child.returncode == -signal.SIGKILL, log.read_text()[-3000:]
+  results = kill_in_child(config, stage, step, tmp_path / "child.log", lambda: pipeline.run(
+      _config(teacher_paths, unbroken, student), progress=False))
   pipeline.run(config, progress=False, resume=True)
   # Everything but the synthesis time (wall-clock) is bit-identical.
   assert_same_run(killed, unbroken, ignore=("forge_seconds/.ATTRIBUTES/VARIABLE_VALUE",))

@@ -101,25 +101,32 @@ def assert_same_run(resumed, unbroken, atol=0.0, ignore=()):
   return worst
 
 
-@pytest.mark.parametrize("stage,step", KILL_POINTS)
-def test_sigkill_then_resume_matches_unbroken_run(request, teacher_paths, tmp_path, stage,
-                                                  step):
-  killed = tmp_path / "killed"
-  config = _config(teacher_paths, killed)
+def kill_in_child(config: RunConfig, stage: str, step: int, log, meanwhile=lambda: None):
+  """Runs `config` in a child process that SIGKILLs itself inside step `step` of `stage`
+  (`_KILLED_CHILD`); returns what `meanwhile()` returns, run while the child works."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
-  log = tmp_path / "child.log"
   with open(log, "w") as out:
     child = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, config.to_json(), stage,
                               str(step)], cwd=ROOT, env=env, stdout=out, stderr=out)
   try:
-    # The unbroken reference (computed once per module) runs while the child works.
-    reference = request.getfixturevalue("unbroken")
+    result = meanwhile()
     child.wait(timeout=300)
   finally:
     if child.poll() is None:
       child.kill()
       child.wait()
   assert child.returncode == -signal.SIGKILL, log.read_text()[-3000:]
+  return result
+
+
+@pytest.mark.parametrize("stage,step", KILL_POINTS)
+def test_sigkill_then_resume_matches_unbroken_run(request, teacher_paths, tmp_path, stage,
+                                                  step):
+  killed = tmp_path / "killed"
+  config = _config(teacher_paths, killed)
+  # The unbroken reference (computed once per module) runs while the child works.
+  reference = kill_in_child(config, stage, step, tmp_path / "child.log",
+                            lambda: request.getfixturevalue("unbroken"))
   progress = killed / "progress.json"
   done = json.loads(progress.read_text())["done"] if progress.exists() else []
   assert stage not in done and "finetune" not in done
