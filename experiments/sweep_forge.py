@@ -34,7 +34,12 @@ FLAGS = flags.FLAGS
 
 NAME = "sweep_forge"
 TITLE = "Forge's mechanisms on the validation split, from fresh weights (distilled end to end)"
-FULL = {"method": "dfka", "forge": True, "student": "distill"}
+# The centre every point changes. Every point names these values, so it means the same
+# whatever Forge's defaults are (they were set from this sweep's winner afterwards).
+CENTRE = dict(forge_bns=10.0, forge_adv=1.0, forge_bank_size=4096,
+              forge_warmup_rounds=10, forge_round_every=25, forge_reset="meta",
+              forge_labels="balanced")
+FULL = dict(from_scratch.DISTILL, method="dfka", forge=True, **CENTRE)
 CURVE_EVERY = 500  # Student steps between the points of each row's validation curve.
 
 
@@ -57,6 +62,8 @@ def points(student_steps: int = 5000) -> List[common.Row]:
       forge("uniform_labels", "uniform label targets", forge_labels="uniform"),
       forge("dense", "a round every 10 steps, bank 16384", forge_round_every=10,
             forge_bank_size=16384),
+      forge("no_bns_dense", "no BN matching, a round every 10 steps, bank 16384",
+            forge_bns=0.0, forge_round_every=10, forge_bank_size=16384),
       forge("bns100", "BN matching x10 (100)", forge_bns=100.0),
       forge("adv10", "adversarial x10 (10)", forge_adv=10.0),
   ]
