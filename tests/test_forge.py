@@ -4,6 +4,7 @@ mid-stage that resumes bit-identical, the bank and the meta-generator included."
 import math
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,7 +13,9 @@ from dfka_tf import pipeline
 from dfka_tf import priors
 from dfka_tf.config import RunConfig
 from dfka_tf.errors import ConfigError
-from dfka_tf.train.forge import Bank, balanced_label_sets
+from dfka_tf.task import TaskMap
+from dfka_tf.train import steps
+from dfka_tf.train.forge import Bank, ForgeEngine, ForgeSource, balanced_label_sets
 from tests.test_cli import _save
 from tests.test_resume import assert_same_run, kill_in_child
 
@@ -147,3 +150,71 @@ def test_forge_run_killed_then_resumed_matches_unbroken_run(teacher_paths, tmp_p
   assert forge["rounds"] == 2 + -(-(4 * 4 + 4) // 3)
   assert forge["bank_images"] == 16 and forge["images_made"] == 4 * forge["rounds"]
   assert os.path.exists(unbroken / "generated.png")
+
+
+@pytest.fixture(scope="module")
+def world():
+  from tests.test_steps import _blocknet  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  teachers = [_blocknet(3, "fa"), _blocknet(2, "fb")]
+  for t in teachers:
+    t.freeze()
+  task = TaskMap.build([t.label_names for t in teachers], ["fb_1", "fa_0", "fa_2"])
+  return teachers, task, _blocknet
+
+
+def _engine(world, **kw):
+  teachers, task, _ = world
+  settings = dict(batch_size=4, latent_dim=8, width=16, round_every=2, warmup_rounds=1,
+                  g_steps=2, max_labels=2, jitter=2, bank_size=8)
+  settings.update(kw)
+  return ForgeEngine(teachers, task, rng=tf.random.Generator.from_seed(3), **settings)
+
+
+def _values(variables):
+  return [v.numpy().copy() for v in variables]
+
+
+def test_a_round_moves_generator_and_bank_not_teachers_nor_student(world):
+  teachers, task, blocknet_of = world
+  engine = _engine(world)
+  student = blocknet_of(len(task.labels), "forge_student", list(task.labels))
+  trainer = steps.FinetuneTrainer(student.source_model, ForgeSource(
+      engine, tf.random.Generator.from_seed(4), 4), teachers, task, batch_size=4, steps=10)
+  frozen = [v for t in teachers for v in t.variables]
+  before_frozen = _values(frozen)
+  before_meta = _values(engine.meta.trainable_variables)
+  out = trainer.step()  # The warm-up round, a round, then the student's step.
+  assert int(engine.rounds) == 2 and int(engine.bank.count) == 8
+  assert {"loss", "forge_loss", "forge_adv", "forge_bank"} <= set(out)
+  assert all(np.array_equal(a, b.numpy()) for a, b in zip(before_frozen, frozen))
+  assert any(not np.array_equal(a, b.numpy())
+             for a, b in zip(before_meta, engine.meta.trainable_variables))
+  # An adversarial round moves G through the student, but not the student.
+  before_student = _values(student.source_model.variables)
+  engine.run_round(adversarial=True)
+  assert float(engine.last["forge_adv"]) >= 0.0
+  assert all(np.array_equal(a, b.numpy())
+             for a, b in zip(before_student, student.source_model.variables))
+  counts = engine.label_counts.numpy()
+  assert counts.sum() > 0 and counts.min() / counts.max() >= 0.5
+
+
+def test_reinit_draws_fresh_weights_and_keep_carries_on(world):
+  fresh = _engine(world, reset="reinit", reset_every=1)
+  fresh.run_round(adversarial=False)
+  after_one = _values(fresh.generator.trainable_variables)
+  fresh.run_round(adversarial=False)  # Round 2 starts from new random weights.
+  kernels = [v for v in fresh.generator.trainable_variables if "kernel" in v.path]
+  assert kernels and all(abs(float(tf.math.reduce_std(k)) - 0.02) < 0.01 for k in kernels[:1])
+  assert any(not np.array_equal(a, b.numpy())
+             for a, b in zip(after_one, fresh.generator.trainable_variables))
+  kept = _engine(world, reset="keep")
+  assert kept.meta is None
+  kept.run_round(adversarial=False)
+  state = _values(kept.generator.trainable_variables)
+  opt_steps = int(kept.g_optimizer.iterations)
+  kept.run_round(adversarial=False)
+  assert int(kept.g_optimizer.iterations) == opt_steps + 2  # Adam carries on.
+  assert any(not np.array_equal(a, b.numpy())
+             for a, b in zip(state, kept.generator.trainable_variables))
