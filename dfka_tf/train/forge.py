@@ -149,11 +149,11 @@ class ForgeEngine:
 
   def __init__(self, teachers: Sequence, task: TaskMap, *, rng: tf.random.Generator,
                batch_size: int, latent_dim: int = 128, width: int = 64,
-               round_every: int = 25, warmup_rounds: int = 10, g_steps: int = 5,
+               round_every: int = 10, warmup_rounds: int = 10, g_steps: int = 5,
                reset: str = "meta", reset_every: int = 1, lr: float = 3e-3,
-               lr_z: float = 0.01, oh: float = 1.0, bns: float = 10.0,
+               lr_z: float = 0.01, oh: float = 1.0, bns: float = 0.0,
                bns_form: str = "norm", adv: float = 1.0, max_labels: int = 3,
-               labels: str = "balanced", jitter: int = 4, bank_size: int = 4096):
+               labels: str = "balanced", jitter: int = 4, bank_size: int = 16384):
     if reset not in RESETS:
       raise ValueError(f"reset={reset!r}; use one of {RESETS}.")
     if labels not in LABEL_SAMPLERS:
