@@ -81,8 +81,9 @@ def _unread_generator(config, g):
   # initializer seeds before the TargetNet's are drawn.
   built = ("generator.groups", "generator.width", "generator.latent_dim",
            "generator.image_bn", "generator.image_head", "generator.lh.weight")
-  if config.student.mode == "joint":
-    out = ["generator.alpha", "generator.beta", "generator.lr", "generator.steps"]
+  if config.student.mode == "joint":  # Its student takes DAFL's own optimiser.
+    out = ["generator.alpha", "generator.beta", "generator.lr", "generator.steps",
+           "student.lr", "student.finetune_lr_scale"]
   elif not config.generator.enabled:
     return tuple(g)
   elif config.source.kind == "pool":
