@@ -129,9 +129,11 @@ def _config(teacher_paths, workdir, student) -> RunConfig:
 
 # (student, stage, step killed in): block 2's first step (no checkpoint of its own: the
 # engine comes from block 1's), mid-Step III (the adversary is T_u), mid-distillation.
+# The distilled TargetNet's path runs in the default suite through the Forge sweep's test
+# (test_suites.py); its kill here is slow.
 KILLS = [pytest.param("blockwise", "block2", 1, id="block2-start"),
          pytest.param("blockwise", "finetune", 3, marks=pytest.mark.slow, id="finetune"),
-         pytest.param("distill", "distill", 11, id="distill")]
+         pytest.param("distill", "distill", 11, marks=pytest.mark.slow, id="distill")]
 
 
 @pytest.mark.parametrize("student,stage,step", KILLS)
