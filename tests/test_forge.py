@@ -4,7 +4,6 @@ mid-stage that resumes bit-identical, the bank and the meta-generator included."
 import math
 import os
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,11 +12,11 @@ from dfka_tf import pipeline
 from dfka_tf import priors
 from dfka_tf.config import RunConfig
 from dfka_tf.errors import ConfigError
-from dfka_tf.task import TaskMap
 from dfka_tf.train import steps
 from dfka_tf.train.forge import Bank, ForgeEngine, ForgeSource, balanced_label_sets
 from tests.test_cli import _save
 from tests.test_resume import assert_same_run, kill_in_child
+from tests.test_steps import _blocknet, world  # pylint: disable=unused-import  (a fixture)
 
 
 def test_masked_kl_disagreement_by_hand():
@@ -154,17 +153,6 @@ def test_forge_run_killed_then_resumed_matches_unbroken_run(teacher_paths, tmp_p
   assert os.path.exists(unbroken / "generated.png")
 
 
-@pytest.fixture(scope="module")
-def world():
-  from tests.test_steps import _blocknet  # pylint: disable=g-import-not-at-top
-  keras.utils.set_random_seed(0)
-  teachers = [_blocknet(3, "fa"), _blocknet(2, "fb")]
-  for t in teachers:
-    t.freeze()
-  task = TaskMap.build([t.label_names for t in teachers], ["fb_1", "fa_0", "fa_2"])
-  return teachers, task, _blocknet
-
-
 def _engine(world, **kw):
   teachers, task, _ = world
   settings = dict(batch_size=4, latent_dim=8, width=16, round_every=2, warmup_rounds=1,
@@ -178,9 +166,9 @@ def _values(variables):
 
 
 def test_a_round_moves_generator_and_bank_not_teachers_nor_student(world):
-  teachers, task, blocknet_of = world
+  teachers, task, _ = world
   engine = _engine(world)
-  student = blocknet_of(len(task.labels), "forge_student", list(task.labels))
+  student = _blocknet(len(task.labels), "forge_student", list(task.labels))
   trainer = steps.FinetuneTrainer(student.source_model, ForgeSource(
       engine, tf.random.Generator.from_seed(4), 4), teachers, task, batch_size=4, steps=10)
   frozen = [v for t in teachers for v in t.variables]
