@@ -9,7 +9,7 @@ trained from fresh weights, labels 0–9 and 10–19 -> all 20, a TargetNet from
 `--preset=from_scratch`), with one whole TargetNet distilled end to end for the student
 budget of Steps II–III (`--student=distill`). Points:
 - ka_distill and noise_distill: real unlabeled images and noise, the bound and the floor;
-- full: Forge with every mechanism at its default (`--forge`);
+- full: Forge with every mechanism on, at the sweep's `CENTRE` (named in every point);
 - one point per mechanism turned off (no_bns, no_adv, no_jitter, no_replay: a bank of one
   round, interleaved: every round before the first student step, keep / reinit: the
   round's generator carried on or drawn fresh instead of meta-learnt, uniform_labels);

@@ -42,6 +42,7 @@ from dfka_tf import priors
 from dfka_tf.models.generator import GroupStackGenerator
 from dfka_tf.task import TaskMap
 from dfka_tf.train.augment import apply_flip_shift, flip_shift_draws
+from dfka_tf.train.inversion import sample_label_sets
 from dfka_tf.train.loop import StageCheckpoint
 from dfka_tf.train.sources import ImageSource
 from dfka_tf.train.teacher_pass import TeacherPass, target_columns
@@ -86,14 +87,6 @@ def balanced_label_sets(rng: tf.random.Generator, counts: tf.Tensor, n: int,
   labels = tf.gather(sequence, tf.minimum(slots, num_perms * num_labels - 1))
   hot = tf.one_hot(labels, num_labels) * tf.cast(used, tf.float32)[:, :, None]
   return tf.minimum(tf.reduce_sum(hot, axis=1), 1.0)
-
-
-def uniform_label_sets(rng: tf.random.Generator, n: int, num_labels: int,
-                       max_labels: int) -> tf.Tensor:
-  """[n, C] multi-hot, 1..max_labels labels a row, which ones uniform (no balancing)."""
-  counts = rng.uniform([n, 1], 1, max_labels + 1, dtype=tf.int32)
-  ranks = tf.argsort(tf.argsort(rng.uniform([n, num_labels]), axis=1), axis=1)
-  return tf.cast(ranks < counts, tf.float32)
 
 
 class Bank:
@@ -239,8 +232,8 @@ class ForgeEngine:
       targets = balanced_label_sets(self.rng, self.label_counts, self.batch_size,
                                     self.max_labels)
     else:
-      targets = uniform_label_sets(self.rng, self.batch_size, self.num_labels,
-                                   self.max_labels)
+      targets = sample_label_sets(self.rng, self.batch_size, self.num_labels,
+                                  self.max_labels)
     self.targets.assign(targets)
     self.label_counts.assign_add(tf.reduce_sum(targets, axis=0))
     self.z.assign(self.rng.normal(self.z.shape))
