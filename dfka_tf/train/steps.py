@@ -123,6 +123,18 @@ class Step:
     return loss
 
 
+class SourceStep(Step):
+  """A trainer of the TargetNet that reads its images from `self.source` (an `ImageSource`):
+  the source draws the batch, and does its own work between steps (Forge's rounds)."""
+
+  def _draw(self):
+    return self.source.draw()
+
+  def step(self) -> Dict[str, tf.Tensor]:
+    before = self.source.advance()  # The source's work between steps (Forge's rounds).
+    return {**self._compiled(), **before}
+
+
 class GeneratorTrainer(Step):
   """Step I of Algorithm 1: train G = G^1..G^K and its filters f_m^j on L_joint (Eq. 12).
 
@@ -262,7 +274,7 @@ class GeneratorTrainer(Step):
     tf.summary.image("sampled/images", grid[None], max_outputs=1)
 
 
-class BlockTrainer(Step):
+class BlockTrainer(SourceStep):
   """Step II of Algorithm 1 for one block b: train T^b (and f_m^b) on L_u^b (Eq. 17).
 
   G and T^1..T^{b-1} are frozen (inference mode). The two input streams (Eq. 16) are
@@ -301,10 +313,6 @@ class BlockTrainer(Step):
     distribute.sync_batchnorm(target.blocks[self.block - 1])
     source.bind(None)  # No whole student yet: Forge plays no adversary in Step II.
 
-  def step(self) -> Dict[str, tf.Tensor]:
-    before = self.source.advance()  # The source's work between steps (Forge's rounds).
-    return {**self._compiled(), **before}
-
   def _build_layers(self):
     for f in self.filters:
       f.build((None,) + tuple(self.target.feature_shapes[self.block]))
@@ -328,9 +336,6 @@ class BlockTrainer(Step):
         out[m] = losses.dual_loss_per_teacher(_gather(probs, self.task.teacher_cols[m]),
                                               targets[m])
     return out
-
-  def _draw(self):
-    return self.source.draw()
 
   def _step(self, draws):
     b = self.block
@@ -359,7 +364,7 @@ class BlockTrainer(Step):
     return {"loss": total, **{f"dual_t{m + 1}": per1[m] for m in self.task.active}}
 
 
-class FinetuneTrainer(Step):
+class FinetuneTrainer(SourceStep):
   """Step III, Algorithm 1 line 23: fine-tune T_u on generated images against the teachers.
 
   The target is, for each customized label, the prediction of the teacher it comes from,
@@ -383,13 +388,6 @@ class FinetuneTrainer(Step):
     """The student's probabilities over Y_cst, in inference mode."""
     out = self.target_net(image, training=False)
     return tf.cast(out["probs"] if isinstance(out, dict) else out, tf.float32)
-
-  def step(self) -> Dict[str, tf.Tensor]:
-    before = self.source.advance()  # The source's work between steps (Forge's rounds).
-    return {**self._compiled(), **before}
-
-  def _draw(self):
-    return self.source.draw()
 
   def _step(self, draws):
     image, _ = self.source.render(draws)
