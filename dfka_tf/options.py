@@ -62,7 +62,11 @@ def _open_unit(x):
   return None if 0 < x < 1 else "must be strictly between 0 and 1"
 
 
-CHECKS = {"positive": _positive, "nonneg": _nonneg, "open_unit": _open_unit}
+def _unit(x):
+  return None if 0 <= x <= 1 else "must be a probability in [0, 1] (0 turns it off)"
+
+
+CHECKS = {"positive": _positive, "nonneg": _nonneg, "open_unit": _open_unit, "unit": _unit}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,6 +228,13 @@ class ForgeConfig:
                                  name="forge_jitter", check="nonneg")
   bank_size: int = option(16384, "Images the bank holds (a ring: the oldest go first).",
                           name="forge_bank_size", check="positive")
+  mix: float = option(0.0, "Probability that a student's bank image gets a CutMix box of "
+                      "another (the teachers label the mixed image; 0 = off).",
+                      name="forge_mix", check="unit")
+  block_adv: bool = option(False, "In Step II, the adversarial term plays against block b's "
+                           "dual path (TargetNet blocks 1..b, f_m^b, teacher m's blocks "
+                           "b+1..B); off: Step II's rounds have no adversary.",
+                           name="forge_block_adv")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,11 @@ budget of Steps II–III (`--student=distill`). Points:
   round, interleaved: every round before the first student step, keep / reinit: the
   round's generator carried on or drawn fresh instead of meta-learnt, uniform_labels);
 - more images (dense: a round every 10 student steps into a bank of 16384) and a few scales
-  of the weights the references disagree on (bns, adv).
+  of the weights the references disagree on (bns, adv);
+- from the winner, no_bns_dense: CutMix of the student's bank batches (mix), twice the
+  generator steps a round (g10, as Fast-10), and the
+  paper's Steps II–III on its images, with and without the adversary on Step II's dual path
+  (blockwise, blockwise_adv; their TargetNet alone is the one to read).
 Scored on scenes20's **validation** split, never on test; the columns are the table suites'.
 Forge's own figures (synthesis seconds, images per second, the label shares) are in each
 row's results.json under "forge" (the records in --out/sweep_forge_rows/).
@@ -40,6 +44,8 @@ CENTRE = dict(forge_bns=10.0, forge_adv=1.0, forge_bank_size=4096,
               forge_warmup_rounds=10, forge_round_every=25, forge_reset="meta",
               forge_labels="balanced")
 FULL = dict(from_scratch.DISTILL, method="dfka", forge=True, **CENTRE)
+# The sweep's winner (`--preset=best`'s Forge), which the later points start from.
+DENSE = dict(forge_bns=0.0, forge_round_every=10, forge_bank_size=16384)
 CURVE_EVERY = 500  # Student steps between the points of each row's validation curve.
 
 
@@ -62,10 +68,15 @@ def points(student_steps: int = 5000) -> List[common.Row]:
       forge("uniform_labels", "uniform label targets", forge_labels="uniform"),
       forge("dense", "a round every 10 steps, bank 16384", forge_round_every=10,
             forge_bank_size=16384),
-      forge("no_bns_dense", "no BN matching, a round every 10 steps, bank 16384",
-            forge_bns=0.0, forge_round_every=10, forge_bank_size=16384),
+      forge("no_bns_dense", "no BN matching, a round every 10 steps, bank 16384", **DENSE),
       forge("bns100", "BN matching x10 (100)", forge_bns=100.0),
       forge("adv10", "adversarial x10 (10)", forge_adv=10.0),
+      forge("mix", "no_bns_dense + CutMix of bank images (p 0.5)", **DENSE, forge_mix=0.5),
+      forge("g10", "no_bns_dense, 10 generator steps a round", **DENSE, forge_g_steps=10),
+      forge("blockwise", "no_bns_dense images, the paper's Steps II–III",
+            **DENSE, student="blockwise"),
+      forge("blockwise_adv", "no_bns_dense images, Steps II–III, adversary on Step II's "
+            "dual path", **DENSE, student="blockwise", forge_block_adv=True),
   ]
 
 
@@ -78,10 +89,12 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
       workdir_root=workdir_root, quick=quick, seeds=common.seeds_from(seeds, 1, quick),
       overrides=overrides, progress=progress, paper_header="paper mAP (none: beyond it)",
       only=rows, log=log,
-      notes=["Teachers and TargetNet start from fresh weights; every row distils one whole "
-             "TargetNet end to end for the same number of steps (B x block_steps + "
-             "finetune_steps), so mAP and TargetNet alone are the same network. Beyond the "
-             "paper: Forge (train/forge.py)."])
+      notes=["Teachers and TargetNet start from fresh weights; every row but blockwise and "
+             "blockwise_adv distils one whole TargetNet end to end for the same number of "
+             "steps (B x block_steps + finetune_steps), so mAP and TargetNet alone are the "
+             "same network; blockwise and blockwise_adv run the paper's Steps II–III on "
+             "Forge's images (read their TargetNet alone). Beyond the paper: Forge "
+             "(train/forge.py)."])
   shown = {r.label or r.name: r.name for r in points()}
   curves = {label: res[0].get("curves", {}).get("distill", [])
             for label, name in shown.items() for res in [out_dict["runs"].get(name)] if res}

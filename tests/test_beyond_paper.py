@@ -145,6 +145,12 @@ def test_t_u_before_step_three_is_the_regrouped_t_u(tmp_path):
   results = pipeline.run(config, progress=False)
   assert results["branch_out"] == {"1": 1, "2": 1}
   assert results["regrouped_ap"] == results["target_ap"]
+  # T_u at every S_m = b: at b = 1 it is this T_u, at b = B the TargetNet alone.
+  by_b = results["regrouped_map_by_branch_out"]
+  assert list(by_b) == ["1", "2", "3", "4"]
+  assert by_b["1"] == results["target_map"] and by_b["4"] == results["targetnet_map"]
+  assert all(0.0 <= v <= 1.0 for v in by_b.values())
+  assert not [k for k in results if k.startswith("branch") and k != "branch_out"]
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -13,6 +13,7 @@ from dfka_tf import priors
 from dfka_tf.config import RunConfig
 from dfka_tf.errors import ConfigError
 from dfka_tf.train import steps
+from dfka_tf.train.augment import apply_cutmix, cutmix_draws
 from dfka_tf.train.forge import Bank, ForgeEngine, ForgeSource, balanced_label_sets
 from tests.test_cli import _save
 from tests.test_resume import assert_same_run, kill_in_child
@@ -208,3 +209,58 @@ def test_reinit_draws_fresh_weights_and_keep_carries_on(world):
   assert int(kept.g_optimizer.iterations) == opt_steps + 2  # Adam carries on.
   assert any(not np.array_equal(a, b.numpy())
              for a, b in zip(state, kept.generator.trainable_variables))
+
+
+def test_cutmix_pastes_the_partners_box_by_hand():
+  images = tf.reshape(tf.range(3 * 4 * 4, dtype=tf.float32), [3, 4, 4, 1])
+  draws = {"active": tf.constant([True, False, True]), "partner": tf.constant([2, 0, 1]),
+           "y0": tf.constant([1, 0, 0]), "y1": tf.constant([3, 4, 1]),
+           "x0": tf.constant([0, 0, 3]), "x1": tf.constant([2, 4, 4])}
+  out = apply_cutmix(images, draws).numpy()
+  expected = images.numpy().copy()
+  expected[0, 1:3, 0:2] = images.numpy()[2, 1:3, 0:2]  # Image 2's box into image 0.
+  expected[2, 0:1, 3:4] = images.numpy()[1, 0:1, 3:4]  # Image 1's pixel into image 2.
+  np.testing.assert_array_equal(out, expected)  # Image 1 is inactive: left as it was.
+  assert apply_cutmix(images, None) is images
+
+
+def test_cutmix_draws_stay_inside_the_image_and_off_at_zero():
+  rng = tf.random.Generator.from_seed(5)
+  assert cutmix_draws(rng, 8, (6, 6), 0.0) is None
+  d = cutmix_draws(rng, 64, (6, 6), 1.0)
+  assert bool(tf.reduce_all(d["active"]))
+  assert sorted(d["partner"].numpy().tolist()) == list(range(64))
+  for lo, hi in (("y0", "y1"), ("x0", "x1")):
+    assert bool(tf.reduce_all((d[lo] >= 0) & (d[lo] <= d[hi]) & (d[hi] <= 6)))
+
+
+def test_block_adversary_is_the_dual_path_by_hand(world):
+  teachers, task, _ = world
+  engine = _engine(world)
+  target = _blocknet(len(task.labels), "forge_block_target", list(task.labels))
+  source = ForgeSource(engine, tf.random.Generator.from_seed(4), 4)
+  trainer = steps.BlockTrainer(target, 2, source, teachers, task, batch_size=4, steps=10,
+                               adversary=True).build()
+  assert engine.adversary == trainer.dual_predict
+  image = tf.random.uniform([4] + engine.image_shape, seed=1)
+  x = target.blocks[1](target.blocks[0](image, training=False), training=False)
+  # Y_cst = [b_1, a_0, a_2]: teacher b's column 1, then teacher a's columns 0 and 2.
+  a = teachers[0].tail(trainer.filters[0](x), 2, training=False)["probs"].numpy()
+  b = teachers[1].tail(trainer.filters[1](x), 2, training=False)["probs"].numpy()
+  expected = np.stack([b[:, 1], a[:, 0], a[:, 2]], axis=1)
+  np.testing.assert_allclose(trainer.dual_predict(image).numpy(), expected, rtol=1e-6)
+  last = steps.BlockTrainer(target, len(target.blocks), source, teachers, task,
+                            batch_size=4, steps=10, adversary=True).build()
+  whole = steps.FinetuneTrainer(target.source_model, source, teachers, task, batch_size=4,
+                                steps=10)  # Its predict is the TargetNet's own.
+  np.testing.assert_allclose(last.dual_predict(image).numpy(),
+                             whole.predict(image).numpy(), rtol=1e-5, atol=1e-6)
+  last.source.bind(trainer.dual_predict)
+  # An adversarial round moves G through the dual path but leaves the TargetNet as it was.
+  before = _values(target.source_model.variables)
+  engine.run_round(adversarial=True)
+  assert float(engine.last["forge_adv"]) > 0.0
+  assert all(np.array_equal(v, w.numpy()) for v, w in zip(before,
+                                                          target.source_model.variables))
+  plain = steps.BlockTrainer(target, 2, source, teachers, task, batch_size=4, steps=10)
+  assert engine.adversary is None and plain.block == 2  # Off by default, as the paper.

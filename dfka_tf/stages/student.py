@@ -71,7 +71,8 @@ def block_trainer(run: Run, target, b: int, source, teachers, task: TaskMap) -> 
                       steps=c.student.block_steps, learning_rate=c.student.lr,
                       weight_decay=c.runtime.weight_decay,
                       lambda_in=(c.student.lambda_in1, c.student.lambda_in2),
-                      batchnorm=c.student.target_bn, jit=run.jit).build()
+                      batchnorm=c.student.target_bn, jit=run.jit,
+                      adversary=c.source.forge.block_adv).build()
 
 
 def finetune_trainer(run: Run, target_net, source, teachers, task: TaskMap,

@@ -67,3 +67,42 @@ def random_flip_shift(images: tf.Tensor, rng: tf.random.Generator, max_shift: in
   draws = flip_shift_draws(rng, tf.shape(images)[0], max_shift,
                            (int(images.shape[1]), int(images.shape[2])))
   return apply_flip_shift(images, draws, max_shift)
+
+
+def cutmix_draws(rng: tf.random.Generator, n: int, size, prob: float
+                 ) -> Optional[Dict[str, tf.Tensor]]:
+  """The random numbers of `apply_cutmix` for `n` images (None when `prob` = 0).
+
+  Each image, with probability `prob`, receives a box of another image of the batch (a
+  random permutation): the box's side is sqrt(1 − λ) of the image's, λ ~ U(0, 1), and its
+  centre is uniform, the box clipped at the borders (Yun et al., 2019, CutMix). Beyond the
+  paper.
+  """
+  if prob <= 0:
+    return None
+  height, width = int(size[0]), int(size[1])
+  cut = tf.sqrt(1.0 - rng.uniform([n]))
+  cy = rng.uniform([n], 0, height, dtype=tf.int32)
+  cx = rng.uniform([n], 0, width, dtype=tf.int32)
+  half_h = tf.cast(cut * height / 2.0, tf.int32)
+  half_w = tf.cast(cut * width / 2.0, tf.int32)
+  # A permutation from uniform keys: one draw, so resumed runs take the same numbers.
+  return {"active": rng.uniform([n]) < prob,
+          "partner": tf.argsort(rng.uniform([n]), stable=True),
+          "y0": tf.maximum(cy - half_h, 0), "y1": tf.minimum(cy + half_h, height),
+          "x0": tf.maximum(cx - half_w, 0), "x1": tf.minimum(cx + half_w, width)}
+
+
+def apply_cutmix(images: tf.Tensor, draws: Optional[Dict[str, tf.Tensor]]) -> tf.Tensor:
+  """Pastes the boxes of `draws` (from `cutmix_draws`); None leaves the batch untouched.
+  The labels are not mixed: a distilled student's targets are the teachers' predictions on
+  the mixed image itself."""
+  if draws is None:
+    return images
+  height, width = int(images.shape[1]), int(images.shape[2])
+  rows = tf.range(height)[None, :]
+  cols = tf.range(width)[None, :]
+  in_rows = (rows >= draws["y0"][:, None]) & (rows < draws["y1"][:, None])
+  in_cols = (cols >= draws["x0"][:, None]) & (cols < draws["x1"][:, None])
+  box = in_rows[:, :, None] & in_cols[:, None, :] & draws["active"][:, None, None]
+  return tf.where(box[..., None], tf.gather(images, draws["partner"]), images)

@@ -41,7 +41,8 @@ from dfka_tf import losses
 from dfka_tf import priors
 from dfka_tf.models.generator import GroupStackGenerator
 from dfka_tf.task import TaskMap
-from dfka_tf.train.augment import apply_flip_shift, flip_shift_draws
+from dfka_tf.train.augment import (apply_cutmix, apply_flip_shift, cutmix_draws,
+                                   flip_shift_draws)
 from dfka_tf.train.inversion import sample_label_sets
 from dfka_tf.train.loop import StageCheckpoint
 from dfka_tf.train.sources import ImageSource
@@ -146,7 +147,8 @@ class ForgeEngine:
                reset: str = "meta", reset_every: int = 1, lr: float = 3e-3,
                lr_z: float = 0.01, oh: float = 1.0, bns: float = 0.0,
                bns_form: str = "norm", adv: float = 1.0, max_labels: int = 3,
-               labels: str = "balanced", jitter: int = 4, bank_size: int = 16384):
+               labels: str = "balanced", jitter: int = 4, bank_size: int = 16384,
+               mix: float = 0.0):
     if reset not in RESETS:
       raise ValueError(f"reset={reset!r}; use one of {RESETS}.")
     if labels not in LABEL_SAMPLERS:
@@ -157,6 +159,9 @@ class ForgeEngine:
     self.g_steps, self.reset, self.reset_every = int(g_steps), reset, int(reset_every)
     self.oh, self.bns_weight, self.adv = float(oh), float(bns), float(adv)
     self.max_labels, self.labels, self.jitter = int(max_labels), labels, int(jitter)
+    if not 0.0 <= float(mix) <= 1.0:
+      raise ValueError(f"mix={mix}; use a probability in [0, 1].")
+    self.mix = float(mix)
     self.cols = tf.constant(target_columns(self.teachers, task), tf.int32)
     self.num_labels = len(task.labels)
     shape = [int(d) for d in self.teachers[0].feature_shapes[0]]
@@ -339,7 +344,8 @@ class ForgeEngine:
 
 
 class ForgeSource(ImageSource):
-  """A student stage's view of the engine: bank batches, flipped and shifted like G's."""
+  """A student stage's view of the engine: bank batches, flipped and shifted like G's, and
+  with `mix` > 0 CutMixed within the batch (`augment.apply_cutmix`)."""
 
   def __init__(self, engine: ForgeEngine, rng: tf.random.Generator, batch_size: int):
     self.engine, self.rng, self.batch_size = engine, rng, int(batch_size)
@@ -352,13 +358,17 @@ class ForgeSource(ImageSource):
 
   def draw(self):
     e = self.engine
-    return {"idx": e.bank.sample_indices(self.rng, self.batch_size),
-            "jitter": flip_shift_draws(self.rng, self.batch_size, e.jitter,
-                                       e.image_shape[:2])}
+    out = {"idx": e.bank.sample_indices(self.rng, self.batch_size),
+           "jitter": flip_shift_draws(self.rng, self.batch_size, e.jitter,
+                                      e.image_shape[:2])}
+    if e.mix > 0:  # Drawn only when on, so runs without it take the numbers they always did.
+      out["mix"] = cutmix_draws(self.rng, self.batch_size, e.image_shape[:2], e.mix)
+    return out
 
   def render(self, draws):
     images = self.engine.bank.gather(draws["idx"])
-    return apply_flip_shift(images, draws["jitter"], self.engine.jitter), {}
+    images = apply_flip_shift(images, draws["jitter"], self.engine.jitter)
+    return apply_cutmix(images, draws.get("mix")), {}
 
   def checkpoint_state(self):
     return {"rng": self.rng, **self.engine.state()}

@@ -295,7 +295,7 @@ class BlockTrainer(SourceStep):
                batch_size: int, steps: int, learning_rate: float = 0.01,
                weight_decay: float = 5e-3, lambda_in=(1.0, 1.0),
                lambda_m: Optional[Sequence[float]] = None, filter_reduction: int = 4,
-               batchnorm: str = "train", jit: bool = False):
+               batchnorm: str = "train", jit: bool = False, adversary: bool = False):
     self.target = target
     self.block = int(block)  # 1-based, as in the paper.
     self.num_blocks = len(target.blocks)
@@ -311,7 +311,8 @@ class BlockTrainer(SourceStep):
     self.optimizer = poly_sgd(learning_rate, steps, weight_decay=weight_decay)
     super().__init__(source.rng, batch_size, 0, jit and source.jit_ok)
     distribute.sync_batchnorm(target.blocks[self.block - 1])
-    source.bind(None)  # No whole student yet: Forge plays no adversary in Step II.
+    # No whole student yet: Forge's adversary, when on, is block b's dual path.
+    source.bind(self.dual_predict if adversary else None)
 
   def _build_layers(self):
     for f in self.filters:
@@ -322,6 +323,21 @@ class BlockTrainer(SourceStep):
     block = self.target.blocks[self.block - 1]
     return list(block.trainable_variables) + [
         v for m in self.task.active if self.filters for v in self.filters[m].trainable_variables]
+
+  def dual_predict(self, image) -> tf.Tensor:
+    """The prediction over Y_cst that block b's training shapes, in inference mode: for
+    b < B each teacher m's blocks b+1..B on f_m^b(T^b..T^1(image)) (the dual path of
+    Eq. 13), its customized labels placed in Y_cst order; for b = B the TargetNet itself.
+    Forge's adversarial term plays against it with --forge_block_adv (beyond the paper)."""
+    x = image
+    for i in range(self.block):
+      x = self.target.blocks[i](x, training=False)
+    if self.block == self.num_blocks:
+      return tf.cast(x["probs"], tf.float32)
+    parts = [_gather(self.teachers[m].tail(self.filters[m](x), self.block,
+                                           training=False)["probs"],
+                     self.task.teacher_cols[m]) for m in self.task.active]
+    return tf.gather(tf.concat(parts, axis=1), self.task.order, axis=1)
 
   def _per_teacher_losses(self, features_u, targets):
     out = {}
