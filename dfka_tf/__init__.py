@@ -8,3 +8,8 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 __version__ = "0.1.0"
+
+# The Python API (docs/python_api.md). It imports TensorFlow only when called.
+from dfka_tf.api import Amalgamation, amalgamate, evaluate  # noqa: E402  pylint: disable=wrong-import-position
+
+__all__ = ["Amalgamation", "amalgamate", "evaluate", "__version__"]

@@ -304,6 +304,15 @@ def _validate_combinations(c: RunConfig):
     raise ConfigError(f"--student={s.form} chooses the student of an image method; "
                       f"--method={c.method} has its own. Leave --student unset, or use dfka, "
                       "ka, similar, diff or noise.")
+  if c.eval.export_tflite:
+    if not c.eval.export:
+      raise ConfigError("--export_tflite writes beside the SavedModel export; leave "
+                        "eval.export on or drop --export_tflite.")
+    if c.source.kind not in ("forge", "pool", "generator", "noise") or c.student.mode == \
+        "ensemble":
+      raise ConfigError(f"--export_tflite calibrates the int8 model on the run's synthetic "
+                        f"images, and --method={c.method} makes none; use a data-free method "
+                        "(dfka, dafl, dafl_2stage, noise) or drop --export_tflite.")
   f = c.source.forge
   if f.enabled:
     if c.method not in ("dfka", "dafl_2stage"):

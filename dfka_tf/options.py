@@ -348,6 +348,13 @@ class EvalConfig:
   batch_size: int = option(250, "Batch size of evaluation.", name="eval_batch_size",
                            check="positive", resumable=True)
   export: bool = option(True, "Export T_u as a SavedModel.", resumable=True, flag="none")
+  export_tflite: bool = option(False, "Also write T_u as target_net.tflite (float) and "
+                               "target_net_int8.tflite (full integer, calibrated on the run's "
+                               "own synthetic images, never real data; beyond the paper) in "
+                               "the export folder, scored beside the SavedModel.",
+                               resumable=True)
+  tflite_calibration: int = option(512, "Synthetic images the int8 model is calibrated on.",
+                                   check="positive", resumable=True)
 
 
 @dataclasses.dataclass(frozen=True)

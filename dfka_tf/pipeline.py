@@ -12,7 +12,7 @@ Each stage is resumable (`stages.base.run_stages`); the workdir layout is descri
 
 import os
 import time
-from typing import Dict
+from typing import Dict, NamedTuple
 
 import keras
 import tensorflow as tf
@@ -160,6 +160,11 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
     evaluation.log_results(run, out)
   if c.eval.export:
     evaluation.export(run, target_net, task)
+    if c.eval.export_tflite:
+      out["tflite"] = evaluation.export_tflite(run, target_net, made.get("images"), task,
+                                               inputs.dataset_labels, scored, data=data)
+      if scored:
+        out["tflite"]["saved_model"]["map"] = out["target_map"]
   if run.state.get("curves"):  # --curve_every: mAP on the first images as training went.
     out["curves"] = {stage: [points[k] for k in sorted(points, key=int)]
                      for stage, points in run.state["curves"].items()}
@@ -173,12 +178,22 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
   return out
 
 
-def run(config: RunConfig, *, progress: bool = True, resume: bool = False,
-        overwrite: bool = False) -> Dict:
-  """Runs every stage of `config`; returns (and writes) results.json's content.
+class Finished(NamedTuple):
+  """What a run leaves in memory: results.json's content, the Run (config, workdir, state),
+  its checked inputs (teachers' labels, task) and what the stages made (teachers, T_u,
+  images)."""
+  results: Dict
+  run: Run
+  inputs: object
+  made: Dict
 
-  Under --strategy=multi_worker every worker runs this; the chief's return value and files
-  are the run's, the others return {} (`worker_config`).
+
+def execute(config: RunConfig, *, progress: bool = True, resume: bool = False,
+            overwrite: bool = False) -> Finished:
+  """Runs every stage of `config`: `run`, keeping the models in memory (`dfka_tf.amalgamate`).
+
+  Under --strategy=multi_worker every worker runs this; the chief's results and files are
+  the run's, the others' results are {} (`worker_config`).
   """
   t0 = time.time()
   strategy = distribute.make_strategy(config.runtime.strategy)  # Before any other TF op.
@@ -192,9 +207,17 @@ def run(config: RunConfig, *, progress: bool = True, resume: bool = False,
     # Outside the scope: what evaluation builds (the TargetNet alone) holds plain variables,
     # which a multi-worker strategy would otherwise broadcast from worker to worker.
     try:
-      return results(state, inputs, made, t0) if state.chief else {}
+      out = results(state, inputs, made, t0) if state.chief else {}
+      return Finished(out, state, inputs, made)
     finally:
       distribute.barrier(strategy)
   finally:
     loop.restore_sigterm(previous)
     lock.release(state.config.workdir)
+
+
+def run(config: RunConfig, *, progress: bool = True, resume: bool = False,
+        overwrite: bool = False) -> Dict:
+  """Runs every stage of `config`; returns (and writes) results.json's content ({} on a
+  non-chief worker of --strategy=multi_worker)."""
+  return execute(config, progress=progress, resume=resume, overwrite=overwrite).results

@@ -79,7 +79,9 @@ define_option_flags()
 
 
 def config_from_flags() -> config_lib.RunConfig:
-  """The RunConfig: the dataset's preset, then --preset, the flags the user set, then --set."""
+  """The RunConfig: the dataset's preset, then --preset, the flags the user set, then --set
+  (`dfka_tf.api.config_for`, which `dfka_tf.amalgamate` uses too)."""
+  from dfka_tf import api  # pylint: disable=g-import-not-at-top
   f = FLAGS
   overrides = {}
   for field in options.FIELDS:
@@ -87,23 +89,10 @@ def config_from_flags() -> config_lib.RunConfig:
       overrides[field.path] = getattr(f, field.name)
   overrides["runtime.jit"] = None if f.jit == "auto" else f.jit == "true"
   overrides.update(config_lib.parse_assignments(f.set))
-  if f.teacher:
-    overrides["data.num_teachers"] = len(f.teacher)
-    if "data.image_size" not in overrides:  # The teachers' scale picks the preset.
-      from dfka_tf.models.teacher_files import input_size  # pylint: disable=g-import-not-at-top
-      overrides["data.image_size"] = input_size(f.teacher[0])
-    if FLAGS["evaluate"].present and f.evaluate and not f.eval_data:
-      from dfka_tf.errors import ConfigError  # pylint: disable=g-import-not-at-top
-      raise ConfigError("your own --teacher files come with no dataset to score them on; "
-                        "pass --eval_data=<file.npz or tfds_name:split>.")
-  dataset = "byo" if f.teacher else f.dataset
-  if f.workdir:
-    overrides["runtime.workdir"] = f.workdir
-  config = config_lib.RunConfig.build(dataset, preset=f.preset, method=f.method,
-                                      overrides=overrides)
-  if "runtime.workdir" not in overrides:
-    config = config.replace(workdir=os.path.join("runs", f"{dataset}-seed{config.seed}"))
-  return config
+  overrides.pop(options.BY_NAME["teacher"].path, None)  # Given below, as teacher_paths.
+  return api.config_for(dataset=f.dataset, method=f.method, preset=f.preset,
+                        teacher_paths=f.teacher or (), workdir=f.workdir,
+                        overrides=overrides)
 
 
 def summary(results) -> str:
@@ -142,12 +131,12 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments {argv[1:]}; every option is a --flag.")
   if not FLAGS["verbosity"].present:  # TF logs every checkpoint and export line at INFO.
     absl_logging.set_verbosity(absl_logging.WARNING)
-  from dfka_tf import pipeline  # pylint: disable=g-import-not-at-top
+  from dfka_tf import api  # pylint: disable=g-import-not-at-top
   from dfka_tf.errors import DfkaError, PreemptedError  # pylint: disable=g-import-not-at-top
   try:
     config = config_from_flags()
-    results = pipeline.run(config, progress=not FLAGS.quiet, resume=FLAGS.resume,
-                           overwrite=FLAGS.overwrite)
+    results = api.run_config(config, progress=not FLAGS.quiet, resume=FLAGS.resume,
+                             overwrite=FLAGS.overwrite).results
   except PreemptedError as e:  # Not a user error: the running stage is checkpointed.
     print(f"stopped: {e}", file=sys.stderr)
     sys.exit(128 + signal.SIGTERM)

@@ -440,3 +440,36 @@ def test_ka_with_your_own_teachers_needs_unlabeled_data_and_only_ka_reads_it(fil
   with pytest.raises(ConfigError, match="would not read it"):
     RunConfig.build("scenes20", preset="quick", method="similar",
                     overrides={"source.unlabeled": files["npz"]})
+
+
+def keras_hub_teacher(labels, name, size=32):
+  """A tiny keras-hub ResNet classifier, built from config (no preset, no download)."""
+  keras_hub = pytest.importorskip("keras_hub")
+  backbone = keras_hub.models.ResNetBackbone(
+      input_conv_filters=[64], input_conv_kernel_sizes=[3],
+      stackwise_num_filters=[64, 16, 24, 32], stackwise_num_blocks=[1, 1, 1, 1],
+      stackwise_num_strides=[1, 2, 2, 2], block_type="basic_block",
+      use_pre_activation=False, image_shape=(size, size, 3))
+  return keras_hub.models.ResNetImageClassifier(backbone=backbone, num_classes=len(labels),
+                                                activation="sigmoid", name=name)
+
+
+def test_keras_hub_teachers_found_saved_loaded_and_amalgamated(tmp_path):
+  """keras-hub (the optional extra, requirements-test.txt installs it): block ends from the
+  backbone's pyramid_outputs, image size from its image_shape, and a pair end to end."""
+  import dfka_tf  # pylint: disable=g-import-not-at-top
+  labels = (["cat", "dog"], ["bus", "car", "tree"])
+  teachers = [keras_hub_teacher(names, f"hub{m}", size=16) for m, names in enumerate(labels)]
+  ends, how = teacher_files.detect_block_outputs(teachers[0])
+  assert ends == ["stack0_block0_out", "stack1_block0_out", "stack2_block0_out"]
+  assert "keras-hub" in how
+  path = save(teachers[0], tmp_path / "hub.keras", labels[0])
+  assert teacher_files.input_size(path) == 16
+  loaded = teacher_files.load_teacher(path)
+  x = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32)
+  np.testing.assert_allclose(loaded.to_model()(x), teachers[0](x), atol=1e-5)
+  result = dfka_tf.amalgamate(teachers, teacher_labels=list(labels), labels=["tree", "dog"],
+                              workdir=str(tmp_path / "run"), batch_size=4, generator_steps=1,
+                              block_steps=1, finetune_steps=1, latent_dim=8,
+                              generator_width=8, progress=False)
+  assert result.model.predict(x, verbose=0).shape == (2, 2)

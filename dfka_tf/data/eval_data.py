@@ -73,31 +73,42 @@ def _npz(path: Path, labels, *, image_size, batch_size) -> EvalData:
     raise ConfigError(f"--eval_data={path} lacks {', '.join(missing)} (it holds "
                       f"{', '.join(sorted(content)) or 'nothing'}); write x (images), y "
                       "(multi-hot) and labels (names) with np.savez")
-  x, y, names = content["x"], content["y"], [str(n) for n in content["labels"].reshape(-1)]
+  return from_arrays(content["x"], content["y"], content["labels"], labels,
+                     image_size=image_size, batch_size=batch_size,
+                     name=f"--eval_data={path}", source=str(path))
+
+
+def from_arrays(x, y, names, labels: Sequence[str], *, image_size: int, batch_size: int,
+                name: str = "eval data", source: str = "arrays") -> EvalData:
+  """Images `x` [N, H, W, 3] (uint8, or float in [0, 1]) with multi-hot `y` [N, C] over
+  label `names` (C), scored on the columns of `labels`: an .npz's content, or arrays a
+  Python caller holds (`dfka_tf.evaluate`). `name` is how errors call them."""
+  x, y = np.asarray(x), np.asarray(y)
+  names = [str(n) for n in np.asarray(names).reshape(-1)]
   if x.ndim != 4 or x.shape[-1] != 3 or not len(x):
-    raise ConfigError(f"--eval_data={path}: x has shape {x.shape}; it must hold images "
+    raise ConfigError(f"{name}: x has shape {x.shape}; it must hold images "
                       "[N, height, width, 3], N >= 1")
   if y.shape != (len(x), len(names)):
-    raise ConfigError(f"--eval_data={path}: y has shape {y.shape}, but x holds {len(x)} "
+    raise ConfigError(f"{name}: y has shape {y.shape}, but x holds {len(x)} "
                       f"images and labels {len(names)} names; y must be [{len(x)}, "
                       f"{len(names)}] multi-hot")
   if x.dtype == np.uint8:
     images = x
   elif np.issubdtype(x.dtype, np.floating):
     if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
-      raise ConfigError(f"--eval_data={path}: float images must lie in [0, 1] (found "
+      raise ConfigError(f"{name}: float images must lie in [0, 1] (found "
                         f"{np.nanmin(x):.3g}..{np.nanmax(x):.3g}); scale them, or store uint8")
     images = (x.astype(np.float32) * 255.0).round().astype(np.uint8)
   else:
-    raise ConfigError(f"--eval_data={path}: x is {x.dtype}; store uint8 images or floats in "
+    raise ConfigError(f"{name}: x is {x.dtype}; store uint8 images or floats in "
                       "[0, 1]")
-  columns = _match(labels, names, f"--eval_data={path}")
+  columns = _match(labels, names, name)
   ds = tf.data.Dataset.from_tensor_slices(
       {"image": images, "labels": y.astype(np.float32),
        "ignore": np.zeros(y.shape, np.float32)})
   ds = _finish(ds, image_size=image_size, batch_size=batch_size, shuffle=False, seed=0,
                augment=False, cache=False, drop_remainder=False, cache_ok=False)
-  return EvalData(ds, columns, str(path))
+  return EvalData(ds, columns, source)
 
 
 def _get(features, key):

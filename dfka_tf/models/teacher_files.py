@@ -7,6 +7,9 @@ for:
 - dfka_tf's own ResNets (`block1_out`, `block2_out`, ... as `build_resnet` names them);
 - keras-cv backbones (`ResNetBackbone` and the other backbones with `pyramid_level_inputs`),
   alone or inside an `ImageClassifier`;
+- keras-hub backbones with a `pyramid_outputs` feature pyramid (`ResNetBackbone`,
+  `EfficientNetBackbone`, `DenseNetBackbone`, `CSPNetBackbone`, ...), alone or inside their
+  `...ImageClassifier` (keras-hub is an optional extra, imported only for such files);
 - keras.applications ResNet50/101/152, V1 and V2 (`conv{stage}_block{k}_out`).
 
 Every other network names its block ends with `--teacher_blocks`; when those are missing or
@@ -14,6 +17,7 @@ wrong, the error lists candidates: the last layer at each spatial resolution tha
 graph passes through.
 """
 
+import importlib
 import json
 import os
 import re
@@ -47,19 +51,38 @@ def read_keras_config(path) -> Optional[Dict]:
     return None
 
 
+# Packages whose classes a `.keras` config may name ("module": "keras_cv.src...",
+# "registered_name": "keras_hub>ResNetBackbone"); importing one registers its classes.
+_PACKAGES = {"keras_cv": ("keras-cv", "requirements.txt pins it"),
+             "keras_hub": ("keras-hub", "an optional extra: pip install keras-hub==0.32.0")}
+
+
+def needed_packages(config: Optional[Dict]) -> List[str]:
+  """The packages (keras_cv, keras_hub) whose classes a saved config holds."""
+  if config is None:
+    return []
+  text = json.dumps(config)
+  return [module for module in _PACKAGES if f'"{module}' in text]
+
+
 def needs_keras_cv(config: Optional[Dict]) -> bool:
   """Whether a saved config holds keras-cv classes (which load only once keras_cv is
   imported: importing it registers them)."""
-  return config is not None and '"keras_cv' in json.dumps(config)
+  return "keras_cv" in needed_packages(config)
+
+
+def import_package(module, path):
+  """Imports keras_cv or keras_hub for teacher `path`, or says how to install it."""
+  pip_name, how = _PACKAGES[module]
+  try:
+    importlib.import_module(module)
+  except ImportError as e:
+    raise TeacherError(f"teacher {path} holds {pip_name} layers, but {module} cannot be "
+                       f"imported ({e}); {how}") from None
 
 
 def import_keras_cv(path):
-  try:
-    import keras_cv  # pylint: disable=g-import-not-at-top,import-outside-toplevel,unused-import
-  except ImportError as e:
-    raise TeacherError(f"teacher {path} holds keras-cv layers, but keras_cv cannot be "
-                       f"imported ({e}); pip install keras-cv (requirements.txt pins it)"
-                       ) from None
+  import_package("keras_cv", path)
 
 
 def input_size(path) -> Optional[int]:
@@ -77,7 +100,7 @@ def input_size(path) -> Optional[int]:
     if found:
       return
     if isinstance(node, dict):
-      for key in ("batch_shape", "batch_input_shape", "input_shape"):
+      for key in ("batch_shape", "batch_input_shape", "input_shape", "image_shape"):
         shape = node.get(key)
         if (isinstance(shape, list) and len(shape) in (3, 4) and shape[-1] == 3
             and isinstance(shape[-3], int)):
@@ -110,13 +133,37 @@ def _own_ends(layers) -> Optional[List[str]]:
   return ends or None
 
 
+def _level(key) -> int:
+  return int(re.sub(r"\D", "", str(key)) or 0)
+
+
+def _producer(tensor) -> Optional[str]:
+  """The name of the layer whose output `tensor` (a KerasTensor) is, or None."""
+  history = getattr(tensor, "_keras_history", None)
+  operation = getattr(history, "operation", None)
+  return getattr(operation, "name", None)
+
+
 def _pyramid_ends(model) -> Optional[List[str]]:
+  """Levels P2, P3, ... but the last, as layer names, of a keras-cv backbone
+  (`pyramid_level_inputs`: level -> layer name) or a keras-hub one (`pyramid_outputs`:
+  level -> KerasTensor of the backbone's own graph), alone or inside its classifier."""
   # Keras' own walk reaches a backbone nested in its task (an ImageClassifier).
   for layer in model._flatten_layers():  # pylint: disable=protected-access
     levels = getattr(layer, "pyramid_level_inputs", None)
     if isinstance(levels, dict) and len(levels) >= 2:
-      ordered = sorted(levels, key=lambda k: int(re.sub(r"\D", "", str(k)) or 0))
+      ordered = sorted(levels, key=_level)
       return [levels[k] for k in ordered[:-1]]
+    outputs = getattr(layer, "pyramid_outputs", None)
+    # keras-hub: only a spatial pyramid ("P<n>" keys, 4-D maps); ViTs (DINOv2) key theirs
+    # "stem", "stage<n>" at one resolution, and have no block ends here.
+    if (isinstance(outputs, dict) and len(outputs) >= 2
+        and all(re.fullmatch(r"P\d+", str(k)) for k in outputs)):
+      ordered = sorted(outputs, key=_level)
+      names = [_producer(outputs[k]) for k in ordered[:-1]]
+      if all(names) and len(set(names)) == len(names) and all(
+          len(outputs[k].shape) == 4 for k in ordered):
+        return names
   return None
 
 
@@ -141,14 +188,14 @@ def detect_block_outputs(model) -> Tuple[List[str], str]:
   """
   layers = flat_layers(model)
   for how, ends in (("dfka_tf block names", _own_ends(layers)),
-                    ("keras-cv pyramid_level_inputs", _pyramid_ends(model)),
+                    ("keras-cv/keras-hub feature pyramid", _pyramid_ends(model)),
                     ("keras.applications ResNet stages", _keras_apps_ends(layers))):
     if ends:
       return list(ends), how
   raise TeacherError(
-      f"cannot tell where the blocks of {model.name} end (it is not a dfka_tf, keras-cv or "
-      "keras.applications ResNet); pass --teacher_blocks=<layer>,<layer>,... naming the "
-      f"layers that end blocks 1..B-1. Candidates: {format_candidates(model)}")
+      f"cannot tell where the blocks of {model.name} end (it is not a dfka_tf, keras-cv, "
+      "keras-hub or keras.applications ResNet); pass --teacher_blocks=<layer>,<layer>,... "
+      f"naming the layers that end blocks 1..B-1. Candidates: {format_candidates(model)}")
 
 
 def _single_output_shape(layer):
@@ -298,8 +345,8 @@ def read_keras_model(path, what="teacher"):
   if path.suffix not in (".keras", ".h5", ".hdf5"):
     raise TeacherError(f"{what} {path} is not a Keras model file (expected .keras); save "
                        "it with save_teacher or model.save('teacher.keras')")
-  if needs_keras_cv(read_keras_config(path)):
-    import_keras_cv(path)
+  for module in needed_packages(read_keras_config(path)):
+    import_package(module, path)
   try:
     model = keras.saving.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False)
   except Exception as e:  # pylint: disable=broad-except

@@ -1,5 +1,6 @@
 """Scores on a real split (`dfka_tf.eval.evaluate_many`: one pass, every model), export."""
 
+import os
 import time
 from typing import Callable, Dict, Optional
 
@@ -106,6 +107,38 @@ def export(run: Run, target_net, task: TaskMap):
   start = time.time()
   export_lib.export_target_net(target_net, list(task.labels), run.wd.path("target_net"))
   run.add_time("export", time.time() - start)
+
+
+def export_tflite(run: Run, target_net, images, task: TaskMap, dataset_labels, scored: bool,
+                  data=None) -> Dict:
+  """--export_tflite (beyond the paper): target_net.tflite and target_net_int8.tflite in the
+  export folder, the int8 one calibrated on the run's own synthetic images
+  (`images.synthetic_images`). Returns each file's size in bytes and, where the run is
+  scored, its mAP on the same split (the SavedModel's is T_u's, `target_map`)."""
+  from dfka_tf import quantize  # pylint: disable=g-import-not-at-top
+  from dfka_tf.stages.images import synthetic_images  # pylint: disable=g-import-not-at-top
+  c = run.config
+  start = time.time()
+  calibration = synthetic_images(c, images, c.eval.tflite_calibration, seed=c.seed).numpy()
+  directory = run.wd.path("target_net")
+  sizes = quantize.write_tflite(target_net, directory, calibration)
+  saved = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(directory)
+              for f in files if not f.endswith(".tflite"))
+  out = {"saved_model": {"bytes": saved},
+         **{name: {"bytes": size} for name, size in sizes.items()},
+         "calibration": {"images": len(calibration), "source": c.source.kind}}
+  if scored:
+    test, columns, topk, _ = _scored_split(c, task, dataset_labels, data)
+    fns = {}
+    for name in sizes:
+      with open(os.path.join(directory, name), "rb") as f:
+        model = quantize.TFLiteModel(f.read())
+      fns[name] = lambda x, m=model: m(x.numpy())
+    scores = evaluate_many(fns, test, label_indices=columns, topk=topk, progress=False)
+    for name, s in scores.items():
+      out[name]["map"] = float(s["map"])
+  run.add_time("export_tflite", time.time() - start)
+  return out
 
 
 def log_results(run: Run, results: Dict):

@@ -175,3 +175,32 @@ class Images:
       return DatasetSource(images)
     raise ConfigError(f"source.kind={kind!r} gives no images; use generator, pool, dataset, "
                       "noise or forge.")
+
+
+SYNTHETIC_KINDS = ("forge", "pool", "generator", "noise")
+
+
+def synthetic_images(config, images: Optional[Images], n: int, seed: int = 0) -> tf.Tensor:
+  """n of the images a data-free run's student learnt from, float32 [n, H, W, 3] in [0, 1]:
+  the bank's (Forge, evenly spaced over it), the pool's first, or new draws of Step I's G or
+  of the noise (from `seed`: the run's own random streams are left as they are).
+
+  For what needs images and has no data (`dfka_tf.amalgamate(...).generated`, the int8
+  calibration of `--export_tflite`). Raises ValueError for a run that made none.
+  """
+  kind = config.source.kind
+  if n < 1:
+    raise ValueError(f"asked for {n} synthetic images; ask for at least 1.")
+  if kind == "forge" and images is not None and images.forge is not None:
+    return tf.cast(images.forge.images_uint8(n), tf.float32) / 255.0
+  if kind == "pool" and images is not None and images.pool is not None:
+    return tf.cast(images.pool[:n], tf.float32) / 255.0
+  rng = tf.random.Generator.from_seed(seed)
+  if kind == "generator" and images is not None and images.generator is not None:
+    source = GeneratorSource(images.generator, rng, n,
+                             training=config.source.generator_mode == "training")
+    return source.sample()[0]
+  if kind == "noise":
+    return NoiseSource(input_shape(config), rng, n).sample()[0]
+  raise ValueError(f"this run (--method={config.method}, images: {kind}) made no synthetic "
+                   "images: only a data-free method (dfka, dafl, dafl_2stage, noise) has them.")
