@@ -141,6 +141,17 @@ def test_mismatched_pair_refused_before_anything(files, tmp_path):
   assert not os.path.exists(tmp_path / "w")
 
 
+def test_forge_targets_more_labels_than_your_teachers_have_refused_before_work(files,
+                                                                               tmp_path):
+  from dfka_tf import pipeline  # pylint: disable=g-import-not-at-top
+  from dfka_tf.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  config = _config(files, tmp_path, [files["a"], files["b"]], **{
+      "source.forge.enabled": True, "source.forge.max_labels": 6})
+  with pytest.raises(ConfigError, match="forge_max_labels=6 is more than the 5"):
+    pipeline.start(config)
+  assert not os.path.exists(tmp_path / "w")
+
+
 def test_foreign_teachers_with_another_target_arch_refused(files, tmp_path):
   from dfka_tf import pipeline  # pylint: disable=g-import-not-at-top
   config = _config(files, tmp_path, [files["a"], files["b"]], **{"data.arch": "tiny"})

@@ -80,6 +80,10 @@ def check_inputs(config: RunConfig) -> Inputs:
     if c.source.kind == "dataset" and c.source.dataset:
       dfka_data.check_prepared(c.source.dataset, c.data.data_dir)
     inputs = Inputs(c, task, dataset_labels=names, teacher_splits=splits)
+  forge = c.source.forge
+  if forge.enabled and forge.max_labels > len(task.labels):  # Known once teachers are read.
+    raise ConfigError(f"--forge_max_labels={forge.max_labels} is more than the "
+                      f"{len(task.labels)} customized labels; use 1..{len(task.labels)}.")
   if c.source.unlabeled:  # Seconds: the KA row's images exist and are images.
     check_unlabeled(c.source.unlabeled, batch_size=c.runtime.batch_size,
                     data_dir=c.data.data_dir)
