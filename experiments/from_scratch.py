@@ -14,7 +14,8 @@ scenes20 images: the bound at the same student budget); noise (the floor); dafl 
 whole TargetNet trained jointly, as DAFL's code runs); dfka (the paper's Steps I–III); and
 beyond the paper, pool (Steps II–III on a DeepInversion pool), dfka_forge (Steps II–III on
 Forge's images, train/forge.py), forge (one TargetNet distilled end to end on Forge's
-images) with its bound and floor on the same budget, ka_distill and noise_distill. Every row gives T_u and the
+images, --preset=best's recipe; forge_nomix without its CutMix) with its bound and floor on
+the same budget, ka_distill and noise_distill. Every row gives T_u and the
 TargetNet alone; the TargetNet alone is what this table is about, since T_u keeps copies of
 the teachers' blocks wherever Eq. 18 branches early.
 
@@ -51,8 +52,10 @@ def forge_rows():
                      label="noise, distilled end to end"),
           common.Row("dfka_forge", {"method": "dfka", "forge": True},
                      label="Steps II–III on Forge"),
-          common.Row("forge", dict(DISTILL, method="dfka", forge=True),
-                     label="Forge, distilled end to end")]
+          common.Row("forge_nomix", dict(DISTILL, method="dfka", forge=True),
+                     label="Forge without CutMix, distilled end to end"),
+          common.Row("forge", dict(DISTILL, method="dfka", forge=True, forge_mix=0.5),
+                     label="Forge (--preset=best), distilled end to end")]
 
 
 def table_rows(pool_images: int = 0):
