@@ -234,7 +234,8 @@ class ForgeConfig:
                       name="forge_mix", check="unit")
   block_adv: bool = option(False, "In Step II, the adversarial term plays against block b's "
                            "dual path (TargetNet blocks 1..b, f_m^b, teacher m's blocks "
-                           "b+1..B); off: Step II's rounds have no adversary.",
+                           "b+1..B); off: Step II's rounds have no adversary (on, the "
+                           "TargetNet alone fell from 42.1 to 28.2 validation mAP).",
                            name="forge_block_adv")
 
 

@@ -106,7 +106,10 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
     res = (out_dict["runs"].get(name) or [None])[0]
     f = (res or {}).get("forge")
     if f:
-      student = res["stage_times"].get("distill", 0.0) - f["synthesis_seconds"]
+      # The student's stages (distill, or Step II's blocks and Step III), less synthesis.
+      student = sum(v for k, v in res["stage_times"].items()
+                    if k == "distill" or k == "finetune" or k.startswith("block")
+                    ) - f["synthesis_seconds"]
       lines.append(f"| {label} | {f['synthesis_seconds']:.0f} | {f['images_made']} | "
                    f"{f['images_per_second']:.1f} | {f['label_share_min_over_max']:.2f} | "
                    f"{student:.0f} |")
