@@ -465,12 +465,14 @@ def keras_hub_teacher(labels, name, size=32):
                                                 activation="sigmoid", name=name)
 
 
-def test_keras_hub_teachers_found_saved_loaded_and_amalgamated(tmp_path):
+HUB_LABELS = (["cat", "dog"], ["bus", "car", "tree"])
+
+
+def test_keras_hub_teachers_found_saved_and_loaded(tmp_path):
   """keras-hub (the optional extra, requirements-test.txt installs it): block ends from the
-  backbone's pyramid_outputs, image size from its image_shape, and a pair end to end."""
-  import dfka_tf  # pylint: disable=g-import-not-at-top
-  labels = (["cat", "dog"], ["bus", "car", "tree"])
-  teachers = [keras_hub_teacher(names, f"hub{m}", size=16) for m, names in enumerate(labels)]
+  backbone's pyramid_outputs, image size from its image_shape, the file loaded as a teacher."""
+  labels = HUB_LABELS
+  teachers = [keras_hub_teacher(labels[0], "hub0", size=16)]
   ends, how = teacher_files.detect_block_outputs(teachers[0])
   assert ends == ["stack0_block0_out", "stack1_block0_out", "stack2_block0_out"]
   assert "keras-hub" in how
@@ -479,7 +481,16 @@ def test_keras_hub_teachers_found_saved_loaded_and_amalgamated(tmp_path):
   loaded = teacher_files.load_teacher(path)
   x = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32)
   np.testing.assert_allclose(loaded.to_model()(x), teachers[0](x), atol=1e-5)
-  result = dfka_tf.amalgamate(teachers, teacher_labels=list(labels), labels=["tree", "dog"],
+
+
+# Slow: keras-hub files load as teachers in test_keras_hub_teachers_found_saved_and_loaded,
+# and in-memory teachers amalgamate in tests/test_api.py.
+@pytest.mark.slow
+def test_keras_hub_pair_amalgamated(tmp_path):
+  import dfka_tf  # pylint: disable=g-import-not-at-top
+  teachers = [keras_hub_teacher(names, f"hub{m}", size=16) for m, names in enumerate(HUB_LABELS)]
+  x = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32)
+  result = dfka_tf.amalgamate(teachers, teacher_labels=list(HUB_LABELS), labels=["tree", "dog"],
                               workdir=str(tmp_path / "run"), batch_size=4, generator_steps=1,
                               block_steps=1, finetune_steps=1, latent_dim=8,
                               generator_width=8, progress=False)
