@@ -25,7 +25,8 @@ from dfka_tf import config as config_lib
 from dfka_tf import options as options_lib
 from dfka_tf.errors import ConfigError
 
-TeacherLike = Union[str, os.PathLike, "keras.Model"]  # noqa: F821  (keras imported lazily)
+# A keras.Model or the path of a .keras file (keras is imported only when a run starts).
+TeacherLike = Union[str, os.PathLike, object]
 
 
 def config_for(*, dataset: str = "scenes20", method: str = "dfka", preset=None,
