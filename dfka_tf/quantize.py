@@ -160,12 +160,21 @@ def tflite_int8(model: keras.Model, calibration_images, *, num_batches: Optional
 
 
 def _interpreter(model_bytes: bytes):
+  # TFLite's built-in kernels only: the default XNNPACK delegate fails to prepare some of
+  # T_u's graphs ("failed to create XNNPACK runtime", the quick start's regrouped T_u), and
+  # the scores must not depend on which delegate a machine picks.
   if _Interpreter is not None:
-    return _Interpreter(model_content=model_bytes)
+    from ai_edge_litert.interpreter import OpResolverType  # pylint: disable=g-import-not-at-top
+    return _Interpreter(model_content=model_bytes,
+                        experimental_op_resolver_type=(
+                            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
   with warnings.catch_warnings():
     # Its deprecation notice names LiteRT, which the project does not depend on.
     warnings.filterwarnings("ignore", message=r"[\s\S]*tf\.lite\.Interpreter is deprecated")
-    return tf.lite.Interpreter(model_content=model_bytes)
+    return tf.lite.Interpreter(
+        model_content=model_bytes,
+        experimental_op_resolver_type=(
+            tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
 
 
 class TFLiteModel:
