@@ -71,7 +71,7 @@ def main(argv):
   models = {"float TFLite": float_bytes}
   for name, images in calibrations.items():
     models[f"int8, calibrated on {name}"] = quantize.tflite_int8(result.model, images)
-  fns = {name: (lambda x, m=quantize.TFLiteModel(b): m(x.numpy())) for name, b in models.items()}
+  fns = {name: quantize.TFLiteModel(b) for name, b in models.items()}
   fns["SavedModel (float)"] = lambda x: result.model(x, training=False)
   scores = evaluation.evaluate_many(fns, test, label_indices=columns, topk=topk, progress=False)
   reference = scores["SavedModel (float)"]["map"]

@@ -104,17 +104,12 @@ class Amalgamation:
     """
     from dfka_tf import export  # pylint: disable=g-import-not-at-top
     export.export_target_net(self.model, self.labels, path)
-    sizes = {"saved_model": _dir_size(path)}
+    sizes = {"saved_model": export.saved_model_bytes(path)}
     if tflite:
       from dfka_tf.quantize import write_tflite  # pylint: disable=g-import-not-at-top
       calibration, _ = self.generated(calibration_images)
       sizes.update(write_tflite(self.model, path, calibration))
     return sizes
-
-
-def _dir_size(path: str) -> int:
-  return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path)
-             for f in files)
 
 
 def _option_overrides(options: Dict) -> Dict:
@@ -255,7 +250,7 @@ def evaluate(model, data, *, batch_size: int = 64, data_dir: Optional[str] = Non
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from dfka_tf.data.eval_data import from_arrays, load_eval_data  # pylint: disable=g-import-not-at-top
   from dfka_tf.eval import evaluate as evaluate_fn  # pylint: disable=g-import-not-at-top
-  from dfka_tf.export import load_export  # pylint: disable=g-import-not-at-top
+  from dfka_tf.export import load_export, score_summary  # pylint: disable=g-import-not-at-top
   if isinstance(model, Amalgamation):
     labels, model = labels or model.labels, model.model
   if isinstance(model, (str, os.PathLike)) and str(model).endswith(".tflite"):
@@ -267,16 +262,12 @@ def evaluate(model, data, *, batch_size: int = 64, data_dir: Optional[str] = Non
   if isinstance(model, (str, os.PathLike)):
     predict, names, size = load_export(str(model))
     labels = labels or names
-  elif not hasattr(model, "input_shape"):  # A TFLiteModel: numpy in, numpy out.
-    if labels is None:
-      raise ConfigError("evaluate(model, data) needs labels=[...]: the names of the model's "
-                        "outputs, in order.")
-    size = int(model.image_shape[0])
-    predict = lambda x, m=model: m(x.numpy())  # noqa: E731
+  elif labels is None:
+    raise ConfigError("evaluate(model, data) needs labels=[...]: the names of the model's "
+                      "outputs, in order.")
+  elif not hasattr(model, "input_shape"):  # A TFLiteModel takes the batches as they come.
+    predict, size = model, int(model.image_shape[0])
   else:
-    if labels is None:
-      raise ConfigError("evaluate(model, data) needs labels=[...]: the names of the model's "
-                        "outputs, in order.")
     size = int(model.input_shape[1])
     predict = tf.function(lambda x: _probs(model(x, training=False)))
   labels = [str(n) for n in labels]
@@ -290,11 +281,7 @@ def evaluate(model, data, *, batch_size: int = 64, data_dir: Optional[str] = Non
                             data_dir=data_dir)
   scores = evaluate_fn(predict, loaded.dataset, label_indices=loaded.columns,
                        topk=loaded.topk, progress=progress)
-  out = {"labels": labels, "num_images": scores["num_images"], "map": scores["map"],
-         "map_voc07": scores["map_voc07"], "ap": dict(zip(labels, scores["ap"]))}
-  if loaded.topk:
-    out["top3"] = {k: scores[k] for k in ("c_p", "c_r", "c_f1", "o_p", "o_r", "o_f1")}
-  return out
+  return score_summary(scores, labels, loaded.topk)
 
 
 def _probs(out):

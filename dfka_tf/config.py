@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Optional
 
 from dfka_tf.errors import ConfigError
 from dfka_tf.options import (BY_PATH, BYO_SMALL_MAX_SIZE, CHECKS, FIELDS, METHODS,
-                             PAPER_SCALE_ARCHS, RESNET_ARCHS, TEACHER_ARCH, DataConfig,
+                             PAPER_SCALE_ARCHS, RESNET_ARCHS, SYNTHETIC_SOURCES, TEACHER_ARCH,
+                             DataConfig,
                              EvalConfig, GeneratorConfig, RuntimeConfig, SourceConfig,
                              StudentConfig, coerce, resolve)
 
@@ -309,8 +310,7 @@ def _validate_combinations(c: RunConfig):
     if not c.eval.export:
       raise ConfigError("--export_tflite writes beside the SavedModel export; leave "
                         "eval.export on or drop --export_tflite.")
-    if c.source.kind not in ("forge", "pool", "generator", "noise") or c.student.mode == \
-        "ensemble":
+    if c.source.kind not in SYNTHETIC_SOURCES or c.student.mode == "ensemble":
       raise ConfigError(f"--export_tflite calibrates the int8 model on the run's synthetic "
                         f"images, and --method={c.method} makes none; use a data-free method "
                         "(dfka, dafl, dafl_2stage, noise) or drop --export_tflite.")

@@ -82,6 +82,22 @@ def load_export(directory: str):
   return predict, list(meta["labels"]), int(meta["image_size"][0])
 
 
+def saved_model_bytes(directory: str) -> int:
+  """Bytes of the SavedModel export in `directory` (the TFLite files beside it left out)."""
+  return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(directory)
+             for f in files if not f.endswith(".tflite"))
+
+
+def score_summary(scores, labels: Sequence[str], topk) -> dict:
+  """{"labels", "num_images", "map", "map_voc07", "ap": {label: AP}} (and "top3" on COCO)
+  of `eval.evaluate`'s scores: what experiments.evaluate and dfka_tf.evaluate report."""
+  out = {"labels": list(labels), "num_images": scores["num_images"], "map": scores["map"],
+         "map_voc07": scores["map_voc07"], "ap": dict(zip(labels, scores["ap"]))}
+  if topk:
+    out["top3"] = {k: scores[k] for k in ("c_p", "c_r", "c_f1", "o_p", "o_r", "o_f1")}
+  return out
+
+
 def score_export(directory: str, eval_data: str, *, data_dir=None, batch_size: int = 64,
                  progress: bool = True):
   """Scores an export on `eval_data` (an .npz, a TFDS name:split, or e.g. voc2007:test).
@@ -96,9 +112,5 @@ def score_export(directory: str, eval_data: str, *, data_dir=None, batch_size: i
                         data_dir=data_dir)
   scores = evaluate(predict, data.dataset, label_indices=data.columns, topk=data.topk,
                     progress=progress)
-  out = {"model": directory, "eval_data": eval_data, "labels": labels,
-         "num_images": scores["num_images"], "map": scores["map"],
-         "map_voc07": scores["map_voc07"], "ap": dict(zip(labels, scores["ap"]))}
-  if data.topk:
-    out["top3"] = {k: scores[k] for k in ("c_p", "c_r", "c_f1", "o_p", "o_r", "o_f1")}
-  return out
+  return {"model": directory, "eval_data": eval_data,
+          **score_summary(scores, labels, data.topk)}

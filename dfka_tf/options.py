@@ -15,6 +15,8 @@ from dfka_tf.errors import ConfigError
 
 METHODS = ("dfka", "teacher", "ka", "similar", "diff", "noise", "dafl", "dafl_2stage")
 SOURCES = ("generator", "pool", "dataset", "noise", "forge", "none")
+# The sources whose images are synthetic (what --export_tflite calibrates on).
+SYNTHETIC_SOURCES = ("forge", "pool", "generator", "noise")
 STUDENT_MODES = ("blockwise", "distill", "joint", "ensemble")
 BN_MODES = ("train", "frozen")  # Batch norm of the TargetNet's and the branches' blocks.
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")  # dfka_tf.distribute

@@ -127,7 +127,7 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
         run.wd.path("generated.png"))
   report.save_block_curves(run.state.get("block_curves", {}), run.wd.path("block_losses.png"))
   if scored:
-    others = {}
+    others, branches = {}, []
     if c.student.mode == "blockwise":
       # Where S_m < B, T_u runs the teachers' own later blocks (copies): the TargetNet alone
       # shows what Steps II–III taught it.
@@ -140,21 +140,20 @@ def results(run: Run, inputs, made: Dict, wall_start: float) -> Dict:
       others["regrouped"] = tf.function(lambda x: before(x, training=False))
       # The same at every S_m = b: how far down the TargetNet Step II's fit carries to real
       # images (b = B is the TargetNet alone before Step III, as Step II left it).
-      for b in range(1, num_blocks):
+      branches = list(range(1, num_blocks))
+      for b in branches:
         at_b = student.regrouped_before_finetune(run, teachers, task, num_blocks,
                                                  {m: b for m in task.active})
         others[f"branch{b}"] = tf.function(lambda x, net=at_b: net(x, training=False))
     out.update(evaluation.evaluate(run, teachers, target_net, task, inputs.dataset_labels,
                                    others, data=data))
-    branches = sorted(k[len("branch"):-len("_map")] for k in out
-                      if k.startswith("branch") and k.endswith("_map"))
-    if branches:
+    if branches:  # Kept as one {b: mAP}, not as the per-label fields of each.
       out["regrouped_map_by_branch_out"] = {
-          b: out.pop(f"branch{b}_map") for b in sorted(branches, key=int)}
+          str(b): out.pop(f"branch{b}_map") for b in branches}
       out["regrouped_map_by_branch_out"][str(num_blocks)] = out["targetnet_map"]
       for b in branches:
-        out.pop(f"branch{b}_ap"), out.pop(f"branch{b}_map_voc07")
-        out.pop(f"branch{b}_top3", None)
+        for field in ("ap", "map_voc07", "top3"):
+          out.pop(f"branch{b}_{field}", None)
     if c.student.mode in ("distill", "joint"):  # T_u is one whole TargetNet: the same.
       out.update({f"targetnet_{k}": out[f"target_{k}"] for k in ("map", "ap", "map_voc07")})
     evaluation.log_results(run, out)

@@ -122,9 +122,8 @@ def export_tflite(run: Run, target_net, images, task: TaskMap, dataset_labels, s
   calibration = synthetic_images(c, images, c.eval.tflite_calibration, seed=c.seed).numpy()
   directory = run.wd.path("target_net")
   sizes = quantize.write_tflite(target_net, directory, calibration)
-  saved = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(directory)
-              for f in files if not f.endswith(".tflite"))
-  out = {"saved_model": {"bytes": saved},
+  from dfka_tf.export import saved_model_bytes  # pylint: disable=g-import-not-at-top
+  out = {"saved_model": {"bytes": saved_model_bytes(directory)},
          **{name: {"bytes": size} for name, size in sizes.items()},
          "calibration": {"images": len(calibration), "source": c.source.kind}}
   if scored:
@@ -132,8 +131,7 @@ def export_tflite(run: Run, target_net, images, task: TaskMap, dataset_labels, s
     fns = {}
     for name in sizes:
       with open(os.path.join(directory, name), "rb") as f:
-        model = quantize.TFLiteModel(f.read())
-      fns[name] = lambda x, m=model: m(x.numpy())
+        fns[name] = quantize.TFLiteModel(f.read())  # Takes each batch as it comes.
     scores = evaluate_many(fns, test, label_indices=columns, topk=topk, progress=False)
     for name, s in scores.items():
       out[name]["map"] = float(s["map"])

@@ -177,9 +177,6 @@ class Images:
                       "noise or forge.")
 
 
-SYNTHETIC_KINDS = ("forge", "pool", "generator", "noise")
-
-
 def synthetic_images(config, images: Optional[Images], n: int, seed: int = 0) -> tf.Tensor:
   """n of the images a data-free run's student learnt from, float32 [n, H, W, 3] in [0, 1]:
   the bank's (Forge, evenly spaced over it), the pool's first, or new draws of Step I's G or
