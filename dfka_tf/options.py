@@ -304,6 +304,15 @@ class StudentConfig:
   finetune_lr_scale: float = option(0.1, "Step III's base LR as a fraction of --target_lr.")
   lambda_in1: float = option(1.0, "λ_in^1 of Eq. 17 (F_in^1 stream).", check="nonneg")
   lambda_in2: float = option(1.0, "λ_in^2 of Eq. 17 (generator link stream).", check="nonneg")
+  filter: str = option("se", "Teacher-level filter f_m^b of Steps II-III: se (the paper's "
+                       "channel attention, Eq. 10) or conv (a 1x1 convolution into teacher "
+                       "m's feature space; beyond the paper).", name="step2_filter",
+                       choices=("se", "conv"))
+  feature_weight: float = option(0.0, "Step II: weight of the squared distance of "
+                                 "f_m^b(F_u^b) to teacher m's own block-b features, both "
+                                 "scaled to unit norm (a hint term; beyond the paper; 0 = "
+                                 "off).",
+                                 name="step2_feature_weight", check="nonneg")
   branch_out: Optional[int] = option(None, "Force S_m for every teacher (default: Eq. 18).",
                                      check="positive")
   target_bn: str = option("train", "Batch norm of the TargetNet's blocks in Steps II-III: "

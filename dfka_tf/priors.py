@@ -27,6 +27,25 @@ def disagreement_loss(student_probs, teacher_probs):
   return tf.reduce_mean(tf.abs(_f32(student_probs) - _f32(teacher_probs)))
 
 
+def feature_hint_loss(adapted, teacher_features, eps: float = 1e-6):
+  """Step II's feature term (`--step2_feature_weight`), after FitNets (Romero et al., 2015)
+  and the feature-reconstructing block-wise amalgamation of Shen et al. (AAAI 2019). Beyond
+  the paper.
+
+  mean over the batch of ‖â − t̂‖², x̂ = x / ‖x‖ over each image's whole feature map: the
+  squared distance of f_m^b(F_u^b) to teacher m's own block-b features on the same image,
+  each scaled to unit norm. Unit norms keep the term in [0, 4] and its gradient bounded
+  whatever the two networks' feature scales (a fresh TargetNet's are ~10-60× the trained
+  teachers' mean square here, and a plain relative error diverged at LR 0.3 in 8 steps);
+  the scale is left to L_dual. Only `adapted` carries gradient.
+  """
+  def unit(x):
+    x = tf.reshape(_f32(x), [tf.shape(x)[0], -1])
+    return x / (tf.norm(x, axis=1, keepdims=True) + eps)
+  t = tf.stop_gradient(unit(teacher_features))
+  return tf.reduce_mean(tf.reduce_sum(tf.square(unit(adapted) - t), axis=1))
+
+
 def masked_kl_disagreement(student_probs, teacher_probs, eps: float = 1e-6):
   """The adversarial term of Forge (`train/forge.py`), after Fast-Datafree and CMI. Beyond
   the paper.

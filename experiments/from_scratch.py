@@ -13,7 +13,8 @@ Rows, named as in results/table2.csv: teacher (the two side by side); ka (real u
 scenes20 images: the bound at the same student budget); noise (the floor); dafl (G and a
 whole TargetNet trained jointly, as DAFL's code runs); dfka (the paper's Steps I–III); and
 beyond the paper, pool (Steps II–III on a DeepInversion pool), dfka_forge (Steps II–III on
-Forge's images, train/forge.py), forge (one TargetNet distilled end to end on Forge's
+Forge's images, train/forge.py; dfka_forge_hint with f_m^b a 1x1 convolution and a feature
+term, priors.feature_hint_loss), forge (one TargetNet distilled end to end on Forge's
 images, --preset=best's recipe; forge_nomix without its CutMix) with its bound and floor on
 the same budget, ka_distill and noise_distill. Every row gives T_u and the
 TargetNet alone; the TargetNet alone is what this table is about, since T_u keeps copies of
@@ -42,6 +43,11 @@ ROWS = ("teacher", "ka", "noise", "dafl", "dfka")
 DISTILL = {"student": "distill", "target_lr": 0.3}
 
 
+# Steps II–III with f_m^b a 1x1 convolution and the feature term of
+# priors.feature_hint_loss (beyond the paper; sweep_forge's point blockwise_hint).
+STEP2_HINT = {"step2_filter": "conv", "step2_feature_weight": 1.0}
+
+
 def forge_rows():
   """Beyond the paper: Forge's images (train/forge.py) for the paper's Steps II–III
   (dfka_forge) and for one TargetNet distilled end to end (forge), and the e2e student's
@@ -52,6 +58,8 @@ def forge_rows():
                      label="noise, distilled end to end"),
           common.Row("dfka_forge", {"method": "dfka", "forge": True},
                      label="Steps II–III on Forge"),
+          common.Row("dfka_forge_hint", dict(STEP2_HINT, method="dfka", forge=True),
+                     label="Steps II–III on Forge, 1x1-conv f_m^b and the feature term"),
           common.Row("forge_nomix", dict(DISTILL, method="dfka", forge=True),
                      label="Forge without CutMix, distilled end to end"),
           common.Row("forge", dict(DISTILL, method="dfka", forge=True, forge_mix=0.5),

@@ -18,7 +18,9 @@ budget of Steps II–III (`--student=distill`). Points:
 - from the winner, no_bns_dense: CutMix of the student's bank batches (mix), twice the
   generator steps a round (g10, as Fast-10), and the
   paper's Steps II–III on its images, with and without the adversary on Step II's dual path
-  (blockwise, blockwise_adv; their TargetNet alone is the one to read).
+  (blockwise, blockwise_adv; their TargetNet alone is the one to read), and with f_m^b a 1x1
+  convolution, the feature term of priors.feature_hint_loss, or both (blockwise_conv,
+  blockwise_se_hint, blockwise_hint; blockwise_hint10 at 10 times the term's weight).
 Scored on scenes20's **validation** split, never on test; the columns are the table suites'.
 Forge's own figures (synthesis seconds, images per second, the label shares) are in each
 row's results.json under "forge" (the records in --out/sweep_forge_rows/).
@@ -77,6 +79,17 @@ def points(student_steps: int = 5000) -> List[common.Row]:
             **DENSE, student="blockwise"),
       forge("blockwise_adv", "no_bns_dense images, Steps II–III, adversary on Step II's "
             "dual path", **DENSE, student="blockwise", forge_block_adv=True),
+      forge("blockwise_hint", "no_bns_dense images, Steps II–III with 1x1-conv f_m^b and "
+            "the feature term (weight 1)", **DENSE, student="blockwise",
+            **from_scratch.STEP2_HINT),
+      forge("blockwise_hint10", "blockwise_hint with the feature term at weight 10",
+            **DENSE, student="blockwise", **dict(from_scratch.STEP2_HINT,
+                                                 step2_feature_weight=10.0)),
+      forge("blockwise_conv", "no_bns_dense images, Steps II–III with 1x1-conv f_m^b",
+            **DENSE, student="blockwise", step2_filter="conv"),
+      forge("blockwise_se_hint", "no_bns_dense images, Steps II–III with the feature term "
+            "(weight 1) through the paper's f_m^b", **DENSE, student="blockwise",
+            step2_feature_weight=1.0),
   ]
 
 
@@ -89,12 +102,13 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
       workdir_root=workdir_root, quick=quick, seeds=common.seeds_from(seeds, 1, quick),
       overrides=overrides, progress=progress, paper_header="paper mAP (none: beyond it)",
       only=rows, log=log,
-      notes=["Teachers and TargetNet start from fresh weights; every row but blockwise and "
-             "blockwise_adv distils one whole TargetNet end to end for the same number of "
-             "steps (B x block_steps + finetune_steps), so mAP and TargetNet alone are the "
-             "same network; blockwise and blockwise_adv run the paper's Steps II–III on "
-             "Forge's images (read their TargetNet alone). Beyond the paper: Forge "
-             "(train/forge.py)."])
+      notes=["Teachers and TargetNet start from fresh weights; every row but the blockwise "
+             "ones distils one whole TargetNet end to end for the same number of steps (B x "
+             "block_steps + finetune_steps), so mAP and TargetNet alone are the same "
+             "network; the blockwise rows run the paper's Steps II–III on Forge's images "
+             "(read their TargetNet alone). Beyond the paper: Forge (train/forge.py), and "
+             "in the blockwise rows named conv or hint Step II's 1x1-conv f_m^b and feature "
+             "term."])
   shown = {r.label or r.name: r.name for r in points()}
   curves = {label: res[0].get("curves", {}).get("distill", [])
             for label, name in shown.items() for res in [out_dict["runs"].get(name)] if res}

@@ -7,6 +7,8 @@ with `python -m pytest -m slow tests`. CI runs one of them a day besides the def
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -25,8 +27,28 @@ def pytest_configure(config):
     config.option.markexpr = "not slow"
 
 
-def pytest_unconfigure(config):  # pylint: disable=unused-argument
+def pytest_unconfigure(config):
+  proc = getattr(config, "dfka_cases_process", None)
+  if proc is not None and proc.poll() is None:  # Started, never read (test_distribute off).
+    proc.kill()
+    proc.communicate()
   shutil.rmtree(_CACHE, ignore_errors=True)
+
+
+def start_distributed_cases():
+  """tests/distributed_cases.py in a process of its own (test_distribute reads its output)."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=root)
+  return subprocess.Popen([sys.executable, os.path.join(root, "tests", "distributed_cases.py")],
+                          cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+
+
+def pytest_collection_finish(session):
+  # The cases are minutes of tracing with little to compute: started with the session they
+  # run beside the whole suite, not only beside test_distribute's own few tests.
+  if any("equivalence" in getattr(item, "fixturenames", ()) for item in session.items):
+    session.config.dfka_cases_process = start_distributed_cases()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -60,6 +60,9 @@ def _verdict_fits(ratio, target, verdict):
   return lo <= float(target) if verdict == "met" else hi > float(target)
 
 
+# Slow (about 40 s): the benchmark's step without retracing is the default suite's
+# (test_teacher_training_step_does_not_retrace); CI's daily slow test runs it in turn.
+@pytest.mark.slow
 def test_benchmark_prints_every_phase_and_ratio():
   repeats = 2
   out = _run_benchmark("--config=tiny", f"--repeats={repeats}")

@@ -163,6 +163,10 @@ def test_missing_tfds_data_fails_fast_with_hint(tmp_path):
   assert not os.path.exists(tmp_path / "w")
 
 
+# Slow (about 50 s, four command-line runs): a busy workdir is refused in the default suite
+# (tests/test_lock.py), resume in tests/test_resume.py, serving the export in
+# tests/test_export.py; CI's daily slow test (.ci/run) runs it in turn.
+@pytest.mark.slow
 def test_workdir_with_other_config_is_refused_and_kept(teachers, tmp_path):
   work = tmp_path / "w"
   args = [f"--teacher={teachers['a']}", f"--teacher={teachers['b']}", f"--workdir={work}"]

@@ -17,23 +17,22 @@ import tensorflow as tf
 from dfka_tf import distribute
 from dfka_tf.errors import ConfigError
 
+from tests.conftest import start_distributed_cases
 from tests.test_cli import ROOT, run_cli
 
 CASES = ["adversarial", "block1", "block2", "block_last", "finetune_dataset",
          "finetune_pool", "generator", "inversion", "joint", "teacher"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cases_process():
-  """tests/distributed_cases.py, started with the module: it runs in its own process while
-  the command-line tests below run theirs."""
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
-  proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "distributed_cases.py")],
-                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
+@pytest.fixture(scope="module")
+def _cases_process(request):
+  """tests/distributed_cases.py's process, started with the session (tests/conftest.py) so
+  that it runs beside the other tests; started here when the session did not."""
+  proc = getattr(request.config, "dfka_cases_process", None) or start_distributed_cases()
   yield proc
-  proc.kill()
-  proc.communicate()
+  if proc.poll() is None:
+    proc.kill()
+    proc.communicate()
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +190,7 @@ def test_two_workers_write_from_the_chief_stop_together_and_resume(tmp_path):
   assert _done(workdir / "worker1") == _done(workdir)
 
 
-# Last in the module, so that the cases' process ran beside the command-line tests above.
+# Last in the module: the cases' process has had the longest to run beside the other tests.
 def test_every_step_type_is_compared(equivalence):  # pylint: disable=redefined-outer-name
   assert sorted(equivalence) == CASES
 

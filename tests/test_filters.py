@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from dfka_tf.models.filters import TeacherFilter
+from dfka_tf.models.filters import ConvFilter, TeacherFilter
 
 
 def _set(layer, w1, b1, w2, b2):
@@ -66,3 +66,17 @@ def test_filter_config_round_trip_and_bad_reduction():
   assert again.reduction == 2 and again.name == "f1_g1"
   with pytest.raises(ValueError, match="reduction must be >= 1, got 0"):
     TeacherFilter(reduction=0)
+
+
+def test_conv_filter_starts_as_the_identity_and_maps_channels_by_hand():
+  x = np.array([[[[1.0, 2.0], [3.0, -2.0]]]], np.float32)  # One 1x2 image, 2 channels.
+  f = ConvFilter(name="f1_t2")
+  np.testing.assert_array_equal(f(x).numpy(), x)
+  f.kernel.assign([[0.0, 1.0], [2.0, 0.5]])
+  f.bias.assign([1.0, -1.0])
+  # Pixel [1, 2]: [1*0 + 2*2 + 1, 1*1 + 2*.5 - 1] = [5, 1]; pixel [3, -2]: [-4 + 1,
+  # 3 - 1 - 1] = [-3, 1].
+  np.testing.assert_allclose(f(x).numpy(), [[[[5.0, 1.0], [-3.0, 1.0]]]])
+  serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(f)))
+  assert serialized["registered_name"] == "dfka_tf>ConvFilter"
+  assert type(keras.saving.deserialize_keras_object(serialized)) is ConvFilter

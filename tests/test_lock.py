@@ -62,3 +62,24 @@ def test_second_process_on_a_busy_workdir_stops_at_once(tmp_path, other_process)
   proc = run_cli(f"--teacher={teacher}", f"--workdir={workdir}", "--noevaluate", *TINY)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert lock.holder(str(workdir)) is None  # released when the run ended
+
+
+def test_workdir_of_another_config_is_refused_and_kept(tmp_path):
+  # The library's side of test_cli's slow test_workdir_with_other_config_is_refused_and_kept.
+  from dfka_tf.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / "w")
+  config = RunConfig.build("scenes20", overrides={"workdir": workdir})
+  prepare_workdir(config)
+  lock.release(workdir)
+  marker = os.path.join(workdir, "results.json")
+  with open(marker, "w") as f:
+    f.write("{}")
+  before = sorted(os.listdir(workdir)), open(os.path.join(workdir, "config.json")).read()
+  with pytest.raises(ConfigError, match=r"different config \(.*seed.*\).*--overwrite"):
+    prepare_workdir(config.replace(seed=5))
+  with pytest.raises(ConfigError, match="already holds this run; pass --resume"):
+    prepare_workdir(config)
+  after = sorted(os.listdir(workdir)), open(os.path.join(workdir, "config.json")).read()
+  assert after == before  # Nothing written, nothing removed.
+  prepare_workdir(config, resume=True)  # The same config goes on.
+  lock.release(workdir)

@@ -157,6 +157,18 @@ class LossesTest(tf.test.TestCase):
     self.assertAllClose(
         priors.disagreement_loss([[0.6, 0.3], [0.5, 0.2]], [[0.5, 0.9], [0.5, 0.0]]), 0.225)
 
+  def test_feature_hint_loss(self):
+    # Image 0: a = [3, 4] -> [.6, .8]; t = [0, 2] -> [0, 1]: (.6)² + (.2)² = .4.
+    # Image 1: a = [1, 0] -> [1, 0]; t = [0, 5] -> [0, 1]: 1 + 1 = 2. Mean (.4 + 2) / 2 = 1.2.
+    a = tf.reshape(tf.constant([3.0, 4.0, 1.0, 0.0]), [2, 1, 1, 2])
+    t = tf.reshape(tf.constant([0.0, 2.0, 0.0, 5.0]), [2, 1, 1, 2])
+    self.assertAllClose(priors.feature_hint_loss(a, t), 1.2, atol=1e-5)
+    self.assertAllClose(priors.feature_hint_loss(7.0 * t, t), 0.0, atol=1e-6)  # Scale-free.
+    with tf.GradientTape() as tape:
+      tape.watch(t)
+      loss = priors.feature_hint_loss(a, t)
+    self.assertIsNone(tape.gradient(loss, t))  # The teacher's features are the target.
+
   def test_total_variation_loss(self):
     # One 2x2 grey image [[0, 1], [2, 4]]: vertical differences 2, 3 -> mean square 6.5;
     # horizontal differences 1, 2 -> mean square 2.5; sum 9.

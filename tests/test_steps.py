@@ -9,6 +9,7 @@ from dfka_tf import losses
 from dfka_tf.errors import ConfigError
 from dfka_tf.models import blocknet
 from dfka_tf.models.generator import GroupStackGenerator
+from dfka_tf.models.filters import ConvFilter
 from dfka_tf.models.resnet import build_resnet
 from dfka_tf.task import TaskMap
 from dfka_tf.models import regroup as regroup_lib
@@ -195,6 +196,37 @@ def test_block_loss_without_link_weight_is_the_reported_terms(world):
     out = trainer.step()
     # 1·(L^1 + L^2) + 0·L_link is the float32 sum of the reported terms, bit for bit.
     assert out["loss"].numpy() == out["dual_t1"].numpy() + out["dual_t2"].numpy()
+
+
+def test_block_step_with_conv_filters_adds_the_feature_term_by_hand(world):
+  teachers, task, generator = world
+  target = _blocknet(len(task.labels), "target_hint", list(task.labels))
+  weight = 0.5
+  trainer = steps.BlockTrainer(target, 2, _source(generator), teachers, task,
+                               batch_size=BATCH, steps=5, lambda_in=(1.0, 0.0),
+                               filter_kind="conv", feature_weight=weight).build()
+  assert all(isinstance(f, ConvFilter) for f in trainer.filters)
+  image, _ = _source(generator).sample()
+  x1 = target.blocks[0](image, training=False)
+  features = target.blocks[1](x1, training=True)
+  hints = []
+  for m in task.active:
+    want = teachers[m].call(image, 0, 2, training=False).numpy()
+    got = trainer.filters[m](features).numpy()  # The identity before the first step.
+    np.testing.assert_allclose(got, features.numpy(), rtol=1e-6)
+    got, want = got.reshape(len(got), -1), want.reshape(len(want), -1)
+    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)
+    hints.append(np.mean(np.sum((unit(got) - unit(want)) ** 2, axis=1)))
+  out = trainer.step()
+  assert [float(out["hint_t1"]), float(out["hint_t2"])] == pytest.approx(hints, rel=1e-4)
+  # L_u^b of Eq. 17 plus the weighted feature terms (beyond the paper).
+  dual = float(out["dual_t1"]) + float(out["dual_t2"])
+  hint = float(out["hint_t1"]) + float(out["hint_t2"])
+  assert float(out["loss"]) == pytest.approx(dual + weight * hint, rel=1e-6)
+  assert any(_changed([np.eye(f.kernel.shape[0])], [f.kernel]) for f in trainer.filters)
+  last = steps.BlockTrainer(target, 4, _source(generator), teachers, task, batch_size=BATCH,
+                            steps=5, filter_kind="conv", feature_weight=weight)
+  assert last.feature_weight == 0.0 and "hint_t1" not in last.step()  # No f_m^B.
 
 
 @pytest.mark.parametrize("points", [{0: 2, 1: 3}, {0: 4, 1: 4}, {0: 1, 1: 4}])

@@ -346,6 +346,9 @@ def test_a_record_stands_in_for_its_row_only_while_the_config_matches(tmp_path):
   assert records.find("dfka", config) is None
 
 
+# Slow (about 1 min): the suites' machinery (rows, records, tables) is the default suite's in
+# test_table1, test_table2 and test_table4; CI's daily slow test (.ci/run) runs it in turn.
+@pytest.mark.slow
 def test_table_s5(tmp_path, runs_root):
   out = table_s5.run_suite(rows=["teacher"], curves=["dfka"], **_quick(tmp_path, runs_root))
   text = _assert_outputs(str(tmp_path / "out"), "table_s5", "row", ["teacher", "dfka"])

@@ -42,6 +42,27 @@ class TeacherFilter(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="dfka_tf")
+class ConvFilter(keras.layers.Layer):
+  """f_m^b as a 1x1 convolution with bias (`--step2_filter=conv`). Beyond the paper.
+
+  The paper's f_m^b (`TeacherFilter`) only rescales channels, so one TargetNet feature map
+  must already be in every teacher's feature space: true of teachers fine-tuned from one
+  backbone, not of teachers trained apart from fresh weights, whose channels share no order.
+  A 1x1 convolution maps the shared map linearly into teacher m's space, as the adapters of
+  common-feature amalgamation do (Luo et al., IJCAI 2019). It starts as the identity.
+  """
+
+  def build(self, input_shape):
+    channels = int(input_shape[-1])
+    self.kernel = self.add_weight(name="kernel", shape=(channels, channels),
+                                  initializer=keras.initializers.Identity())
+    self.bias = self.add_weight(name="bias", shape=(channels,), initializer="zeros")
+
+  def call(self, x):
+    return ops.matmul(x, ops.cast(self.kernel, x.dtype)) + ops.cast(self.bias, x.dtype)
+
+
+@keras.saving.register_keras_serializable(package="dfka_tf")
 class TaskFilter(keras.layers.Layer):
   """Task-level filter g_m of Eq. 14 and 19: keeps the given columns of a prediction, in the
   given order (teacher m's columns that are customized labels; in T_u also the permutation
@@ -62,20 +83,25 @@ class TaskFilter(keras.layers.Layer):
     return {**super().get_config(), "columns": self.columns}
 
 
-def block_filters(block: int, num_blocks: int, num_teachers: int, reduction: int = 4
-                  ) -> List[TeacherFilter]:
+def block_filters(block: int, num_blocks: int, num_teachers: int, reduction: int = 4,
+                  kind: str = "se") -> List[keras.layers.Layer]:
   """f_m^b (Eq. 10, S-Fig. 1) of block b (1-based) for every teacher; none for b = B, where
-  the TargetNet's own head predicts Y_cst."""
+  the TargetNet's own head predicts Y_cst. kind "conv" makes `ConvFilter`s instead (beyond
+  the paper)."""
   if block >= num_blocks:
     return []
+  if kind == "conv":
+    return [ConvFilter(name=f"f{m + 1}_t{block}") for m in range(num_teachers)]
   return [TeacherFilter(reduction, name=f"f{m + 1}_t{block}") for m in range(num_teachers)]
 
 
-def built_block_filters(target, num_teachers: int) -> List[List[TeacherFilter]]:
+def built_block_filters(target, num_teachers: int, kind: str = "se"
+                        ) -> List[List[keras.layers.Layer]]:
   """[f^1, ..., f^B]: `block_filters` of every block of the TargetNet `target` (a BlockNet),
   built on its feature shapes, as Step II's trainers hold them (the last list empty)."""
   num_blocks = len(target.blocks)
-  out = [block_filters(b, num_blocks, num_teachers) for b in range(1, num_blocks + 1)]
+  out = [block_filters(b, num_blocks, num_teachers, kind=kind)
+         for b in range(1, num_blocks + 1)]
   for b, filters in enumerate(out, start=1):
     for f in filters:
       f.build((None,) + tuple(target.feature_shapes[b]))

@@ -72,7 +72,8 @@ def block_trainer(run: Run, target, b: int, source, teachers, task: TaskMap) -> 
                       weight_decay=c.runtime.weight_decay,
                       lambda_in=(c.student.lambda_in1, c.student.lambda_in2),
                       batchnorm=c.student.target_bn, jit=run.jit,
-                      adversary=c.source.forge.block_adv).build()
+                      adversary=c.source.forge.block_adv, filter_kind=c.student.filter,
+                      feature_weight=c.student.feature_weight).build()
 
 
 def finetune_trainer(run: Run, target_net, source, teachers, task: TaskMap,
@@ -183,7 +184,7 @@ def regrouped_before_finetune(run: Run, teachers, task: TaskMap, num_blocks: int
   layers the run's T_u shares with them)."""
   model = fresh_or_pretrained(run, len(task.labels), "target")
   target = target_blocknet(run.config, run.template, model, task.labels)
-  filters = built_block_filters(target, len(teachers))
+  filters = built_block_filters(target, len(teachers), kind=run.config.student.filter)
   status = tf.train.Checkpoint(target=model, filters=filters).restore(
       tf.train.latest_checkpoint(run.wd.path("ckpt", f"block{num_blocks}")))
   status.expect_partial().assert_existing_objects_matched()  # Every filter found.

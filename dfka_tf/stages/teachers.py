@@ -113,7 +113,8 @@ def check_budget(config: RunConfig, inputs: Inputs):
   template = inputs.loaded[0] if inputs.loaded else None
   target = target_blocknet(c, template, build_target(c, template, len(task.labels), "target",
                                                      backbone=None), task.labels)
-  filters = dict(enumerate(built_block_filters(target, len(teachers)), start=1))
+  filters = dict(enumerate(built_block_filters(target, len(teachers), kind=c.student.filter),
+                           start=1))
   check_param_budget(c.student.param_budget, regroup_sizes(target, teachers, filters, task),
                      task)
 

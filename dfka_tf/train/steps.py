@@ -295,7 +295,8 @@ class BlockTrainer(SourceStep):
                batch_size: int, steps: int, learning_rate: float = 0.01,
                weight_decay: float = 5e-3, lambda_in=(1.0, 1.0),
                lambda_m: Optional[Sequence[float]] = None, filter_reduction: int = 4,
-               batchnorm: str = "train", jit: bool = False, adversary: bool = False):
+               batchnorm: str = "train", jit: bool = False, adversary: bool = False,
+               filter_kind: str = "se", feature_weight: float = 0.0):
     self.target = target
     self.block = int(block)  # 1-based, as in the paper.
     self.num_blocks = len(target.blocks)
@@ -305,7 +306,9 @@ class BlockTrainer(SourceStep):
     self.lambda_in = tuple(float(v) for v in lambda_in)
     self.lambda_m = list(lambda_m) if lambda_m is not None else [1.0] * len(self.teachers)
     self.filters = block_filters(self.block, self.num_blocks, len(self.teachers),
-                                 filter_reduction)
+                                 filter_reduction, kind=filter_kind)
+    # The hint term needs a teacher feature to match: none at b = B (the head).
+    self.feature_weight = float(feature_weight) if self.filters else 0.0
     if batchnorm == "frozen":  # Before the optimizer sees the block's trainable variables.
       freeze_batchnorm(target.blocks[self.block - 1])
     self.optimizer = poly_sgd(learning_rate, steps, weight_decay=weight_decay)
@@ -339,19 +342,23 @@ class BlockTrainer(SourceStep):
                      self.task.teacher_cols[m]) for m in self.task.active]
     return tf.gather(tf.concat(parts, axis=1), self.task.order, axis=1)
 
-  def _per_teacher_losses(self, features_u, targets):
-    out = {}
+  def _per_teacher_losses(self, features_u, targets, teacher_features=None):
+    """{m: L_dual^{b,m}} and, with `teacher_features` ({m: teacher m's F^b}), {m: the hint
+    term of `priors.feature_hint_loss`} (beyond the paper)."""
+    out, hints = {}, {}
     if self.block == self.num_blocks:
       probs = features_u["probs"]
       for m in self.task.active:
         out[m] = losses.dual_loss_per_teacher(_gather(probs, self.task.cst_cols[m]), targets[m])
     else:
       for m in self.task.active:
-        probs = self.teachers[m].tail(self.filters[m](features_u), self.block,
-                                      training=False)["probs"]
+        adapted = self.filters[m](features_u)
+        probs = self.teachers[m].tail(adapted, self.block, training=False)["probs"]
         out[m] = losses.dual_loss_per_teacher(_gather(probs, self.task.teacher_cols[m]),
                                               targets[m])
-    return out
+        if teacher_features is not None:
+          hints[m] = priors_lib.feature_hint_loss(adapted, teacher_features[m])
+    return out, hints
 
   def _step(self, draws):
     b = self.block
@@ -362,8 +369,12 @@ class BlockTrainer(SourceStep):
       x1 = self.target.blocks[i](x1, training=False)
     x2 = image if b == 1 else link.get(b - 1)
     block = self.target.blocks[b - 1]
+    hinted = None
+    if self.feature_weight > 0:  # Teacher m's own F^b on the image (inference mode).
+      hinted = {m: self.teachers[m].call(image, 0, b, training=False)
+                for m in self.task.active}
     with tf.GradientTape() as tape:
-      per1 = self._per_teacher_losses(block(x1, training=True), targets)
+      per1, hints = self._per_teacher_losses(block(x1, training=True), targets, hinted)
       l1 = losses.dual_loss([per1[m] for m in self.task.active],
                             [self.lambda_m[m] for m in self.task.active])
       if b == 1 and link:  # Both streams are I_gan: one forward pass, both weights.
@@ -371,13 +382,17 @@ class BlockTrainer(SourceStep):
       elif x2 is None or not link:  # No generator link (or no generator at all).
         total = losses.block_loss(l1, None, 1.0, 0.0)
       else:
-        per2 = self._per_teacher_losses(block(x2, training=True), targets)
+        per2, _ = self._per_teacher_losses(block(x2, training=True), targets)
         l2 = losses.dual_loss([per2[m] for m in self.task.active],
                               [self.lambda_m[m] for m in self.task.active])
         total = losses.block_loss(l1, l2, *self.lambda_in)
+      extra = {}
+      if hints:  # Beyond the paper: on the F_in^1 stream, the one T_u runs.
+        extra = {f"hint_t{m + 1}": hints[m] for m in self.task.active}
+        total = total + self.feature_weight * tf.add_n(list(hints.values()))
       scaled = self.scale_loss(total)
     self.apply_gradients(tape, scaled, self.trainable_variables)
-    return {"loss": total, **{f"dual_t{m + 1}": per1[m] for m in self.task.active}}
+    return {"loss": total, **{f"dual_t{m + 1}": per1[m] for m in self.task.active}, **extra}
 
 
 class FinetuneTrainer(SourceStep):
