@@ -44,8 +44,9 @@ DISTILL = {"student": "distill", "target_lr": 0.3}
 
 
 # Steps II–III with f_m^b a 1x1 convolution and the feature term of
-# priors.feature_hint_loss (beyond the paper; sweep_forge's point blockwise_hint).
-STEP2_HINT = {"step2_filter": "conv", "step2_feature_weight": 1.0}
+# priors.feature_hint_loss at weight 10 (beyond the paper; sweep_forge's point
+# blockwise_hint10, the best of its Steps II–III points on validation).
+STEP2_HINT = {"step2_filter": "conv", "step2_feature_weight": 10.0}
 
 
 def forge_rows():

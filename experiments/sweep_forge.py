@@ -80,11 +80,10 @@ def points(student_steps: int = 5000) -> List[common.Row]:
       forge("blockwise_adv", "no_bns_dense images, Steps II–III, adversary on Step II's "
             "dual path", **DENSE, student="blockwise", forge_block_adv=True),
       forge("blockwise_hint", "no_bns_dense images, Steps II–III with 1x1-conv f_m^b and "
-            "the feature term (weight 1)", **DENSE, student="blockwise",
-            **from_scratch.STEP2_HINT),
+            "the feature term (weight 1)", **DENSE, student="blockwise", step2_filter="conv",
+            step2_feature_weight=1.0),
       forge("blockwise_hint10", "blockwise_hint with the feature term at weight 10",
-            **DENSE, student="blockwise", **dict(from_scratch.STEP2_HINT,
-                                                 step2_feature_weight=10.0)),
+            **DENSE, student="blockwise", step2_filter="conv", step2_feature_weight=10.0),
       forge("blockwise_conv", "no_bns_dense images, Steps II–III with 1x1-conv f_m^b",
             **DENSE, student="blockwise", step2_filter="conv"),
       forge("blockwise_se_hint", "no_bns_dense images, Steps II–III with the feature term "

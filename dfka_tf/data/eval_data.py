@@ -83,25 +83,13 @@ def from_arrays(x, y, names, labels: Sequence[str], *, image_size: int, batch_si
   """Images `x` [N, H, W, 3] (uint8, or float in [0, 1]) with multi-hot `y` [N, C] over
   label `names` (C), scored on the columns of `labels`: an .npz's content, or arrays a
   Python caller holds (`dfka_tf.evaluate`). `name` is how errors call them."""
-  x, y = np.asarray(x), np.asarray(y)
+  images = loaders.uint8_images(x, name)
+  y = np.asarray(y)
   names = [str(n) for n in np.asarray(names).reshape(-1)]
-  if x.ndim != 4 or x.shape[-1] != 3 or not len(x):
-    raise ConfigError(f"{name}: x has shape {x.shape}; it must hold images "
-                      "[N, height, width, 3], N >= 1")
-  if y.shape != (len(x), len(names)):
-    raise ConfigError(f"{name}: y has shape {y.shape}, but x holds {len(x)} "
-                      f"images and labels {len(names)} names; y must be [{len(x)}, "
+  if y.shape != (len(images), len(names)):
+    raise ConfigError(f"{name}: y has shape {y.shape}, but x holds {len(images)} "
+                      f"images and labels {len(names)} names; y must be [{len(images)}, "
                       f"{len(names)}] multi-hot")
-  if x.dtype == np.uint8:
-    images = x
-  elif np.issubdtype(x.dtype, np.floating):
-    if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
-      raise ConfigError(f"{name}: float images must lie in [0, 1] (found "
-                        f"{np.nanmin(x):.3g}..{np.nanmax(x):.3g}); scale them, or store uint8")
-    images = (x.astype(np.float32) * 255.0).round().astype(np.uint8)
-  else:
-    raise ConfigError(f"{name}: x is {x.dtype}; store uint8 images or floats in "
-                      "[0, 1]")
   columns = _match(labels, names, name)
   ds = tf.data.Dataset.from_tensor_slices(
       {"image": images, "labels": y.astype(np.float32),

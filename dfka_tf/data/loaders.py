@@ -232,6 +232,24 @@ def load_coco_json(annotation_json: str, image_dir: str, *, image_size: int = 22
                  augment=augment, cache=False, drop_remainder=False, cache_ok=False)
 
 
+def uint8_images(x, name: str, hint: str = "it must hold images [N, height, width, 3], N >= 1"
+                 ) -> np.ndarray:
+  """Images x [N, H, W, 3] of an .npz or a caller's arrays as uint8: uint8 kept, floats in
+  [0, 1] scaled by 255; anything else stops with one line naming `name` (`hint` follows a
+  bad shape)."""
+  x = np.asarray(x)
+  if x.ndim != 4 or x.shape[-1] != 3 or not len(x):
+    raise ConfigError(f"{name}: x has shape {x.shape}; {hint}")
+  if x.dtype == np.uint8:
+    return x
+  if not np.issubdtype(x.dtype, np.floating):
+    raise ConfigError(f"{name}: x is {x.dtype}; store uint8 images or floats in [0, 1]")
+  if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
+    raise ConfigError(f"{name}: float images must lie in [0, 1] (found "
+                      f"{np.nanmin(x):.3g}..{np.nanmax(x):.3g}); scale them, or store uint8")
+  return (x.astype(np.float32) * 255.0).round().astype(np.uint8)
+
+
 def prepared_builder(spec: str, name: str, split: str, *, flag: str,
                      data_dir: Optional[str] = None):
   """The TFDS builder of a user's `name:split` (`flag`={spec}), prepared and holding `split`.

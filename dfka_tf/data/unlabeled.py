@@ -37,20 +37,12 @@ def _npz_images(path: Path, batch_size: int) -> np.ndarray:
       x = f["x"]
   except (OSError, ValueError) as e:
     raise ConfigError(f"--unlabeled_data={path} is not a readable .npz ({e}); {_HINT}") from None
-  if x.ndim != 4 or x.shape[-1] != 3:
-    raise ConfigError(f"--unlabeled_data={path}: x has shape {x.shape}; {_HINT}")
-  if len(x) < batch_size:
-    raise ConfigError(f"--unlabeled_data={path} holds {len(x)} images, fewer than one batch "
-                      f"of {batch_size}; give at least {batch_size}, or lower --batch_size")
-  if x.dtype == np.uint8:
-    return x
-  if not np.issubdtype(x.dtype, np.floating):
-    raise ConfigError(f"--unlabeled_data={path}: x is {x.dtype}; store uint8 images or floats "
-                      "in [0, 1]")
-  if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
-    raise ConfigError(f"--unlabeled_data={path}: float images must lie in [0, 1] (found "
-                      f"{np.nanmin(x):.3g}..{np.nanmax(x):.3g}); scale them, or store uint8")
-  return (x.astype(np.float32) * 255.0).round().astype(np.uint8)
+  images = loaders.uint8_images(x, f"--unlabeled_data={path}", _HINT)
+  if len(images) < batch_size:
+    raise ConfigError(f"--unlabeled_data={path} holds {len(images)} images, fewer than one "
+                      f"batch of {batch_size}; give at least {batch_size}, or lower "
+                      "--batch_size")
+  return images
 
 
 def _split(spec: str):
