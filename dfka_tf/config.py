@@ -288,7 +288,9 @@ def _validate_combinations(c: RunConfig):
                       "--target_param_budget unset.")
   changed = [f"--{name}={value}" for name, value, default in (
       ("target_bn", s.target_bn, "train"), ("branch_bn", s.branch_bn, "train"),
-      ("finetune_trainable", s.finetune_trainable, "trunk")) if value != default]
+      ("finetune_trainable", s.finetune_trainable, "trunk"),
+      ("step2_filter", s.filter, "se"), ("step2_feature_weight", s.feature_weight, 0.0))
+      if value != default]
   if changed and s.mode != "blockwise":
     raise ConfigError(f"{' '.join(changed)}: these apply to Steps II-III, which "
                       f"--method={c.method} does not run; use a method that runs them (dfka, "

@@ -171,6 +171,8 @@ def test_t_u_before_step_three_holds_under_frozen_batchnorm_and_a_budget(tmp_pat
     (dict(target_bn="off"), "target_bn"),
     (dict(target_param_budget=float("inf")), "finite"),
     (dict(branch_bn="frozen", method="dafl"), "does not run"),
+    (dict(step2_feature_weight=1.0, student="distill"), "step2_feature_weight=1.0: these"),
+    (dict(step2_filter="conv", method="dafl"), "--step2_filter=conv: these apply"),
     (dict(branch_bn="frozen"), "add --finetune_trainable=all"),
 ])
 def test_bad_step_two_three_settings_are_refused(overrides, message):
