@@ -363,16 +363,16 @@ class BlockTrainer(SourceStep):
   def _step(self, draws):
     b = self.block
     image, link = self.source.render(draws)
-    targets = task_predictions(self.teachers, self.task, image)
+    hinted = None
+    if self.feature_weight > 0:  # Teacher m's own F^b too, from the targets' forward pass.
+      targets, hinted = task_predictions(self.teachers, self.task, image, features_at=b)
+    else:
+      targets = task_predictions(self.teachers, self.task, image)
     x1 = image
     for i in range(b - 1):
       x1 = self.target.blocks[i](x1, training=False)
     x2 = image if b == 1 else link.get(b - 1)
     block = self.target.blocks[b - 1]
-    hinted = None
-    if self.feature_weight > 0:  # Teacher m's own F^b on the image (inference mode).
-      hinted = {m: self.teachers[m].call(image, 0, b, training=False)
-                for m in self.task.active}
     with tf.GradientTape() as tape:
       per1, hints = self._per_teacher_losses(block(x1, training=True), targets, hinted)
       l1 = losses.dual_loss([per1[m] for m in self.task.active],

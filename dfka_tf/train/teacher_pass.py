@@ -68,12 +68,20 @@ class TeacherPass:
     return tf.concat([tf.cast(v.probs, tf.float32) for v in views], axis=1)
 
 
-def task_predictions(teachers: Sequence, task: TaskMap, image) -> Dict[int, tf.Tensor]:
+def task_predictions(teachers: Sequence, task: TaskMap, image, *, features_at: int = 0):
   """{m: g_m(A_m(image))}: each active teacher's predictions on its customized labels
-  (`task.teacher_cols[m]`), float32, the teachers in inference mode."""
-  return {m: tf.gather(tf.cast(teachers[m].tail(image, 0, training=False)["probs"],
-                               tf.float32), task.teacher_cols[m], axis=1)
-          for m in task.active}
+  (`task.teacher_cols[m]`), float32, the teachers in inference mode.
+
+  With `features_at` = b > 0, returns ({m: predictions}, {m: teacher m's F^b}) from the same
+  forward pass, split at depth b."""
+  preds, feats = {}, {}
+  for m in task.active:
+    x = image
+    if features_at:
+      x = feats[m] = teachers[m].call(image, 0, features_at, training=False)
+    probs = teachers[m].tail(x, features_at, training=False)["probs"]
+    preds[m] = tf.gather(tf.cast(probs, tf.float32), task.teacher_cols[m], axis=1)
+  return (preds, feats) if features_at else preds
 
 
 def predictions_over_task(teachers: Sequence, task: TaskMap, image) -> tf.Tensor:
