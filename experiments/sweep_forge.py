@@ -75,6 +75,10 @@ def points(student_steps: int = 5000) -> List[common.Row]:
       forge("adv10", "adversarial x10 (10)", forge_adv=10.0),
       forge("mix", "no_bns_dense + CutMix of bank images (p 0.5)", **DENSE, forge_mix=0.5),
       forge("g10", "no_bns_dense, 10 generator steps a round", **DENSE, forge_g_steps=10),
+      forge("mix_adv3", "mix with the adversarial term x3 (3)", **DENSE, forge_mix=0.5,
+            forge_adv=3.0),
+      forge("mix_g10", "mix with 10 generator steps a round", **DENSE, forge_mix=0.5,
+            forge_g_steps=10),
       forge("blockwise", "no_bns_dense images, the paper's Steps II–III",
             **DENSE, student="blockwise"),
       forge("blockwise_adv", "no_bns_dense images, Steps II–III, adversary on Step II's "

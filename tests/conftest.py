@@ -46,7 +46,11 @@ def start_distributed_cases():
 
 def pytest_collection_finish(session):
   # The cases are minutes of tracing with little to compute: started with the session they
-  # run beside the whole suite, not only beside test_distribute's own few tests.
+  # run beside the whole suite, not only beside test_distribute's own few tests. Under
+  # pytest-xdist every worker collects every test but one runs test_distribute, so there its
+  # fixture starts them.
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    return
   if any("equivalence" in getattr(item, "fixturenames", ()) for item in session.items):
     session.config.dfka_cases_process = start_distributed_cases()
 
