@@ -192,7 +192,7 @@ class ForgeConfig:
   """Forge, data-free images made while the student learns (train/forge.py; beyond the
   paper): used when --forge is on, in place of Step I's G. The defaults are the point
   no_bns_dense of experiments.sweep_forge (validation, seed 0); --preset=best adds what
-  measured better after it (--forge_mix=0.5, point mix)."""
+  measured better after it (--forge_mix=0.5, point mix; --forge_adv=3, point mix_adv3)."""
   enabled: bool = option(False, "Feed the student Forge's images: a generator trained in "
                          "rounds between student steps against the teachers (BN matching, "
                          "balanced label targets, a masked adversarial term) into a bank the "

@@ -63,7 +63,11 @@ def forge_rows():
                      label="Steps II–III on Forge, 1x1-conv f_m^b and the feature term"),
           common.Row("forge_nomix", dict(DISTILL, method="dfka", forge=True),
                      label="Forge without CutMix, distilled end to end"),
-          common.Row("forge", dict(DISTILL, method="dfka", forge=True, forge_mix=0.5),
+          common.Row("forge_adv1", dict(DISTILL, method="dfka", forge=True, forge_mix=0.5,
+                                        forge_adv=1.0),
+                     label="Forge with CutMix, adversarial term at 1, distilled end to end"),
+          common.Row("forge", dict(DISTILL, method="dfka", forge=True, forge_mix=0.5,
+                                   forge_adv=3.0),
                      label="Forge (--preset=best), distilled end to end")]
 
 

@@ -15,8 +15,9 @@ budget of Steps II–III (`--student=distill`). Points:
   round's generator carried on or drawn fresh instead of meta-learnt, uniform_labels);
 - more images (dense: a round every 10 student steps into a bank of 16384) and a few scales
   of the weights the references disagree on (bns, adv);
-- from the winner, no_bns_dense: CutMix of the student's bank batches (mix), twice the
-  generator steps a round (g10, as Fast-10), and the
+- from the winner, no_bns_dense: CutMix of the student's bank batches (mix), then on top of
+  it the adversarial term at 3 (mix_adv3) or twice the generator steps a round (mix_g10);
+  twice the generator steps a round (g10, as Fast-10), and the
   paper's Steps II–III on its images, with and without the adversary on Step II's dual path
   (blockwise, blockwise_adv; their TargetNet alone is the one to read), and with f_m^b a 1x1
   convolution, the feature term of priors.feature_hint_loss, or both (blockwise_conv,
@@ -46,7 +47,8 @@ CENTRE = dict(forge_bns=10.0, forge_adv=1.0, forge_bank_size=4096,
               forge_warmup_rounds=10, forge_round_every=25, forge_reset="meta",
               forge_labels="balanced")
 FULL = dict(from_scratch.DISTILL, method="dfka", forge=True, **CENTRE)
-# The sweep's winner (`--preset=best`'s Forge), which the later points start from.
+# The sweep's winner before CutMix and the stronger adversary (`--preset=best` adds
+# --forge_mix=0.5 and --forge_adv=3: points mix, mix_adv3), which the later points start from.
 DENSE = dict(forge_bns=0.0, forge_round_every=10, forge_bank_size=16384)
 CURVE_EVERY = 500  # Student steps between the points of each row's validation curve.
 
