@@ -15,7 +15,8 @@ whole TargetNet trained jointly, as DAFL's code runs); dfka (the paper's Steps I
 beyond the paper, pool (Steps II–III on a DeepInversion pool), dfka_forge (Steps II–III on
 Forge's images, train/forge.py; dfka_forge_hint with f_m^b a 1x1 convolution and a feature
 term, priors.feature_hint_loss), forge (one TargetNet distilled end to end on Forge's
-images, --preset=best's recipe; forge_nomix without its CutMix) with its bound and floor on
+images, --preset=best's recipe; forge_adv1 with its adversarial term at 1, forge_nomix
+also without its CutMix) with its bound and floor on
 the same budget, ka_distill and noise_distill. Every row gives T_u and the
 TargetNet alone; the TargetNet alone is what this table is about, since T_u keeps copies of
 the teachers' blocks wherever Eq. 18 branches early.
@@ -51,7 +52,8 @@ STEP2_HINT = {"step2_filter": "conv", "step2_feature_weight": 10.0}
 
 def forge_rows():
   """Beyond the paper: Forge's images (train/forge.py) for the paper's Steps II–III
-  (dfka_forge) and for one TargetNet distilled end to end (forge), and the e2e student's
+  (dfka_forge, dfka_forge_hint) and for one TargetNet distilled end to end (forge, which is
+  --preset=best; forge_adv1 and forge_nomix without parts of it), and the e2e student's
   bound and floor on the same budget (ka_distill, noise_distill)."""
   return [common.Row("ka_distill", dict(DISTILL, method="ka"),
                      label="KA, distilled end to end"),

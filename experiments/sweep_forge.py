@@ -15,13 +15,14 @@ budget of Steps II–III (`--student=distill`). Points:
   round's generator carried on or drawn fresh instead of meta-learnt, uniform_labels);
 - more images (dense: a round every 10 student steps into a bank of 16384) and a few scales
   of the weights the references disagree on (bns, adv);
-- from the winner, no_bns_dense: CutMix of the student's bank batches (mix), then on top of
+- from the winner, no_bns_dense: CutMix of the student's bank batches (mix), and on top of
   it the adversarial term at 3 (mix_adv3) or twice the generator steps a round (mix_g10);
-  twice the generator steps a round (g10, as Fast-10), and the
+  twice the generator steps a round without CutMix (g10, as Fast-10); and the
   paper's Steps II–III on its images, with and without the adversary on Step II's dual path
   (blockwise, blockwise_adv; their TargetNet alone is the one to read), and with f_m^b a 1x1
   convolution, the feature term of priors.feature_hint_loss, or both (blockwise_conv,
-  blockwise_se_hint, blockwise_hint; blockwise_hint10 at 10 times the term's weight).
+  blockwise_se_hint, blockwise_hint; blockwise_hint10 at 10 times the term's weight, and
+  blockwise_hint10_best on --preset=best's Forge).
 Scored on scenes20's **validation** split, never on test; the columns are the table suites'.
 Forge's own figures (synthesis seconds, images per second, the label shares) are in each
 row's results.json under "forge" (the records in --out/sweep_forge_rows/).
@@ -92,6 +93,9 @@ def points(student_steps: int = 5000) -> List[common.Row]:
             **DENSE, student="blockwise", step2_filter="conv", step2_feature_weight=10.0),
       forge("blockwise_conv", "no_bns_dense images, Steps II–III with 1x1-conv f_m^b",
             **DENSE, student="blockwise", step2_filter="conv"),
+      forge("blockwise_hint10_best", "blockwise_hint10 on --preset=best's Forge (CutMix, "
+            "adversarial term at 3)", **DENSE, forge_mix=0.5, forge_adv=3.0,
+            student="blockwise", step2_filter="conv", step2_feature_weight=10.0),
       forge("blockwise_se_hint", "no_bns_dense images, Steps II–III with the feature term "
             "(weight 1) through the paper's f_m^b", **DENSE, student="blockwise",
             step2_feature_weight=1.0),

@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The tests' backbones go to a cache of this session's own (its command-line runs inherit it),
 # never the user's: a quick run's 10-step backbone is trained once per recipe and seed, and
 # a hit gives the weights training gives on this machine. The cache's own tests name theirs
-# (tests/test_beyond_paper.py).
+# (tests/test_beyond_paper.py). Under pytest-xdist each worker process has its own.
 _CACHE = tempfile.mkdtemp(prefix="dfka_tf_tests_cache_")
 os.environ["DFKA_TF_CACHE"] = _CACHE
 
