@@ -14,7 +14,7 @@ scenes20 images: the bound at the same student budget); noise (the floor); dafl 
 whole TargetNet trained jointly, as DAFL's code runs); dfka (the paper's Steps I–III); and
 beyond the paper, pool (Steps II–III on a DeepInversion pool), dfka_forge (Steps II–III on
 Forge's images, train/forge.py; dfka_forge_hint with f_m^b a 1x1 convolution and a feature
-term, priors.feature_hint_loss), forge (one TargetNet distilled end to end on Forge's
+term, priors.feature_hint_loss; dfka_forge_hint_best the same on --preset=best's Forge), forge (one TargetNet distilled end to end on Forge's
 images, --preset=best's recipe; forge_adv1 with its adversarial term at 1, forge_nomix
 also without its CutMix) with its bound and floor on
 the same budget, ka_distill and noise_distill. Every row gives T_u and the
@@ -63,6 +63,10 @@ def forge_rows():
                      label="Steps II–III on Forge"),
           common.Row("dfka_forge_hint", dict(STEP2_HINT, method="dfka", forge=True),
                      label="Steps II–III on Forge, 1x1-conv f_m^b and the feature term"),
+          common.Row("dfka_forge_hint_best", dict(STEP2_HINT, method="dfka", forge=True,
+                                                  forge_mix=0.5, forge_adv=3.0),
+                     label="Steps II–III on --preset=best's Forge, 1x1-conv f_m^b and the "
+                           "feature term"),
           common.Row("forge_nomix", dict(DISTILL, method="dfka", forge=True),
                      label="Forge without CutMix, distilled end to end"),
           common.Row("forge_adv1", dict(DISTILL, method="dfka", forge=True, forge_mix=0.5,
