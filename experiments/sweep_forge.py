@@ -78,8 +78,8 @@ def points(student_steps: int = 5000) -> List[common.Row]:
       forge("adv10", "adversarial x10 (10)", forge_adv=10.0),
       forge("mix", "no_bns_dense + CutMix of bank images (p 0.5)", **DENSE, forge_mix=0.5),
       forge("g10", "no_bns_dense, 10 generator steps a round", **DENSE, forge_g_steps=10),
-      forge("mix_adv3", "mix with the adversarial term x3 (3)", **DENSE, forge_mix=0.5,
-            forge_adv=3.0),
+      forge("mix_adv3", "mix with the adversarial term x3 (3)", **DENSE,
+            **from_scratch.BEST_FORGE),
       forge("mix_g10", "mix with 10 generator steps a round", **DENSE, forge_mix=0.5,
             forge_g_steps=10),
       forge("blockwise", "no_bns_dense images, the paper's Steps II–III",
@@ -94,7 +94,7 @@ def points(student_steps: int = 5000) -> List[common.Row]:
       forge("blockwise_conv", "no_bns_dense images, Steps II–III with 1x1-conv f_m^b",
             **DENSE, student="blockwise", step2_filter="conv"),
       forge("blockwise_hint10_best", "blockwise_hint10 on --preset=best's Forge (CutMix, "
-            "adversarial term at 3)", **DENSE, forge_mix=0.5, forge_adv=3.0,
+            "adversarial term at 3)", **DENSE, **from_scratch.BEST_FORGE,
             student="blockwise", step2_filter="conv", step2_feature_weight=10.0),
       forge("blockwise_se_hint", "no_bns_dense images, Steps II–III with the feature term "
             "(weight 1) through the paper's f_m^b", **DENSE, student="blockwise",
@@ -107,8 +107,8 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
   overrides = common.validation_overrides(from_scratch.suite_overrides(quick, overrides))
   overrides.setdefault("curve_every", 5 if quick else CURVE_EVERY)
   out_dict = common.run_table(
-      NAME, TITLE, points(25 if quick else 5000), setting=dict(num_teachers=2, labels=None), out=out,
-      workdir_root=workdir_root, quick=quick, seeds=common.seeds_from(seeds, 1, quick),
+      NAME, TITLE, points(25 if quick else 5000), setting=dict(num_teachers=2, labels=None),
+      out=out, workdir_root=workdir_root, quick=quick, seeds=common.seeds_from(seeds, 1, quick),
       overrides=overrides, progress=progress, paper_header="paper mAP (none: beyond it)",
       only=rows, log=log,
       notes=["Teachers and TargetNet start from fresh weights; every row but the blockwise "

@@ -279,6 +279,21 @@ def test_finetune_step_moves_target_net_not_teachers(world):
   np.testing.assert_allclose(targets, np.stack([b[:, 1], a[:, 0], a[:, 2]], 1), rtol=1e-5)
 
 
+def test_task_predictions_and_features_split_one_pass_at_a_block(world):
+  teachers, task, _ = world
+  image = tf.random.uniform((2,) + SHAPE)
+  preds = teacher_pass.task_predictions(teachers, task, image)
+  both, feats = teacher_pass.task_predictions_and_features(teachers, task, image, 2)
+  assert sorted(both) == sorted(feats) == sorted(preds) == [0, 1]
+  for m in (0, 1):
+    np.testing.assert_allclose(both[m], preds[m], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(feats[m], teachers[m].features(image)[1], rtol=1e-5, atol=1e-6)
+  # Each teacher gives its own columns of Y_cst: teacher b its label 1, teacher a 0 and 2.
+  np.testing.assert_allclose(preds[1], teachers[1](image)["probs"].numpy()[:, [1]], rtol=1e-5)
+  np.testing.assert_allclose(preds[0], teachers[0](image)["probs"].numpy()[:, [0, 2]],
+                             rtol=1e-5)
+
+
 def test_batchnorm_taps_share_the_teacher_forward_pass(world):
   teachers, _, _ = world
   tap, stats = teacher_pass.batchnorm_taps(teachers[0])

@@ -439,3 +439,18 @@ def test_from_scratch_rows_share_no_pretrained_start():
       suites_common.Row("dfka", {"method": "dfka"}), setting={}, quick=True, seed=0,
       overrides=from_scratch.suite_overrides(True))
   assert quick.data.pretrain is None and quick.data.arch == "tiny"
+
+
+def test_the_forge_row_is_the_best_preset_and_the_hint_row_feeds_steps_two_three_its_images():
+  def config(row, preset=None):
+    overrides = from_scratch.suite_overrides(False, {"preset": preset} if preset else None)
+    return suites_common.row_config(row, setting=dict(num_teachers=2, labels=None),
+                                    quick=False, seed=0, overrides=overrides)
+  rows = {r.name: r for r in from_scratch.forge_rows()}
+  best = config(suites_common.Row("best", {}), preset="best")
+  assert config(rows["forge"]).differences(best) == []
+  hint_best = config(rows["dfka_forge_hint_best"])
+  assert hint_best.source.forge == best.source.forge
+  assert hint_best.student.form != best.student.form
+  # forge_adv1 is the same Forge with only the adversarial term moved.
+  assert config(rows["forge_adv1"]).differences(best) == ["forge_adv"]

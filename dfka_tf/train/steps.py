@@ -27,7 +27,7 @@ from dfka_tf.task import TaskMap
 from dfka_tf.train.augment import apply_flip_shift, flip_shift_draws
 from dfka_tf.train.optimizers import maybe_loss_scaled, poly_sgd
 from dfka_tf.train.teacher_pass import (TeacherPass, predictions_over_task, target_columns,
-                                        task_predictions)
+                                        task_predictions, task_predictions_and_features)
 
 
 def _gather(probs, cols):
@@ -365,7 +365,7 @@ class BlockTrainer(SourceStep):
     image, link = self.source.render(draws)
     hinted = None
     if self.feature_weight > 0:  # Teacher m's own F^b too, from the targets' forward pass.
-      targets, hinted = task_predictions(self.teachers, self.task, image, features_at=b)
+      targets, hinted = task_predictions_and_features(self.teachers, self.task, image, b)
     else:
       targets = task_predictions(self.teachers, self.task, image)
     x1 = image

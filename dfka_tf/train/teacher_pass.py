@@ -3,8 +3,8 @@
 Teachers are frozen and always run with training=False (batch norm in inference mode). A
 `TeacherPass` computes, per teacher, what the step's losses and priors need: the
 predictions and pre-logits always; the inputs of every batch-norm layer (L_bns) and the
-intermediate features F^1..F^{B-1} (L_H) when asked. `task_predictions` and
-`predictions_over_task` are the teachers' predictions over the customized labels Y_cst, each
+intermediate features F^1..F^{B-1} (L_H) when asked. `task_predictions` (with the features
+at one block: `task_predictions_and_features`) and `predictions_over_task` are the teachers' predictions over the customized labels Y_cst, each
 label from its teacher: the targets of Steps II–III and the "Teacher" scores.
 """
 
@@ -68,20 +68,26 @@ class TeacherPass:
     return tf.concat([tf.cast(v.probs, tf.float32) for v in views], axis=1)
 
 
-def task_predictions(teachers: Sequence, task: TaskMap, image, *, features_at: int = 0):
+def task_predictions(teachers: Sequence, task: TaskMap, image) -> Dict[int, tf.Tensor]:
   """{m: g_m(A_m(image))}: each active teacher's predictions on its customized labels
-  (`task.teacher_cols[m]`), float32, the teachers in inference mode.
+  (`task.teacher_cols[m]`), float32, the teachers in inference mode."""
+  return {m: _task_probs(teachers[m], task, m, image, 0) for m in task.active}
 
-  With `features_at` = b > 0, returns ({m: predictions}, {m: teacher m's F^b}) from the same
-  forward pass, split at depth b."""
+
+def task_predictions_and_features(teachers: Sequence, task: TaskMap, image, block: int):
+  """({m: predictions}, {m: teacher m's F^block}) from one forward pass per teacher, split
+  at depth `block` (1..B-1): `task_predictions` and the features Step II's feature term
+  reads, without running the teachers' first blocks twice."""
   preds, feats = {}, {}
   for m in task.active:
-    x = image
-    if features_at:
-      x = feats[m] = teachers[m].call(image, 0, features_at, training=False)
-    probs = teachers[m].tail(x, features_at, training=False)["probs"]
-    preds[m] = tf.gather(tf.cast(probs, tf.float32), task.teacher_cols[m], axis=1)
-  return (preds, feats) if features_at else preds
+    feats[m] = teachers[m].call(image, 0, block, training=False)
+    preds[m] = _task_probs(teachers[m], task, m, feats[m], block)
+  return preds, feats
+
+
+def _task_probs(teacher, task: TaskMap, m: int, x, start: int) -> tf.Tensor:
+  probs = teacher.tail(x, start, training=False)["probs"]
+  return tf.gather(tf.cast(probs, tf.float32), task.teacher_cols[m], axis=1)
 
 
 def predictions_over_task(teachers: Sequence, task: TaskMap, image) -> tf.Tensor:
