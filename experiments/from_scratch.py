@@ -12,7 +12,8 @@ common start: what the TargetNet knows it learnt from the images each row feeds 
 Rows, named as in results/table2.csv: teacher (the two side by side); ka (real unlabeled
 scenes20 images: the bound at the same student budget); noise (the floor); dafl (G and a
 whole TargetNet trained jointly, as DAFL's code runs); dfka (the paper's Steps I–III); and
-beyond the paper, pool (Steps II–III on a DeepInversion pool), dfka_forge (Steps II–III on
+beyond the paper, pool (Steps II–III on a DeepInversion pool; pool_distill, the pool for one
+TargetNet distilled end to end), dfka_forge (Steps II–III on
 Forge's images, train/forge.py; dfka_forge_hint with f_m^b a 1x1 convolution and a feature
 term, priors.feature_hint_loss; dfka_forge_hint_best the same on --preset=best's Forge),
 forge (one TargetNet distilled end to end on Forge's images, --preset=best's recipe;
@@ -83,9 +84,17 @@ def forge_rows():
                      label="Forge (--preset=best), distilled end to end")]
 
 
+def pool_distill_row(images: int) -> common.Row:
+  """Beyond the paper: the DeepInversion pool of `images` (with the pool row's student-side
+  jitter) for the end-to-end student, so Forge's forge row has the pool beside it on the
+  same student and budget (mAP per CPU-minute of the two engines)."""
+  return common.Row("pool_distill", dict(common.pool_row(images).overrides, **DISTILL),
+                    label=f"DeepInversion pool ({images}), distilled end to end")
+
+
 def table_rows(pool_images: int = 0):
-  return ([common.Row(m, {"method": m}) for m in ROWS]
-          + ([common.pool_row(pool_images)] if pool_images > 0 else []) + forge_rows())
+  pool = [common.pool_row(pool_images), pool_distill_row(pool_images)] if pool_images > 0 else []
+  return [common.Row(m, {"method": m}) for m in ROWS] + pool + forge_rows()
 
 
 def suite_overrides(quick: bool, overrides=None):

@@ -404,8 +404,8 @@ def test_every_row_of_every_suite(tmp_path):
                                                             "real"]
   from_scratch.run_suite(out=out, **kw)
   assert _csv(os.path.join(out, "from_scratch.csv"), "row") == [
-      "teacher", "ka", "noise", "dafl", "dfka", "pool", "ka_distill", "noise_distill",
-      "dfka_forge", "dfka_forge_hint", "dfka_forge_hint_best", "forge_nomix", "forge_adv1",
+      "teacher", "ka", "noise", "dafl", "dfka", "pool", "pool_distill", "ka_distill",
+      "noise_distill", "dfka_forge", "dfka_forge_hint", "dfka_forge_hint_best", "forge_nomix", "forge_adv1",
       "forge"]
   sweep_forge.run_suite(out=out, **kw)
   assert _csv(os.path.join(out, "sweep_forge.csv"), "row") == [
