@@ -13,9 +13,9 @@ Rows, named as in results/table2.csv: teacher (the two side by side); ka (real u
 scenes20 images: the bound at the same student budget); noise (the floor); dafl (G and a
 whole TargetNet trained jointly, as DAFL's code runs); dfka (the paper's Steps I–III); and
 beyond the paper, pool (Steps II–III on a DeepInversion pool; pool_distill, the pool for one
-TargetNet distilled end to end), dfka_forge (Steps II–III on
-Forge's images, train/forge.py; dfka_forge_hint with f_m^b a 1x1 convolution and a feature
-term, priors.feature_hint_loss; dfka_forge_hint_best the same on --preset=best's Forge),
+TargetNet distilled end to end), dfka_forge (Steps II–III on Forge's images, train/forge.py;
+dfka_forge_hint with f_m^b a 1x1 convolution and a feature term, priors.feature_hint_loss;
+dfka_forge_hint_best the same on --preset=best's Forge),
 forge (one TargetNet distilled end to end on Forge's images, --preset=best's recipe;
 forge_adv1 with its adversarial term at 1, forge_nomix also without its CutMix) with its
 bound and floor on the same budget, ka_distill and noise_distill. Every row gives T_u and the
@@ -119,7 +119,9 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
       notes=["Teachers and TargetNet start from fresh weights (no --pretrain). KA (unlabeled "
              "scenes20 images) bounds the data-free rows from above at the same student "
              "budget, noise from below. "
-             + common.beyond_paper_note(0.0, 0.0, pool_images)])
+             + common.beyond_paper_note(0.0, 0.0, pool_images)
+             + (" 'pool_distill' distils one whole TargetNet end to end on the same pool."
+                if pool_images > 0 else "")])
 
 
 if __name__ == "__main__":

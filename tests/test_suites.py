@@ -405,8 +405,8 @@ def test_every_row_of_every_suite(tmp_path):
   from_scratch.run_suite(out=out, **kw)
   assert _csv(os.path.join(out, "from_scratch.csv"), "row") == [
       "teacher", "ka", "noise", "dafl", "dfka", "pool", "pool_distill", "ka_distill",
-      "noise_distill", "dfka_forge", "dfka_forge_hint", "dfka_forge_hint_best", "forge_nomix", "forge_adv1",
-      "forge"]
+      "noise_distill", "dfka_forge", "dfka_forge_hint", "dfka_forge_hint_best", "forge_nomix",
+      "forge_adv1", "forge"]
   sweep_forge.run_suite(out=out, **kw)
   assert _csv(os.path.join(out, "sweep_forge.csv"), "row") == [
       r.name for r in sweep_forge.points()]
@@ -451,6 +451,6 @@ def test_the_forge_row_is_the_best_preset_and_the_hint_row_feeds_steps_two_three
   assert config(rows["forge"]).differences(best) == []
   hint_best = config(rows["dfka_forge_hint_best"])
   assert hint_best.source.forge == best.source.forge
-  assert hint_best.student.form != best.student.form
+  assert hint_best.student.feature_weight == 10.0 and hint_best.student.form != "distill"
   # forge_adv1 is the same Forge with only the adversarial term moved.
   assert config(rows["forge_adv1"]).differences(best) == ["forge_adv"]

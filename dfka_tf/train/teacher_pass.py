@@ -4,8 +4,9 @@ Teachers are frozen and always run with training=False (batch norm in inference 
 `TeacherPass` computes, per teacher, what the step's losses and priors need: the
 predictions and pre-logits always; the inputs of every batch-norm layer (L_bns) and the
 intermediate features F^1..F^{B-1} (L_H) when asked. `task_predictions` (with the features
-at one block: `task_predictions_and_features`) and `predictions_over_task` are the teachers' predictions over the customized labels Y_cst, each
-label from its teacher: the targets of Steps II–III and the "Teacher" scores.
+at one block: `task_predictions_and_features`) and `predictions_over_task` are the teachers'
+predictions over the customized labels Y_cst, each label from its teacher: the targets of
+Steps II–III and the "Teacher" scores.
 """
 
 from typing import Dict, List, NamedTuple, Optional, Sequence
