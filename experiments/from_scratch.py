@@ -15,10 +15,10 @@ whole TargetNet trained jointly, as DAFL's code runs); dfka (the paper's Steps I
 beyond the paper, pool (Steps II–III on a DeepInversion pool; pool_distill, the pool for one
 TargetNet distilled end to end), dfka_forge (Steps II–III on Forge's images, train/forge.py;
 dfka_forge_hint with f_m^b a 1x1 convolution and a feature term, priors.feature_hint_loss;
-dfka_forge_hint_best the same on --preset=best's Forge),
-forge (one TargetNet distilled end to end on Forge's images, --preset=best's recipe;
-forge_adv1 with its adversarial term at 1, forge_nomix also without its CutMix) with its
-bound and floor on the same budget, ka_distill and noise_distill. Every row gives T_u and the
+dfka_forge_hint_best the same on --preset=best's Forge), forge (one TargetNet distilled end
+to end on Forge's images, --preset=best's recipe; forge_adv1 with its adversarial term at 1,
+forge_nomix also without its CutMix) with its bound and floor on the same budget, ka_distill
+and noise_distill. Every row gives T_u and the
 TargetNet alone; the TargetNet alone is what this table is about, since T_u keeps copies of
 the teachers' blocks wherever Eq. 18 branches early.
 
