@@ -441,6 +441,24 @@ def test_from_scratch_rows_share_no_pretrained_start():
   assert quick.data.pretrain is None and quick.data.arch == "tiny"
 
 
+def test_from_scratch_takes_table_one_setting_with_its_own_records(tmp_path):
+  config = suites_common.row_config(
+      suites_common.Row("ka", {"method": "ka"}), setting=from_scratch.setting_of("table1"),
+      quick=False, seed=0, overrides=from_scratch.suite_overrides(False))
+  assert config.data.num_teachers == 1 and config.data.pretrain is None
+  assert list(config.data.labels) == suites_common.scenes_labels(10)
+  assert from_scratch.setting_of("table2") == dict(num_teachers=2, labels=None)
+  with pytest.raises(ValueError, match="unknown setting 'table3'"):
+    from_scratch.run_suite(out=str(tmp_path), workdir_root=str(tmp_path), setting="table3")
+  assert not os.listdir(tmp_path)  # Refused before anything is written.
+  # The CLI's --out follows --setting, so the two tables never share records.
+  from absl.testing import flagsaver
+  with flagsaver.flagsaver(setting="table1"):
+    from_scratch.FLAGS.mark_as_parsed()
+    assert from_scratch._suite_args()["setting"] == "table1"
+    assert from_scratch.FLAGS.out == "results/from_scratch_table1"
+
+
 def test_the_forge_row_is_the_best_preset_and_the_hint_row_feeds_steps_two_three_its_images():
   def config(row, preset=None):
     overrides = from_scratch.suite_overrides(False, {"preset": preset} if preset else None)
