@@ -30,6 +30,8 @@ Writes --out/from_scratch.md, .csv, _seeds.csv, .png and each row's record in
 from_scratch_rows/ (a rerun reuses them, so the table fills over several sittings).
 """
 
+import os
+
 from absl import app
 from absl import flags
 
@@ -46,9 +48,9 @@ NAME = "from_scratch"
 # Per setting: the table's title, its paper column's header and the default --out.
 SETTINGS = {
     "table2": ("From fresh weights: 2 teachers (10 + 10 labels) -> 20 labels, no pretrained "
-               "start", "paper mAP (VOC07, Table 2)", "results/from_scratch"),
+               "start", "paper mAP (VOC07, Table 2)", os.path.join("results", "from_scratch")),
     "table1": ("From fresh weights: 1 teacher (20 labels) -> 10 labels, no pretrained start",
-               "paper mAP (VOC07, Table 1)", "results/from_scratch_table1"),
+               "paper mAP (VOC07, Table 1)", os.path.join("results", "from_scratch_table1")),
 }
 
 
@@ -151,10 +153,14 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
                 if pool_images > 0 else "")])
 
 
+def default_out(setting: str) -> str:
+  """--out when it is not given: one folder per setting, so their records never mix."""
+  return SETTINGS[setting][2]
+
+
 def _suite_args():
-  # --out's default follows --setting, so the two tables keep separate records.
   if not FLAGS["out"].present:
-    FLAGS.out = SETTINGS[FLAGS.setting][2]
+    FLAGS.out = default_out(FLAGS.setting)
   return dict(pool_images=FLAGS.pool_images, setting=FLAGS.setting)
 
 

@@ -452,11 +452,8 @@ def test_from_scratch_takes_table_one_setting_with_its_own_records(tmp_path):
     from_scratch.run_suite(out=str(tmp_path), workdir_root=str(tmp_path), setting="table3")
   assert not os.listdir(tmp_path)  # Refused before anything is written.
   # The CLI's --out follows --setting, so the two tables never share records.
-  from absl.testing import flagsaver
-  with flagsaver.flagsaver(setting="table1"):
-    from_scratch.FLAGS.mark_as_parsed()
-    assert from_scratch._suite_args()["setting"] == "table1"
-    assert from_scratch.FLAGS.out == "results/from_scratch_table1"
+  assert from_scratch.default_out("table1") == os.path.join("results", "from_scratch_table1")
+  assert from_scratch.default_out("table2") == os.path.join("results", "from_scratch")
 
 
 def test_the_forge_row_is_the_best_preset_and_the_hint_row_feeds_steps_two_three_its_images():
