@@ -37,30 +37,33 @@ from absl import flags
 
 from dfka_tf import config as config_lib
 from . import suites_common as common
+from . import table1
+from . import table2
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("setting", "table2", ["table2", "table1"],
+NAME = "from_scratch"
+# Per setting: the paper table's suite (whose setting() the rows take), this table's title,
+# its paper column's header and the default --out.
+SETTINGS = {
+    "table2": (table2, "From fresh weights: 2 teachers (10 + 10 labels) -> 20 labels, no "
+               "pretrained start", "paper mAP (VOC07, Table 2)",
+               os.path.join("results", "from_scratch")),
+    "table1": (table1, "From fresh weights: 1 teacher (20 labels) -> 10 labels, no pretrained "
+               "start", "paper mAP (VOC07, Table 1)",
+               os.path.join("results", "from_scratch_table1")),
+}
+
+flags.DEFINE_enum("setting", "table2", list(SETTINGS),
                   "The paper table whose setting the rows take: table2 (2 teachers, 10 + 10 "
                   "labels -> 20) or table1 (1 teacher of 20 labels -> its first 10).")
 
-NAME = "from_scratch"
-# Per setting: the table's title, its paper column's header and the default --out.
-SETTINGS = {
-    "table2": ("From fresh weights: 2 teachers (10 + 10 labels) -> 20 labels, no pretrained "
-               "start", "paper mAP (VOC07, Table 2)", os.path.join("results", "from_scratch")),
-    "table1": ("From fresh weights: 1 teacher (20 labels) -> 10 labels, no pretrained start",
-               "paper mAP (VOC07, Table 1)", os.path.join("results", "from_scratch_table1")),
-}
-
 
 def setting_of(name: str):
-  """The RunConfig setting (num_teachers, labels) of `name` in SETTINGS."""
+  """The RunConfig setting (num_teachers, labels) of `name` in SETTINGS: its table's own."""
   if name not in SETTINGS:
     raise ValueError(f"unknown setting {name!r}; choose one of {sorted(SETTINGS)}.")
-  if name == "table1":
-    return dict(num_teachers=1, labels=tuple(common.scenes_labels(10)))
-  return dict(num_teachers=2, labels=None)
+  return SETTINGS[name][0].setting()
 
 
 ROWS = ("teacher", "ka", "noise", "dafl", "dfka")
@@ -138,7 +141,7 @@ def suite_overrides(quick: bool, overrides=None):
 def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,
               rows=None, pool_images=1024, setting="table2", log=print):
   setting_args = setting_of(setting)  # Refuses an unknown setting first.
-  title, paper_header, _ = SETTINGS[setting]
+  _, title, paper_header, _ = SETTINGS[setting]
   pool_images = common.pool_images_for(pool_images, quick)
   return common.run_table(
       NAME, title, table_rows(pool_images), setting=setting_args,
@@ -155,7 +158,7 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
 
 def default_out(setting: str) -> str:
   """--out when it is not given: one folder per setting, so their records never mix."""
-  return SETTINGS[setting][2]
+  return SETTINGS[setting][3]
 
 
 def _suite_args():

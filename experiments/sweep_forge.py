@@ -37,6 +37,7 @@ from absl import flags
 from . import from_scratch
 from . import suite_writers as writers
 from . import suites_common as common
+from . import table2
 
 FLAGS = flags.FLAGS
 
@@ -107,7 +108,7 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
   overrides = common.validation_overrides(from_scratch.suite_overrides(quick, overrides))
   overrides.setdefault("curve_every", 5 if quick else CURVE_EVERY)
   out_dict = common.run_table(
-      NAME, TITLE, points(25 if quick else 5000), setting=dict(num_teachers=2, labels=None),
+      NAME, TITLE, points(25 if quick else 5000), setting=table2.setting(),
       out=out, workdir_root=workdir_root, quick=quick, seeds=common.seeds_from(seeds, 1, quick),
       overrides=overrides, progress=progress, paper_header="paper mAP (none: beyond it)",
       only=rows, log=log,

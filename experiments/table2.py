@@ -39,12 +39,17 @@ def table_rows(bns_weight: float, lh_weight: float = 0.0, pool_images: int = 0):
           + common.beyond_paper_rows(bns_weight, lh_weight, pool_images))
 
 
+def setting():
+  """RunConfig overrides of Table 2's setting: two teachers, all 20 labels."""
+  return dict(num_teachers=2, labels=None)
+
+
 def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,
               rows=None, bns_weight=20.0, lh_weight=0.0, pool_images=1024, log=print):
   pool_images = common.pool_images_for(pool_images, quick)
   return common.run_table(
       NAME, TITLE, table_rows(bns_weight, lh_weight, pool_images),
-      setting=dict(num_teachers=2, labels=None),
+      setting=setting(),
       out=out, workdir_root=workdir_root, quick=quick,
       seeds=common.seeds_from(seeds, 3, quick), overrides=overrides or {}, progress=progress,
       paper_header="paper mAP (VOC07, Table 2)", only=rows, log=log,
