@@ -26,6 +26,7 @@ from dfka_tf import config as config_lib
 from . import suite_cache
 from . import suite_writers as writers
 from . import suites_common as common
+from . import table2
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("summary_every_steps", 20, "Steps between G's sampled summaries (a "
@@ -47,7 +48,7 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
   rows = []
   for seed in common.seeds_from(seeds, 1, quick):
     config = common.row_config(common.Row("dfka", {"method": "dfka"}),
-                               setting=dict(num_teachers=2, labels=None), quick=quick,
+                               setting=table2.setting(), quick=quick,
                                seed=seed, overrides=overrides)
     stages = suite_cache.Stages(workdir_root, progress=progress, log=log)
     gdir = stages.generator_dir(config)

@@ -31,10 +31,11 @@ from absl import app
 from . import suite_cache
 from . import suite_writers as writers
 from . import suites_common as common
+from . import table2
 
 NAME = "sweep"
 TITLE = "Step I's settings on the validation split (Table 2's setting, DFKA)"
-SETTING = dict(num_teachers=2, labels=None, method="dfka")
+SETTING = dict(table2.setting(), method="dfka")
 
 # S-Table 1 as printed, and how Steps II–III sample G in this implementation before the sweep.
 PAPER = dict(alpha=1.0, beta=1.0, gamma=5.0, dis_sign="sparse", epsilon=0.5,

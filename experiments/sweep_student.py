@@ -32,11 +32,12 @@ from absl import app
 from . import suite_cache
 from . import suite_writers as writers
 from . import suites_common as common
+from . import table2
 
 NAME = "sweep_student"
 TITLE = "Steps II–III's settings on the validation split (the quick start's run)"
 # The quick start's budget for Steps I–III, over the suites' tables preset.
-SETTING = dict(num_teachers=2, labels=None, method="dfka", generator_steps=150,
+SETTING = dict(table2.setting(), method="dfka", generator_steps=150,
                block_steps=100, finetune_steps=100)
 # The centre every point changes: Step II at 0.3 (the teachers' LR), Step III at 0.1x, the
 # TargetNet's batch norms trained, Step III training the trunk (the copies kept).
