@@ -548,6 +548,7 @@ TABLES = {
     "table2": lambda: suite_table("table2"),
     "table2_beyond": lambda: suite_table("table2", os.path.join(RESULTS, "beyond_paper")),
     "table2_lr_0_3": lambda: suite_table("table2", os.path.join(RESULTS, "table2_lr0.3")),
+    "table1_lr_0_3": lambda: suite_table("table1", os.path.join(RESULTS, "table1_lr0.3")),
     "table1_colour": lambda: suite_table("table1", os.path.join(RESULTS, "scenes20_colour")),
     "table2_colour": lambda: suite_table("table2", os.path.join(RESULTS, "scenes20_colour")),
     "table4": lambda: suite_table("table4"),
