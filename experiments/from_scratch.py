@@ -31,6 +31,8 @@ from_scratch_rows/ (a rerun reuses them, so the table fills over several sitting
 """
 
 import os
+import types
+from typing import NamedTuple
 
 from absl import app
 from absl import flags
@@ -43,15 +45,23 @@ from . import table2
 FLAGS = flags.FLAGS
 
 NAME = "from_scratch"
-# Per setting: the paper table's suite (whose setting() the rows take), this table's title,
-# its paper column's header and the default --out.
+
+
+class Setting(NamedTuple):
+  """One paper table's setting for this suite."""
+  suite: types.ModuleType  # The paper table's suite, whose setting() the rows take.
+  title: str
+  paper_header: str  # The header of the table's paper column.
+  out: str  # The default --out: one folder per setting, so their records never mix.
+
+
 SETTINGS = {
-    "table2": (table2, "From fresh weights: 2 teachers (10 + 10 labels) -> 20 labels, no "
-               "pretrained start", "paper mAP (VOC07, Table 2)",
-               os.path.join("results", "from_scratch")),
-    "table1": (table1, "From fresh weights: 1 teacher (20 labels) -> 10 labels, no pretrained "
-               "start", "paper mAP (VOC07, Table 1)",
-               os.path.join("results", "from_scratch_table1")),
+    "table2": Setting(table2, "From fresh weights: 2 teachers (10 + 10 labels) -> 20 labels, "
+                      "no pretrained start", "paper mAP (VOC07, Table 2)",
+                      os.path.join("results", "from_scratch")),
+    "table1": Setting(table1, "From fresh weights: 1 teacher (20 labels) -> 10 labels, no "
+                      "pretrained start", "paper mAP (VOC07, Table 1)",
+                      os.path.join("results", "from_scratch_table1")),
 }
 
 flags.DEFINE_enum("setting", "table2", list(SETTINGS),
@@ -63,7 +73,7 @@ def setting_of(name: str):
   """The RunConfig setting (num_teachers, labels) of `name` in SETTINGS: its table's own."""
   if name not in SETTINGS:
     raise ValueError(f"unknown setting {name!r}; choose one of {sorted(SETTINGS)}.")
-  return SETTINGS[name][0].setting()
+  return SETTINGS[name].suite.setting()
 
 
 ROWS = ("teacher", "ka", "noise", "dafl", "dfka")
@@ -141,13 +151,13 @@ def suite_overrides(quick: bool, overrides=None):
 def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, progress=False,
               rows=None, pool_images=1024, setting="table2", log=print):
   setting_args = setting_of(setting)  # Refuses an unknown setting first.
-  _, title, paper_header, _ = SETTINGS[setting]
+  chosen = SETTINGS[setting]
   pool_images = common.pool_images_for(pool_images, quick)
   return common.run_table(
-      NAME, title, table_rows(pool_images), setting=setting_args,
+      NAME, chosen.title, table_rows(pool_images), setting=setting_args,
       out=out, workdir_root=workdir_root, quick=quick,
       seeds=common.seeds_from(seeds, 3, quick), overrides=suite_overrides(quick, overrides),
-      progress=progress, paper_header=paper_header, only=rows, log=log,
+      progress=progress, paper_header=chosen.paper_header, only=rows, log=log,
       notes=["Teachers and TargetNet start from fresh weights (no --pretrain). KA (unlabeled "
              "scenes20 images) bounds the data-free rows from above at the same student "
              "budget, noise from below. "
@@ -157,8 +167,8 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
 
 
 def default_out(setting: str) -> str:
-  """--out when it is not given: one folder per setting, so their records never mix."""
-  return SETTINGS[setting][3]
+  """--out when it is not given: the setting's own folder."""
+  return SETTINGS[setting].out
 
 
 def _suite_args():
