@@ -227,6 +227,11 @@ def amalgamate(teachers: Optional[Sequence[TeacherLike]] = None, *,
                       "too.")
   config = config_for(dataset=dataset, method=method, preset=preset, teacher_paths=paths,
                       workdir=workdir, overrides=overrides)
+  # config_for skips None (an unset CLI flag); an option passed here as None is a choice
+  # (`pretrain=None`: fresh weights), so it is set after the presets.
+  chosen_none = {path: None for path, value in overrides.items() if value is None}
+  if chosen_none:
+    config = config.replace(**chosen_none)
   return run_config(config, progress=progress, resume=resume, overwrite=overwrite)
 
 

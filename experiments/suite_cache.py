@@ -118,7 +118,11 @@ def restricted(config, sections: Sequence[str], *, method: str, **overrides):
   values = {f.path: config.get(f.path) for f in options.FIELDS
             if f.path.split(".")[0] in sections and f.path not in NOT_TEACHERS}
   values.update(overrides)
-  return config_lib.RunConfig.build(DATASET, method=method, overrides=values)
+  # `build` skips None overrides (an unset flag); a None here is a value the row chose
+  # (--pretrain off under --preset=from_scratch), so it is set after the build.
+  unset = {path: None for path, value in values.items() if value is None}
+  built = config_lib.RunConfig.build(DATASET, method=method, overrides=values)
+  return built.replace(**unset) if unset else built
 
 
 def _method_key(config) -> str:

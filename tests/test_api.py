@@ -123,6 +123,16 @@ def test_bad_input_raises_before_any_work(pair, tmp_path, kwargs, text):
   assert not os.path.exists(tmp_path / "run")  # Nothing written where the run would go.
 
 
+def test_an_option_passed_as_none_is_set_not_skipped(tmp_path, monkeypatch):
+  # The CLI reads None as an unset flag; from Python `pretrain=None` means fresh weights.
+  configs = []
+  monkeypatch.setattr(dfka_tf.api, "run_config", lambda config, **_: configs.append(config))
+  dfka_tf.amalgamate(preset="quick", workdir=str(tmp_path / "a"), pretrain=None)
+  dfka_tf.amalgamate(preset="quick", workdir=str(tmp_path / "b"))
+  assert configs[0].data.pretrain is None
+  assert configs[1].data.pretrain == "scenes20_similar"  # scenes20's own start, untouched.
+
+
 def test_the_guide_script_runs(tmp_path, monkeypatch):
   """docs/python_api.md's script, at a budget of seconds (its BUDGET and TEACHER_STEPS)."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

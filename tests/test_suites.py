@@ -439,6 +439,16 @@ def test_from_scratch_rows_share_no_pretrained_start():
       suites_common.Row("dfka", {"method": "dfka"}), setting={}, quick=True, seed=0,
       overrides=from_scratch.suite_overrides(True))
   assert quick.data.pretrain is None and quick.data.arch == "tiny"
+  # The shared stages the row reuses start fresh too: its teachers, and Step I's G beside them.
+  stages = suite_cache.Stages("unused")
+  teachers = suite_cache.restricted(config, suite_cache.TEACHER_SECTIONS, method="teacher",
+                                    workdir="unused")
+  dfka = suites_common.row_config(
+      suites_common.Row("dfka", {"method": "dfka"}), setting=dict(num_teachers=2, labels=None),
+      quick=False, seed=0, overrides=from_scratch.suite_overrides(False))
+  assert teachers.data.pretrain is None
+  assert stages._teacher_stages(teachers) == ["teacher1", "teacher2"]  # pylint: disable=protected-access
+  assert stages.generator_config(dfka).data.pretrain is None
 
 
 def test_from_scratch_takes_table_one_setting_with_its_own_records(tmp_path):
