@@ -35,6 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from dfka_tf import config as config_lib
 from dfka_tf import options
+from dfka_tf.errors import ConfigError
 from . import suite_writers as writers
 
 DATASET = "scenes20"  # The suites' dataset; every cached stage's config starts from its preset.
@@ -125,6 +126,24 @@ def restricted(config, sections: Sequence[str], *, method: str, **overrides):
   return built.replace(**unset) if unset else built
 
 
+def check_cached(folder: str, config, sections: Sequence[str]):
+  """Refuses a shared workdir whose config.json differs from `config` in `sections`. Its
+  folder's key names the row's options, so one trained under other options (by an older
+  version of this module) would otherwise pass for it."""
+  path = os.path.join(folder, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    written = config_lib.RunConfig.from_json(f.read())
+  differ = [f.name for f in options.FIELDS
+            if f.path.split(".")[0] in sections and f.path not in NOT_TEACHERS
+            and not f.meta["resumable"] and config.get(f.path) != written.get(f.path)]
+  if differ:
+    raise ConfigError(f"the shared workdir {folder} was trained with other {', '.join(differ)} "
+                      "than this row asks for; delete that folder (or pass another "
+                      "--workdir_root) to train it again.")
+
+
 def _method_key(config) -> str:
   return "" if config.method == "dfka" else f"-{config.method}"
 
@@ -203,9 +222,10 @@ class Stages:
     tdir = os.path.join(self.root, "teachers",
                         f"m{config.data.num_teachers}-seed{config.seed}-{tkey}")
     with _locked(tdir):
+      tconfig = restricted(config, TEACHER_SECTIONS, method="teacher", workdir=tdir,
+                           evaluate=False, export=False)
+      check_cached(tdir, tconfig, TEACHER_SECTIONS)
       if not _lib().base.finished(tdir, self._teacher_stages(config)):
-        tconfig = restricted(config, TEACHER_SECTIONS, method="teacher", workdir=tdir,
-                             evaluate=False, export=False)
         start = time.time()
         self.log(f"  [shared] training {config.data.num_teachers} teacher(s), seed "
                  f"{config.seed} -> {tdir}")
@@ -232,6 +252,7 @@ class Stages:
     gdir = gconfig.workdir
     tdir = self.teachers(config)
     with _locked(gdir):
+      check_cached(gdir, gconfig, GENERATOR_SECTIONS)
       if not _lib().base.finished(gdir, ["generator"]):
         if not os.path.exists(os.path.join(gdir, "config.json")):
           _lib().base.seed_workdir(gdir, {tdir: self._teacher_stages(config)})

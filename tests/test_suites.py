@@ -19,6 +19,7 @@ import pytest
 from dfka_tf import analysis
 from dfka_tf import config as config_lib
 from dfka_tf.config import RunConfig
+from dfka_tf.errors import ConfigError
 from experiments import (collapse, fig4, fig5, from_scratch, suite_cache, suites_common, sweep,
                          sweep_forge, sweep_student, table1, table2, table4, table_s3, table_s5,
                          transfer_gap)
@@ -449,6 +450,23 @@ def test_from_scratch_rows_share_no_pretrained_start():
   assert teachers.data.pretrain is None
   assert stages._teacher_stages(teachers) == ["teacher1", "teacher2"]  # pylint: disable=protected-access
   assert stages.generator_config(dfka).data.pretrain is None
+
+
+def test_a_cached_shared_workdir_of_other_options_is_refused(tmp_path):
+  row = suites_common.row_config(
+      suites_common.Row("ka", {"method": "ka"}), setting=dict(num_teachers=2, labels=None),
+      quick=False, seed=0, overrides=from_scratch.suite_overrides(False))
+  folder = str(tmp_path / "teachers")
+  fresh = suite_cache.restricted(row, suite_cache.TEACHER_SECTIONS, method="teacher",
+                                 workdir=folder)
+  os.makedirs(folder)
+  with open(os.path.join(folder, "config.json"), "w") as f:
+    f.write(fresh.replace(pretrain="scenes20_similar").to_json())  # Teachers of another start.
+  with pytest.raises(ConfigError, match="other pretrain than this row asks for; delete"):
+    suite_cache.check_cached(folder, fresh, suite_cache.TEACHER_SECTIONS)
+  with open(os.path.join(folder, "config.json"), "w") as f:
+    f.write(fresh.to_json())
+  suite_cache.check_cached(folder, fresh, suite_cache.TEACHER_SECTIONS)  # Its own: taken.
 
 
 def test_from_scratch_takes_table_one_setting_with_its_own_records(tmp_path):
