@@ -214,8 +214,8 @@ class ForgeConfig:
   oh: float = option(1.0, "Weight of the BCE of the teachers' predictions to the round's "
                      "label targets.", name="forge_oh", check="nonneg")
   bns: float = option(0.0, "Weight of BN-statistics matching (mean over a teacher's BN "
-                      "layers, mean over teachers; 0 = off: from fresh weights it cost 6 "
-                      "validation mAP at 10).", name="forge_bns",
+                      "layers, mean over teachers; 0 = off: for a fresh TargetNet it cost 6 "
+                      "validation mAP at 10, its teachers fine-tuned from a backbone).", name="forge_bns",
                       check="nonneg")
   bns_form: str = option("norm", "Form of the BN-statistics term.", name="forge_bns_form",
                          choices=("squared", "norm"))
