@@ -31,10 +31,12 @@ TeacherLike = Union[str, os.PathLike, object]
 
 def config_for(*, dataset: str = "scenes20", method: str = "dfka", preset=None,
                teacher_paths: Sequence[str] = (), workdir: Optional[str] = None,
-               overrides: Optional[Dict] = None) -> config_lib.RunConfig:
+               overrides: Optional[Dict] = None,
+               none_is_a_value: bool = False) -> config_lib.RunConfig:
   """The RunConfig of a run: the dataset's preset (your own teachers' when `teacher_paths`
   are given: their image size picks it), then `preset`, then `overrides` ({short name or
-  dotted path: value}). The default workdir is runs/<dataset>-seed<seed>."""
+  dotted path: value}; None skipped unless `none_is_a_value`, as `RunConfig.build`). The
+  default workdir is runs/<dataset>-seed<seed>."""
   overrides = dict(overrides or {})
   teacher_paths = [str(p) for p in teacher_paths]
   if teacher_paths:
@@ -50,7 +52,7 @@ def config_for(*, dataset: str = "scenes20", method: str = "dfka", preset=None,
   if workdir:
     overrides["runtime.workdir"] = str(workdir)
   config = config_lib.RunConfig.build(dataset, preset=preset, method=method,
-                                      overrides=overrides)
+                                      overrides=overrides, none_is_a_value=none_is_a_value)
   if not workdir:
     config = config.replace(workdir=os.path.join("runs", f"{dataset}-seed{config.seed}"))
   return config
@@ -225,13 +227,10 @@ def amalgamate(teachers: Optional[Sequence[TeacherLike]] = None, *,
   elif teacher_labels is not None:
     raise ConfigError("teacher_labels names the labels of in-memory teachers; pass teachers "
                       "too.")
+  # An option passed here as None is a choice (`pretrain=None`: fresh weights), not an
+  # unset flag.
   config = config_for(dataset=dataset, method=method, preset=preset, teacher_paths=paths,
-                      workdir=workdir, overrides=overrides)
-  # config_for skips None (an unset CLI flag); an option passed here as None is a choice
-  # (`pretrain=None`: fresh weights), so it is set after the presets.
-  chosen_none = {path: None for path, value in overrides.items() if value is None}
-  if chosen_none:
-    config = config.replace(**chosen_none)
+                      workdir=workdir, overrides=overrides, none_is_a_value=True)
   return run_config(config, progress=progress, resume=resume, overwrite=overwrite)
 
 

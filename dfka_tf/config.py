@@ -124,7 +124,8 @@ class RunConfig:
   # ---------------------------------------------------------------- building
   @classmethod
   def build(cls, dataset: str = "scenes20", *, preset=None,
-            method: str = "dfka", overrides: Optional[Dict[str, Any]] = None) -> "RunConfig":
+            method: str = "dfka", overrides: Optional[Dict[str, Any]] = None,
+            none_is_a_value: bool = False) -> "RunConfig":
     """The preset (default: the dataset's), then `overrides`, then the method's settings.
 
     Args:
@@ -132,7 +133,9 @@ class RunConfig:
         the image size in `overrides`, data.arch "teacher", no --pretrain).
       preset: names in PRESETS applied after the dataset's, in order: a comma-separated
         string or a sequence (e.g. "quick", "tables,paper_weights").
-      overrides: {short name or dotted path: value}; None values are ignored.
+      overrides: {short name or dotted path: value}; None values are ignored (an unset
+        flag) unless `none_is_a_value`, where they set the option to None (`pretrain=None`
+        from Python, or a value copied from another config: fresh weights).
     """
     if dataset not in DATASET_PRESET:
       raise ConfigError(f"unknown --dataset={dataset!r}; use one of "
@@ -146,7 +149,8 @@ class RunConfig:
     if method not in METHODS:
       raise ConfigError(f"--method={method!r} is unknown; use one of {', '.join(METHODS)}.")
     config = cls(method=method)
-    overrides = {resolve(k).path: v for k, v in (overrides or {}).items() if v is not None}
+    overrides = {resolve(k).path: v for k, v in (overrides or {}).items()
+                 if v is not None or none_is_a_value}
     values = dict(PRESETS[byo_preset(overrides.get("data.image_size")) if dataset == "byo"
                           else DATASET_PRESET[dataset]], **{"data.dataset": dataset})
     for name in names:

@@ -119,11 +119,9 @@ def restricted(config, sections: Sequence[str], *, method: str, **overrides):
   values = {f.path: config.get(f.path) for f in options.FIELDS
             if f.path.split(".")[0] in sections and f.path not in NOT_TEACHERS}
   values.update(overrides)
-  # `build` skips None overrides (an unset flag); a None here is a value the row chose
-  # (--pretrain off under --preset=from_scratch), so it is set after the build.
-  unset = {path: None for path, value in values.items() if value is None}
-  built = config_lib.RunConfig.build(DATASET, method=method, overrides=values)
-  return built.replace(**unset) if unset else built
+  # A None here is a value the row chose (--pretrain off under --preset=from_scratch).
+  return config_lib.RunConfig.build(DATASET, method=method, overrides=values,
+                                    none_is_a_value=True)
 
 
 def check_cached(folder: str, config, sections: Sequence[str]):
@@ -135,9 +133,9 @@ def check_cached(folder: str, config, sections: Sequence[str]):
     return
   with open(path) as f:
     written = config_lib.RunConfig.from_json(f.read())
-  differ = [f.name for f in options.FIELDS
-            if f.path.split(".")[0] in sections and f.path not in NOT_TEACHERS
-            and not f.meta["resumable"] and config.get(f.path) != written.get(f.path)]
+  differ = [name for name in config.differences(written) if name != "method"
+            and options.BY_NAME[name].path.split(".")[0] in sections
+            and options.BY_NAME[name].path not in NOT_TEACHERS]
   if differ:
     raise ConfigError(f"the shared workdir {folder} was trained with other {', '.join(differ)} "
                       "than this row asks for; delete that folder (or pass another "
