@@ -6,6 +6,7 @@ distribution more even. `label_histogram` measures it; `image_statistics` gives 
 behind an image grid (Fig. 4), e.g. whether the generator collapsed to one image.
 """
 
+import os
 from typing import Dict, Sequence
 
 import numpy as np
@@ -126,3 +127,42 @@ def image_statistics(images: np.ndarray) -> Dict:
   images = np.asarray(images, np.float32)
   return {"mean": float(images.mean()), "diversity": float(images.std(axis=0).mean()),
           "saturated_fraction": float(((images < 0.02) | (images > 0.98)).mean())}
+
+
+BANK_VARIABLE = "forge_bank/.ATTRIBUTES/VARIABLE_VALUE"
+BANK_COUNT = "forge_bank_count/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def forge_bank(workdir: str) -> np.ndarray:
+  """The images Forge's bank holds at the last checkpoint of a run (`--forge`), [N, H, W, 3]
+  in [0, 1]: from the last student stage whose checkpoint has one (distill, finetune, then
+  the blocks, latest first)."""
+  ckpt = os.path.join(workdir, "ckpt")
+  stages = sorted(os.listdir(ckpt)) if os.path.isdir(ckpt) else []
+  order = [s for s in ("distill", "finetune") if s in stages] + sorted(
+      (s for s in stages if s.startswith("block")), reverse=True)
+  for stage in order:
+    latest = tf.train.latest_checkpoint(os.path.join(ckpt, stage))
+    if latest and BANK_VARIABLE in dict(tf.train.list_variables(latest)):
+      count = int(tf.train.load_variable(latest, BANK_COUNT))
+      bank = tf.train.load_variable(latest, BANK_VARIABLE)[:count]
+      return bank.astype(np.float32) / 255.0
+  raise FileNotFoundError(f"{workdir} holds no checkpoint with a Forge bank (a run with "
+                          "--forge writes one in ckpt/<stage>); pass the workdir of such a run.")
+
+
+def co_called(probs: np.ndarray, names: Sequence[str], threshold: float = 0.5) -> Dict:
+  """{label: (the label most often also called on the images called it, that share)}:
+  which other label the teachers give alongside each one (None where none is called)."""
+  positive = probs > threshold
+  out = {}
+  for i, name in enumerate(names):
+    rows = positive[positive[:, i]]
+    if not len(rows):
+      out[name] = None
+      continue
+    share = rows.mean(axis=0)
+    share[i] = -1.0
+    j = int(share.argmax())
+    out[name] = (names[j], float(share[j]))
+  return out

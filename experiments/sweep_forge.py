@@ -16,7 +16,10 @@ budget of Steps II–III (`--student=distill`). Points:
 - more images (dense: a round every 10 student steps into a bank of 16384) and a few scales
   of the weights the references disagree on (bns, adv);
 - from the winner, no_bns_dense: CutMix of the student's bank batches (mix), and on top of
-  it the adversarial term at 3 (mix_adv3) or twice the generator steps a round (mix_g10);
+  it the adversarial term at 3 (mix_adv3) or 10 (mix_adv10), mix_adv3 with its targets
+  balanced on the labels the teachers give the kept images (mix_adv3_realised), BN matching
+  back at 1 (mix_adv3_bns1) or twice its generator steps a round (mix_adv3_g10), or twice
+  the generator steps a round (mix_g10);
   twice the generator steps a round without CutMix (g10, as Fast-10); and the
   paper's Steps II–III on its images, with and without the adversary on Step II's dual path
   (blockwise, blockwise_adv; their TargetNet alone is the one to read), and with f_m^b a 1x1
@@ -81,6 +84,15 @@ def points(student_steps: int = 5000) -> List[common.Row]:
       forge("g10", "no_bns_dense, 10 generator steps a round", **DENSE, forge_g_steps=10),
       forge("mix_adv3", "mix with the adversarial term x3 (3)", **DENSE,
             **from_scratch.BEST_FORGE),
+      forge("mix_adv10", "mix with the adversarial term x10 (10)", **DENSE,
+            **dict(from_scratch.BEST_FORGE, forge_adv=10.0)),
+      forge("mix_adv3_realised", "mix_adv3, targets balanced on the labels the teachers "
+            "give the kept images", **DENSE, **from_scratch.BEST_FORGE,
+            forge_labels="realised"),
+      forge("mix_adv3_bns1", "mix_adv3 with BN matching at 1", **dict(
+          DENSE, forge_bns=1.0), **from_scratch.BEST_FORGE),
+      forge("mix_adv3_g10", "mix_adv3 with 10 generator steps a round", **DENSE,
+            **from_scratch.BEST_FORGE, forge_g_steps=10),
       forge("mix_g10", "mix with 10 generator steps a round", **DENSE, forge_mix=0.5,
             forge_g_steps=10),
       forge("blockwise", "no_bns_dense images, the paper's Steps II–III",

@@ -1,20 +1,25 @@
 """Forge (train/forge.py): its pure parts by hand, its options' checks, and a run killed
 mid-stage that resumes bit-identical, the bank and the meta-generator included."""
 
+import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from dfka_tf import analysis
 from dfka_tf import pipeline
 from dfka_tf import priors
 from dfka_tf.config import RunConfig
 from dfka_tf.errors import ConfigError
+from dfka_tf.models import teacher_files
 from dfka_tf.train import steps
 from dfka_tf.train.augment import apply_cutmix, cutmix_draws
 from dfka_tf.train.forge import Bank, ForgeEngine, ForgeSource, balanced_label_sets
+from dfka_tf.train.teacher_pass import TeacherPass, target_columns
 from tests.test_cli import _save
 from tests.test_resume import assert_same_run, kill_in_child
 from tests.test_steps import _blocknet, world  # pylint: disable=unused-import  (a fixture)
@@ -193,6 +198,30 @@ def test_a_round_moves_generator_and_bank_not_teachers_nor_student(world):
   assert counts.sum() > 0 and counts.min() / counts.max() >= 0.5
 
 
+def test_realised_labels_count_what_the_teachers_give_the_kept_images(world):
+  teachers, task, _ = world
+  engine = _engine(world, labels="realised")
+  engine.run_round(adversarial=False)
+  # The counts are the teachers' labels (p >= 0.5) on the batch the round kept, in Y_cst
+  # order, not the round's targets.
+  kept = tf.gather(TeacherPass.concat_probs(TeacherPass(teachers)(engine.best)),
+                   target_columns(teachers, task), axis=1).numpy()
+  given = (kept >= 0.5).sum(axis=0)
+  assert 0 < given.sum() and not np.array_equal(given, engine.targets.numpy().sum(axis=0))
+  np.testing.assert_array_equal(engine.label_counts.numpy(), given)
+  balanced = _engine(world)
+  balanced.run_round(adversarial=False)
+  np.testing.assert_array_equal(balanced.label_counts.numpy(),
+                                balanced.targets.numpy().sum(axis=0))
+  # The next round's targets are balanced_label_sets' on those counts (least given first).
+  counts = [0.0] + [5.0] * (len(task.labels) - 1)
+  engine.label_counts.assign(counts)
+  rng = tf.random.Generator.from_state(engine.rng.state.numpy(), engine.rng.algorithm)
+  expected = balanced_label_sets(rng, tf.constant(counts), 4, 2)
+  engine.run_round(adversarial=False)
+  np.testing.assert_array_equal(engine.targets.numpy(), expected.numpy())
+
+
 def test_reinit_draws_fresh_weights_and_keep_carries_on(world):
   fresh = _engine(world, reset="reinit", reset_every=1)
   fresh.run_round(adversarial=False)
@@ -266,3 +295,38 @@ def test_block_adversary_is_the_dual_path_by_hand(world):
                                                           target.source_model.variables))
   plain = steps.BlockTrainer(target, 2, source, teachers, task, batch_size=4, steps=10)
   assert engine.adversary is None and plain.block == 2  # Off by default, as the paper.
+
+
+def test_co_called_names_the_label_most_often_given_alongside():
+  probs = np.array([[0.9, 0.9, 0.1], [0.9, 0.1, 0.1], [0.1, 0.9, 0.9], [0.1, 0.1, 0.1]])
+  out = analysis.co_called(probs, ["a", "b", "c"])
+  # a on rows 0-1: b on one of them, c on none; b on rows 0 and 2: a and c once each (the
+  # first wins the tie); c on row 2 only, with b.
+  assert out == {"a": ("b", 0.5), "b": ("a", 0.5), "c": ("b", 1.0)}
+  assert analysis.co_called(np.zeros((2, 2)), ["a", "b"]) == {"a": None, "b": None}
+
+
+def test_bank_labels_reads_the_last_bank_and_what_the_teachers_call_it(teacher_paths, tmp_path):
+  from experiments import bank_labels  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / "run"
+  (workdir / "teachers").mkdir(parents=True)
+  for path in teacher_paths:
+    for suffix in ("", ".labels.json"):
+      shutil.copy(path + suffix, workdir / "teachers" / (os.path.basename(path) + suffix))
+  (workdir / "config.json").write_text(json.dumps(
+      {"data": {"dataset": "scenes20", "data_dir": None, "image_size": 16}}))
+  with pytest.raises(FileNotFoundError, match="--forge"):
+    analysis.forge_bank(str(workdir))
+  pixels = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+  # A ring of 5 holding 3 images: only the filled rows are read.
+  tf.train.Checkpoint(forge_bank=tf.Variable(pixels),
+                      forge_bank_count=tf.Variable(3, dtype=tf.int64)).save(
+                          str(workdir / "ckpt" / "distill" / "ckpt"))
+  figures = bank_labels.bank_labels(str(workdir))
+  teachers = [teacher_files.load_teacher(p) for p in teacher_paths]
+  probs = analysis.teacher_predictions(pixels[:3].astype(np.float32) / 255.0, teachers)
+  assert figures["labels"] == ["cat", "dog", "bus", "car", "tree"]
+  assert figures["bank"]["num_images"] == 3
+  assert figures["bank"]["counts"] == (probs > 0.5).sum(axis=0).tolist()
+  assert figures["real"]["num_images"] > 3
+  assert "| cat |" in bank_labels.table(figures)

@@ -21,7 +21,10 @@ for sigmoid multi-label teachers:
    from fresh weights every `reset_every` rounds (`"reinit"`, CMI with 1, NAYER with 10),
    or carries on (`"keep"`); the latent codes are learnt within the round;
 6. balanced multi-label targets over Y_cst: 1..k labels an image, every label's share of a
-   round even and the least-used labels first (`balanced_label_sets`).
+   round even and the least-used labels first (`balanced_label_sets`). "Used" counts the
+   targets (`labels="balanced"`) or, with `labels="realised"`, the labels the teachers give
+   the images the round keeps (probability >= 0.5), so labels G fails to draw are asked
+   for more often.
 
 `ForgeEngine` holds all of it; `ForgeSource` is the `ImageSource` a student stage reads, and
 its `advance()` (called by the student's trainer before each step) runs the rounds that are
@@ -49,7 +52,7 @@ from dfka_tf.train.sources import ImageSource
 from dfka_tf.train.teacher_pass import TeacherPass, target_columns
 
 RESETS = ("meta", "reinit", "keep")
-LABEL_SAMPLERS = ("balanced", "uniform")
+LABEL_SAMPLERS = ("balanced", "realised", "uniform")
 MEASURES = ("forge_loss", "forge_oh", "forge_bns", "forge_adv", "forge_agree", "forge_bank")
 
 
@@ -233,14 +236,15 @@ class ForgeEngine:
 
   # ------------------------------------------------------------------ one round
   def _start_round(self):
-    if self.labels == "balanced":
+    if self.labels in ("balanced", "realised"):
       targets = balanced_label_sets(self.rng, self.label_counts, self.batch_size,
                                     self.max_labels)
     else:
       targets = sample_label_sets(self.rng, self.batch_size, self.num_labels,
                                   self.max_labels)
     self.targets.assign(targets)
-    self.label_counts.assign_add(tf.reduce_sum(targets, axis=0))
+    if self.labels != "realised":
+      self.label_counts.assign_add(tf.reduce_sum(targets, axis=0))
     self.z.assign(self.rng.normal(self.z.shape))
     fresh = self.reset == "reinit" and self.rounds % self.reset_every == 0
     if self.meta is not None:
@@ -291,6 +295,9 @@ class ForgeEngine:
   def _finish_round(self):
     if self.meta is not None:
       self.meta_optimizer.apply(list(self.meta_grads), self.meta.trainable_variables)
+    if self.labels == "realised":
+      kept = tf.gather(TeacherPass.concat_probs(self.teacher_pass(self.best)), self.cols, axis=1)
+      self.label_counts.assign_add(tf.reduce_sum(tf.cast(kept >= 0.5, tf.float32), axis=0))
     self.bank.add(self.best)
     self.rounds.assign_add(1)
     self.last["forge_bank"].assign(tf.cast(self.bank.count, tf.float32))
@@ -325,7 +332,8 @@ class ForgeEngine:
 
   def summary(self) -> Dict:
     """What results.json reports: rounds, images made, synthesis time and rate, bank, and
-    how evenly the targets used the labels (min / max share over Y_cst)."""
+    how evenly the labels were used (min / max share over Y_cst): the targets' labels, or
+    with `labels="realised"` the labels the teachers gave the kept images."""
     rounds = int(self.rounds.numpy())
     seconds = float(self.synthesis_seconds.numpy())
     counts = self.label_counts.numpy()
