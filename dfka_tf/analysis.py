@@ -135,25 +135,27 @@ BANK_COUNT = "forge_bank_count/.ATTRIBUTES/VARIABLE_VALUE"
 
 def forge_bank(workdir: str) -> np.ndarray:
   """The images Forge's bank holds at the last checkpoint of a run (`--forge`), [N, H, W, 3]
-  in [0, 1]: from the last student stage whose checkpoint has one (distill, finetune, then
-  the blocks, latest first)."""
+  uint8 as stored (divide by 255 for the [0, 1] images the teachers take): from the last
+  student stage whose checkpoint has one (distill, finetune, then the blocks, latest
+  first)."""
   ckpt = os.path.join(workdir, "ckpt")
-  stages = sorted(os.listdir(ckpt)) if os.path.isdir(ckpt) else []
+  stages = os.listdir(ckpt) if os.path.isdir(ckpt) else []
+  blocks = [s for s in stages if s.startswith("block") and s[5:].isdigit()]
   order = [s for s in ("distill", "finetune") if s in stages] + sorted(
-      (s for s in stages if s.startswith("block")), reverse=True)
+      blocks, key=lambda s: int(s[5:]), reverse=True)
   for stage in order:
     latest = tf.train.latest_checkpoint(os.path.join(ckpt, stage))
     if latest and BANK_VARIABLE in dict(tf.train.list_variables(latest)):
       count = int(tf.train.load_variable(latest, BANK_COUNT))
-      bank = tf.train.load_variable(latest, BANK_VARIABLE)[:count]
-      return bank.astype(np.float32) / 255.0
+      return tf.train.load_variable(latest, BANK_VARIABLE)[:count]
   raise FileNotFoundError(f"{workdir} holds no checkpoint with a Forge bank (a run with "
                           "--forge writes one in ckpt/<stage>); pass the workdir of such a run.")
 
 
 def co_called(probs: np.ndarray, names: Sequence[str], threshold: float = 0.5) -> Dict:
   """{label: (the label most often also called on the images called it, that share)}:
-  which other label the teachers give alongside each one (None where none is called)."""
+  which other label the teachers give alongside each one (None where the label is never
+  called, or never with another)."""
   positive = probs > threshold
   out = {}
   for i, name in enumerate(names):
@@ -162,7 +164,7 @@ def co_called(probs: np.ndarray, names: Sequence[str], threshold: float = 0.5) -
       out[name] = None
       continue
     share = rows.mean(axis=0)
-    share[i] = -1.0
+    share[i] = 0.0
     j = int(share.argmax())
-    out[name] = (names[j], float(share[j]))
+    out[name] = (names[j], float(share[j])) if share[j] > 0 else None
   return out

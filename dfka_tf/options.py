@@ -224,8 +224,9 @@ class ForgeConfig:
   max_labels: int = option(3, "Each image targets 1 to this many labels of Y_cst.",
                            name="forge_max_labels", check="positive")
   labels: str = option("balanced", "How targets are drawn: balanced (every label's share "
-                       "even, least used first), realised (balanced on the labels the "
-                       "teachers give the kept images, not on the targets) or uniform.",
+                       "even, least used first), realised (as balanced, but \"used\" counts "
+                       "the labels the teachers give the kept images: the least given get "
+                       "a round's spare slots) or uniform.",
                        name="forge_labels", choices=("balanced", "realised", "uniform"))
   jitter: Optional[int] = option(None, "Pixels of the flip-and-shift on G's images and on "
                                  "the student's bank batches (default image_size // 8).",

@@ -15,11 +15,11 @@ budget of Steps II–III (`--student=distill`). Points:
   round's generator carried on or drawn fresh instead of meta-learnt, uniform_labels);
 - more images (dense: a round every 10 student steps into a bank of 16384) and a few scales
   of the weights the references disagree on (bns, adv);
-- from the winner, no_bns_dense: CutMix of the student's bank batches (mix), and on top of
-  it the adversarial term at 3 (mix_adv3) or 10 (mix_adv10), mix_adv3 with its targets
-  balanced on the labels the teachers give the kept images (mix_adv3_realised), BN matching
-  back at 1 (mix_adv3_bns1) or twice its generator steps a round (mix_adv3_g10), or twice
-  the generator steps a round (mix_g10);
+- from the winner, no_bns_dense: CutMix of the student's bank batches (mix); on top of mix
+  the adversarial term at 3 (mix_adv3) or 10 (mix_adv10), or twice the generator steps a
+  round (mix_g10); on top of mix_adv3 targets counted by the labels the teachers give the
+  kept images (mix_adv3_realised), BN matching back at 1 (mix_adv3_bns1) or twice the
+  generator steps a round (mix_adv3_g10);
   twice the generator steps a round without CutMix (g10, as Fast-10); and the
   paper's Steps II–III on its images, with and without the adversary on Step II's dual path
   (blockwise, blockwise_adv; their TargetNet alone is the one to read), and with f_m^b a 1x1
@@ -86,7 +86,7 @@ def points(student_steps: int = 5000) -> List[common.Row]:
             **from_scratch.BEST_FORGE),
       forge("mix_adv10", "mix with the adversarial term x10 (10)", **DENSE,
             **dict(from_scratch.BEST_FORGE, forge_adv=10.0)),
-      forge("mix_adv3_realised", "mix_adv3, targets balanced on the labels the teachers "
+      forge("mix_adv3_realised", "mix_adv3, targets counted by the labels the teachers "
             "give the kept images", **DENSE, **from_scratch.BEST_FORGE,
             forge_labels="realised"),
       forge("mix_adv3_bns1", "mix_adv3 with BN matching at 1", **dict(
@@ -136,8 +136,8 @@ def run_suite(*, out, workdir_root, quick=False, seeds=None, overrides=None, pro
             for label, name in shown.items() for res in [out_dict["runs"].get(name)] if res}
   writers.curve_plot(os.path.join(out, f"{NAME}_curves.png"), curves,
                      title="Validation mAP against synthesis time (seed 0)")
-  lines = ["| point | synthesis s | images made | images / s | label share min/max | "
-           "student s |", "| --- | --- | --- | --- | --- | --- |"]
+  lines = ["| point | synthesis s | images made | images / s | label share min/max (of the "
+           "targets; realised: of the teachers' labels on the kept images) | student s |", "| --- | --- | --- | --- | --- | --- |"]
   for label, name in shown.items():
     res = (out_dict["runs"].get(name) or [None])[0]
     f = (res or {}).get("forge")

@@ -158,6 +158,8 @@ def test_forge_run_killed_then_resumed_matches_unbroken_run(teacher_paths, tmp_p
   # of 4 steps and 4 of Step III, or as many steps of distillation.
   assert forge["rounds"] == 2 + -(-(4 * 4 + 4) // 3)
   assert forge["bank_images"] == 16 and forge["images_made"] == 4 * forge["rounds"]
+  # experiments.bank_labels reads the bank the run checkpointed under the names Forge gives it.
+  assert analysis.forge_bank(str(unbroken)).shape == (16, 16, 16, 3)
   assert os.path.exists(unbroken / "generated.png")
 
 
@@ -304,6 +306,8 @@ def test_co_called_names_the_label_most_often_given_alongside():
   # first wins the tie); c on row 2 only, with b.
   assert out == {"a": ("b", 0.5), "b": ("a", 0.5), "c": ("b", 1.0)}
   assert analysis.co_called(np.zeros((2, 2)), ["a", "b"]) == {"a": None, "b": None}
+  # Called, but never with another label.
+  assert analysis.co_called(np.array([[0.9, 0.1]]), ["a", "b"]) == {"a": None, "b": None}
 
 
 def test_bank_labels_reads_the_last_bank_and_what_the_teachers_call_it(teacher_paths, tmp_path):
@@ -329,4 +333,5 @@ def test_bank_labels_reads_the_last_bank_and_what_the_teachers_call_it(teacher_p
   assert figures["bank"]["num_images"] == 3
   assert figures["bank"]["counts"] == (probs > 0.5).sum(axis=0).tolist()
   assert figures["real"]["num_images"] > 3
+  assert set(figures["real_co_called"]) == set(figures["labels"])
   assert "| cat |" in bank_labels.table(figures)

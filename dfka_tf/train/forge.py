@@ -23,8 +23,9 @@ for sigmoid multi-label teachers:
 6. balanced multi-label targets over Y_cst: 1..k labels an image, every label's share of a
    round even and the least-used labels first (`balanced_label_sets`). "Used" counts the
    targets (`labels="balanced"`) or, with `labels="realised"`, the labels the teachers give
-   the images the round keeps (probability >= 0.5), so labels G fails to draw are asked
-   for more often.
+   the images the round keeps (probability >= 0.5). Every label still gets ⌊S/C⌋ of a
+   round's S slots; the counts only choose which labels get the S mod C spare ones, so a
+   label G fails to draw is asked for at most one slot more a round.
 
 `ForgeEngine` holds all of it; `ForgeSource` is the `ImageSource` a student stage reads, and
 its `advance()` (called by the student's trainer before each step) runs the rounds that are
