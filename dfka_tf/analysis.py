@@ -6,6 +6,8 @@ distribution more even. `label_histogram` measures it; `image_statistics` gives 
 behind an image grid (Fig. 4), e.g. whether the generator collapsed to one image.
 """
 
+import glob
+import json
 import os
 from typing import Dict, Sequence
 
@@ -168,3 +170,65 @@ def co_called(probs: np.ndarray, names: Sequence[str], threshold: float = 0.5) -
     j = int(share.argmax())
     out[name] = (names[j], float(share[j])) if share[j] > 0 else None
   return out
+
+
+def bank_labels(workdir: str, split: str = "validation", chunk: int = 1000) -> Dict:
+  """What the teachers call the images in a --forge run's bank, beside a real split.
+
+  Beyond the paper (a diagnostic of Forge's bank). Reads the workdir's config.json, its
+  teachers (teachers/*.keras, or the run's --teacher_paths) and the bank of its last student
+  checkpoint; trains nothing. Returns {"labels", "split", "bank" and "real" (histogram_of
+  each), "bank_co_called" and "real_co_called" (co_called)}. Images are scored `chunk` at a
+  time."""
+  from dfka_tf import data as dfka_data  # pylint: disable=g-import-not-at-top
+  from dfka_tf.models.teacher_files import load_teacher  # pylint: disable=g-import-not-at-top
+  config_path = os.path.join(workdir, "config.json")
+  if not os.path.exists(config_path):
+    raise FileNotFoundError(f"{config_path} does not exist; pass the workdir of a run with "
+                            "--forge (it holds config.json).")
+  with open(config_path) as fh:
+    data = json.load(fh)["data"]
+  # Your own teachers (--teacher_paths) stay where they are; the library's are in the workdir.
+  paths = list(data.get("teacher_paths") or []) or sorted(
+      glob.glob(os.path.join(workdir, "teachers", "*.keras")),
+      key=lambda p: (len(p), p))
+  if not paths:
+    raise FileNotFoundError(f"{workdir}/teachers/ holds no .keras teacher; pass the workdir "
+                            "of a run whose teachers stage finished.")
+  bank = forge_bank(workdir)
+  teachers = [load_teacher(p) for p in paths]
+  names = [n for t in teachers for n in t.label_names]
+  on_bank = np.concatenate([
+      teacher_predictions(bank[i:i + chunk].astype(np.float32) / 255.0, teachers)
+      for i in range(0, len(bank), chunk)])
+  real = dfka_data.load(data["dataset"], split, data_dir=data["data_dir"],
+                        image_size=data["image_size"], batch_size=chunk)
+  on_real = np.concatenate([teacher_predictions(ex["image"].numpy(), teachers)
+                            for ex in real])
+  return {"labels": names, "split": split,
+          "bank": histogram_of(on_bank, names),
+          "real": histogram_of(on_real, names),
+          "bank_co_called": co_called(on_bank, names),
+          "real_co_called": co_called(on_real, names)}
+
+
+def bank_labels_table(figures: Dict) -> str:
+  """bank_labels' figures as a markdown table, one row a label."""
+  split = figures["split"]
+  lines = [f"| label | bank: called it (%) | {split}: called it (%) | bank: most often "
+           f"called with it (% of those) | {split}: most often called with it (% of those) |",
+           "| --- | --- | --- | --- | --- |"]
+
+  def co(which, name):
+    pair = figures[which][name]
+    return f"{pair[0]} ({100 * pair[1]:.0f})" if pair else "—"
+
+  for i, name in enumerate(figures["labels"]):
+    lines.append(f"| {name} | {100 * figures['bank']['fraction'][i]:.1f} | "
+                 f"{100 * figures['real']['fraction'][i]:.1f} | {co('bank_co_called', name)} | "
+                 f"{co('real_co_called', name)} |")
+  lines.append(f"\nImages: bank {figures['bank']['num_images']}, {figures['split']} "
+               f"{figures['real']['num_images']}; labels an image: bank "
+               f"{figures['bank']['labels_per_image']:.2f}, {figures['split']} "
+               f"{figures['real']['labels_per_image']:.2f}.")
+  return "\n".join(lines)

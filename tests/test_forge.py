@@ -311,7 +311,6 @@ def test_co_called_names_the_label_most_often_given_alongside():
 
 
 def test_bank_labels_reads_the_last_bank_and_what_the_teachers_call_it(teacher_paths, tmp_path):
-  from experiments import bank_labels  # pylint: disable=g-import-not-at-top
   workdir = tmp_path / "run"
   (workdir / "teachers").mkdir(parents=True)
   for path in teacher_paths:
@@ -326,7 +325,7 @@ def test_bank_labels_reads_the_last_bank_and_what_the_teachers_call_it(teacher_p
   tf.train.Checkpoint(forge_bank=tf.Variable(pixels),
                       forge_bank_count=tf.Variable(3, dtype=tf.int64)).save(
                           str(workdir / "ckpt" / "distill" / "ckpt"))
-  figures = bank_labels.bank_labels(str(workdir))
+  figures = analysis.bank_labels(str(workdir))
   teachers = [teacher_files.load_teacher(p) for p in teacher_paths]
   probs = analysis.teacher_predictions(pixels[:3].astype(np.float32) / 255.0, teachers)
   assert figures["labels"] == ["cat", "dog", "bus", "car", "tree"]
@@ -334,4 +333,4 @@ def test_bank_labels_reads_the_last_bank_and_what_the_teachers_call_it(teacher_p
   assert figures["bank"]["counts"] == (probs > 0.5).sum(axis=0).tolist()
   assert figures["real"]["num_images"] > 3
   assert set(figures["real_co_called"]) == set(figures["labels"])
-  assert "| cat |" in bank_labels.table(figures)
+  assert "| cat |" in analysis.bank_labels_table(figures)
