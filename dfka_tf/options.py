@@ -18,6 +18,7 @@ SOURCES = ("generator", "pool", "dataset", "noise", "forge", "none")
 # The sources whose images are synthetic (what --export_tflite calibrates on).
 SYNTHETIC_SOURCES = ("forge", "pool", "generator", "noise")
 STUDENT_MODES = ("blockwise", "distill", "joint", "ensemble")
+DISTILL_LOSSES = ("bce", "logit_l1")  # The student's loss in Step III and --student=distill.
 BN_MODES = ("train", "frozen")  # Batch norm of the TargetNet's and the branches' blocks.
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")  # dfka_tf.distribute
 PAPER_SCALE_ARCHS = ("resnet50", "resnet101")  # The archs with Keras ImageNet weights.
@@ -335,6 +336,10 @@ class StudentConfig:
       name="target_param_budget", check=lambda v: None if v is None or 0 < v < float("inf")
       else "must be a finite number > 0 (a fraction of the teachers' parameters)")
   joint: JointConfig = option(JointConfig, "DAFL's joint training.")
+  distill_loss: str = option("bce", "The student's loss against the teachers' predictions "
+                             "in Step III and in --student=distill: bce (the paper's "
+                             "cross-entropy) or logit_l1 (mean absolute error on logits, "
+                             "after DFAD; beyond the paper).", choices=DISTILL_LOSSES)
   adversarial_weight: float = option(0.0, "Step III: keep training G to maximise T_u's "
                                      "disagreement with the teachers (DFAD; beyond the paper; "
                                      "0 = off).", check="nonneg")

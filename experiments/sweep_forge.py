@@ -93,6 +93,8 @@ def points(student_steps: int = 5000) -> List[common.Row]:
           DENSE, forge_bns=1.0), **from_scratch.BEST_FORGE),
       forge("mix_adv3_g10", "mix_adv3 with 10 generator steps a round", **DENSE,
             **from_scratch.BEST_FORGE, forge_g_steps=10),
+      forge("mix_adv3_logit_l1", "mix_adv3, the student's loss on logits (--distill_loss="
+            "logit_l1)", **DENSE, **from_scratch.BEST_FORGE, distill_loss="logit_l1"),
       forge("mix_g10", "mix with 10 generator steps a round", **DENSE, forge_mix=0.5,
             forge_g_steps=10),
       forge("blockwise", "no_bns_dense images, the paper's Steps II–III",

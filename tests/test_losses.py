@@ -157,6 +157,17 @@ class LossesTest(tf.test.TestCase):
     self.assertAllClose(
         priors.disagreement_loss([[0.6, 0.3], [0.5, 0.2]], [[0.5, 0.9], [0.5, 0.0]]), 0.225)
 
+  def test_logit_l1_distillation(self):
+    # logit(.5) = 0, logit(.8) = log 4 = 1.386294; logit(.2) = -log 4 on both sides: 0.
+    # Mean over 2 entries: .693147.
+    self.assertAllClose(
+        priors.logit_l1_distillation([[0.5, 0.2]], [[0.8, 0.2]]), 0.693147, atol=1e-5)
+    # A sure teacher (t = 1) is clipped to 1 - 1e-6, which float32 holds as 0.99999899: its
+    # 1 - t is 1.013279e-6 and its logit log(0.99999899 / 1.013279e-6) = 13.802318 (not
+    # infinite); against s = .5 (logit 0), and t = s = .9 (0): mean 6.901159.
+    self.assertAllClose(
+        priors.logit_l1_distillation([[0.5, 0.9]], [[1.0, 0.9]]), 6.901159, atol=1e-3)
+
   def test_feature_hint_loss(self):
     # Image 0: a = [3, 4] -> [.6, .8]; t = [0, 2] -> [0, 1]: (.6)² + (.2)² = .4.
     # Image 1: a = [1, 0] -> [1, 0]; t = [0, 5] -> [0, 1]: 1 + 1 = 2. Mean (.4 + 2) / 2 = 1.2.

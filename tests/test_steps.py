@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from dfka_tf import losses
+from dfka_tf import priors
 from dfka_tf.errors import ConfigError
 from dfka_tf.models import blocknet
 from dfka_tf.models.generator import GroupStackGenerator
@@ -606,3 +607,20 @@ def test_finetune_leaves_branch_batchnorm_as_set(world, branch_bn, trainable):
     assert any(_changed(weights, c.weights)) == trainable
   # The TargetNet's own block keeps training with its batch statistics.
   assert any(not np.array_equal(a, b) for a, b in zip(trunk_stats, _moving_stats(trunk)))
+
+
+def test_distill_loss_logit_l1_is_the_loss_the_student_takes(world):
+  teachers, task, generator = world
+  net = _blocknet(len(task.labels), "target_l1", list(task.labels)).source_model
+  with pytest.raises(ValueError, match="distill_loss"):
+    steps.FinetuneTrainer(net, _source(generator), teachers, task, batch_size=BATCH, steps=2,
+                          distill_loss="l2")
+  trainer = steps.FinetuneTrainer(net, _source(generator), teachers, task, batch_size=BATCH,
+                                  steps=2, distill_loss="logit_l1")
+  image = tf.random.uniform((2,) + SHAPE)
+  targets = teacher_pass.predictions_over_task(teachers, task, image)
+  out = net(image, training=True)
+  student = out["probs"] if isinstance(out, dict) else out
+  want = priors.logit_l1_distillation(student, targets)
+  assert abs(float(want) - float(losses.distillation_loss(student, targets))) > 1e-3
+  np.testing.assert_allclose(trainer.distil(net, image, targets), want, rtol=1e-5)

@@ -264,6 +264,10 @@ class ForgeEngine:
       v.assign(tf.zeros_like(v))
     self.best_loss.assign(float("inf"))
 
+  def _over_task(self, views) -> tf.Tensor:
+    """The teachers' probabilities over Y_cst, in the task's label order."""
+    return tf.gather(TeacherPass.concat_probs(views), self.cols, axis=1)
+
   def _generator_step(self, adversarial: bool):
     draws = flip_shift_draws(self.rng, self.batch_size, self.jitter, self.image_shape[:2])
     variables = self.generator.trainable_variables
@@ -271,7 +275,7 @@ class ForgeEngine:
       image = self.generator(self.z, training=True)
       seen = apply_flip_shift(image, draws, self.jitter)
       views = self.teacher_pass(seen)
-      probs = tf.gather(TeacherPass.concat_probs(views), self.cols, axis=1)
+      probs = self._over_task(views)
       oh = losses.binary_cross_entropy(probs, self.targets)
       bns = self.bns.value(views) if self.bns is not None else tf.constant(0.0)
       if adversarial:
@@ -297,7 +301,7 @@ class ForgeEngine:
     if self.meta is not None:
       self.meta_optimizer.apply(list(self.meta_grads), self.meta.trainable_variables)
     if self.labels == "realised":
-      kept = tf.gather(TeacherPass.concat_probs(self.teacher_pass(self.best)), self.cols, axis=1)
+      kept = self._over_task(self.teacher_pass(self.best))
       self.label_counts.assign_add(tf.reduce_sum(tf.cast(kept >= 0.5, tf.float32), axis=0))
     self.bank.add(self.best)
     self.rounds.assign_add(1)

@@ -23,6 +23,7 @@ from dfka_tf import losses
 from dfka_tf import priors as priors_lib
 from dfka_tf.models.filters import TeacherFilter, block_filters
 from dfka_tf.models.target import freeze_batchnorm
+from dfka_tf.options import DISTILL_LOSSES
 from dfka_tf.task import TaskMap
 from dfka_tf.train.augment import apply_flip_shift, flip_shift_draws
 from dfka_tf.train.optimizers import maybe_loss_scaled, poly_sgd
@@ -112,12 +113,19 @@ class Step:
     grads = tape.gradient(loss, variables)
     self.optimizer.apply(grads, variables)
 
+  # The student's loss against the teachers' predictions: the paper's cross-entropy, or
+  # (beyond the paper, --distill_loss=logit_l1) DFAD's mean absolute error on logits.
+  distill_loss = "bce"
+
   def distil(self, model, image, targets):
     """One step of `model` on the distillation loss to `targets`; returns the loss."""
     with tf.GradientTape() as tape:
       out = model(image, training=True)
       out = out["probs"] if isinstance(out, dict) else out
-      loss = losses.distillation_loss(out, targets)
+      if self.distill_loss == "logit_l1":
+        loss = priors_lib.logit_l1_distillation(out, targets)
+      else:
+        loss = losses.distillation_loss(out, targets)
       scaled = self.scale_loss(loss)
     self.apply_gradients(tape, scaled, model.trainable_variables)
     return loss
@@ -405,7 +413,10 @@ class FinetuneTrainer(SourceStep):
 
   def __init__(self, target_net: keras.Model, source, teachers: Sequence, task: TaskMap, *,
                batch_size: int, steps: int, learning_rate: float = 0.01,
-               weight_decay: float = 5e-3, jit: bool = False):
+               weight_decay: float = 5e-3, jit: bool = False, distill_loss: str = "bce"):
+    if distill_loss not in DISTILL_LOSSES:
+      raise ValueError(f"distill_loss={distill_loss!r}; use one of {DISTILL_LOSSES}.")
+    self.distill_loss = distill_loss
     self.target_net = target_net
     self.source = source
     self.teachers = list(teachers)
@@ -449,12 +460,13 @@ class AdversarialFinetuneTrainer(FinetuneTrainer):
   def __init__(self, target_net: keras.Model, source, teachers: Sequence, task: TaskMap,
                generator_trainer: GeneratorTrainer, *, weight: float, batch_size: int,
                steps: int, learning_rate: float = 0.01, weight_decay: float = 5e-3,
-               jit: bool = False):
+               jit: bool = False, distill_loss: str = "bce"):
     self.generator_trainer = generator_trainer
     self.weight = float(weight)
     self.target_cols = target_columns(teachers, task)
     super().__init__(target_net, source, teachers, task, batch_size=batch_size, steps=steps,
-                     learning_rate=learning_rate, weight_decay=weight_decay, jit=jit)
+                     learning_rate=learning_rate, weight_decay=weight_decay, jit=jit,
+                     distill_loss=distill_loss)
 
   def _draw(self):
     return {"generator": self.generator_trainer.draw(), "source": self.source.draw()}
