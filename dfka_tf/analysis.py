@@ -232,3 +232,159 @@ def bank_labels_table(figures: Dict) -> str:
                f"{figures['bank']['labels_per_image']:.2f}, {figures['split']} "
                f"{figures['real']['labels_per_image']:.2f}.")
   return "\n".join(lines)
+
+
+def distilled_target_net(workdir: str):
+  """The TargetNet of a finished --student=distill run (a --preset=best run, the ka_distill
+  and noise_distill rows), from its last `distill` checkpoint, with its label names.
+
+  For the library's ResNets (--arch small, tiny, resnet18/50/101): the TargetNet of
+  --arch=teacher takes teacher 1's architecture, which this does not rebuild."""
+  from dfka_tf.models.resnet import build_resnet  # pylint: disable=g-import-not-at-top
+  from dfka_tf.options import RESNET_ARCHS  # pylint: disable=g-import-not-at-top
+  paths = {k: os.path.join(workdir, k) for k in ("config.json", "results.json")}
+  for path in paths.values():
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"{path} does not exist; pass the workdir of a finished run "
+                              "with --student=distill.")
+  with open(paths["config.json"]) as fh:
+    config = json.load(fh)
+  with open(paths["results.json"]) as fh:
+    names = list(json.load(fh)["labels"])
+  arch, size = config["data"]["arch"], int(config["data"]["image_size"])
+  if arch not in RESNET_ARCHS:
+    raise ValueError(f"--arch={arch}: only the library's ResNets {RESNET_ARCHS} are rebuilt "
+                     "here.")
+  latest = tf.train.latest_checkpoint(os.path.join(workdir, "ckpt", "distill"))
+  if latest is None:
+    raise FileNotFoundError(f"{workdir}/ckpt/distill holds no checkpoint; pass the workdir "
+                            "of a run with --student=distill.")
+  model = build_resnet(arch, len(names), (size, size, 3), name="target_net")
+  tf.train.Checkpoint(target_net=model).restore(latest).expect_partial()
+  return model, names
+
+
+def confusions(probs: np.ndarray, labels: np.ndarray, names: Sequence[str],
+               below: float = 0.95, top: int = 3) -> list:
+  """Where a student goes wrong on labelled images, for each label of AP under `below`.
+
+  For label c with P positives: its AP; of the P images the student ranks highest for c,
+  how many are not c and which true labels those carry most (`top` of them, with counts);
+  the positives ranked below P and the other labels they carry most; and the mean score on
+  positives and on negatives. [{"label", "ap", "positives", "false_positives",
+  "false_positives_carry", "missed", "missed_carry", "mean_positive", "mean_negative"}]."""
+  from dfka_tf.eval.metrics import average_precision_per_label  # pylint: disable=g-import-not-at-top
+  probs, labels = np.asarray(probs, np.float64), np.asarray(labels) > 0
+  ap = average_precision_per_label(probs, labels.astype(np.float64))
+
+  def carried(rows, skip):
+    counts = labels[rows].sum(axis=0)
+    counts[skip] = 0
+    order = np.argsort(-counts, kind="stable")[:top]
+    return [(names[j], int(counts[j])) for j in order if counts[j] > 0]
+
+  out = []
+  for c, name in enumerate(names):
+    if np.isnan(ap[c]) or ap[c] >= below:
+      continue
+    positive = labels[:, c]
+    count = int(positive.sum())
+    ranked = np.argsort(-probs[:, c], kind="stable")
+    head, tail = ranked[:count], ranked[count:]
+    wrong = head[~positive[head]]
+    missed = tail[positive[tail]]
+    out.append({"label": name, "ap": float(ap[c]), "positives": count,
+                "false_positives": len(wrong), "false_positives_carry": carried(wrong, c),
+                "missed": len(missed), "missed_carry": carried(missed, c),
+                "mean_positive": float(probs[positive, c].mean()),
+                "mean_negative": float(probs[~positive, c].mean())})
+  return out
+
+
+def recalibrate_batchnorm(model, images: np.ndarray, batch_size: int = 256):
+  """Sets every BatchNormalization layer's moving mean and variance to the average, over
+  the batches of `images`, of the statistics a training-mode pass computes (each batch's
+  own statistics upstream, as in training); trains nothing else. In place.
+
+  A diagnostic beyond the paper: which images' statistics the student's inference runs
+  on (Forge's bank, or real unlabeled images) and what that does to its mAP."""
+  import keras  # pylint: disable=g-import-not-at-top
+  layers = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]  # pylint: disable=protected-access
+  momenta = [l.momentum for l in layers]
+  try:
+    for t, start in enumerate(range(0, len(images), batch_size)):
+      for l in layers:  # Cumulative average: moving = (t * moving + batch) / (t + 1).
+        l.momentum = t / (t + 1.0)
+      model(tf.constant(images[start:start + batch_size], tf.float32), training=True)
+  finally:
+    for l, m in zip(layers, momenta):
+      l.momentum = m
+
+
+def _labelled(dataset, split, data_dir, image_size, limit=None):
+  """(images, multi-hot labels) of a split of a library dataset, at most `limit`."""
+  from dfka_tf import data as dfka_data  # pylint: disable=g-import-not-at-top
+  xs, ys, n = [], [], 0
+  for ex in dfka_data.load(dataset, split, data_dir=data_dir, image_size=image_size,
+                           batch_size=500):
+    xs.append(ex["image"].numpy())
+    ys.append(ex["labels"].numpy())
+    n += len(xs[-1])
+    if limit and n >= limit:
+      break
+  return np.concatenate(xs)[:limit], np.concatenate(ys)[:limit]
+
+
+def student_errors(workdir: str, split: str = "validation", below: float = 95.0,
+                   recalibrate_on: Sequence[str] = (), train_images: int = 8000) -> Dict:
+  """A --student=distill run's TargetNet on a real split: its mAP (%), `confusions` of the
+  labels under `below` (%), and with `recalibrate_on` ("bank": Forge's bank; "train": real
+  unlabeled train images, a diagnostic) its mAP after `recalibrate_batchnorm` on them
+  (its weights put back after each). Beyond the paper."""
+  from dfka_tf import data as dfka_data  # pylint: disable=g-import-not-at-top
+  from dfka_tf.eval.metrics import mean_ap  # pylint: disable=g-import-not-at-top
+  unknown = sorted(set(recalibrate_on) - {"bank", "train"})
+  if unknown:
+    raise ValueError(f"recalibrate_on={unknown}: use bank (Forge's bank) or train (real "
+                     "unlabeled train images).")
+  model, names = distilled_target_net(workdir)
+  with open(os.path.join(workdir, "config.json")) as fh:
+    data = json.load(fh)["data"]
+  if data.get("teacher_paths"):
+    raise ValueError("this run's teachers are your own files (--teacher_paths), with no "
+                     "dataset to score on; pass a run on the library's datasets.")
+  x, y = _labelled(data["dataset"], split, data["data_dir"], data["image_size"])
+  y = y[:, [dfka_data.label_names(data["dataset"]).index(n) for n in names]]  # Y_cst order.
+  predict = lambda: model.predict(x, batch_size=500, verbose=0)  # pylint: disable=unnecessary-lambda-assignment
+  probs = predict()
+  out = {"split": split, "map": 100 * mean_ap(probs, y),
+         "labels": confusions(probs, y, names, below / 100.0)}
+  stored = [w.numpy() for w in model.weights]
+  for source in recalibrate_on:
+    if source == "bank":
+      images = forge_bank(workdir).astype(np.float32) / 255.0
+    else:
+      images = _labelled(data["dataset"], "train", data["data_dir"], data["image_size"],
+                         train_images)[0]
+    recalibrate_batchnorm(model, images)
+    out[f"map_recalibrated_on_{source}"] = 100 * mean_ap(predict(), y)
+    for w, v in zip(model.weights, stored):
+      w.assign(v)
+  return out
+
+
+def student_errors_table(out: Dict) -> str:
+  """student_errors' figures as lines and a markdown table."""
+  lines = [f"{out['split']} mAP {out['map']:.1f}"] + [
+      f"after batch-norm statistics re-estimated on {k.rsplit('_', 1)[1]}: {v:.1f}"
+      for k, v in out.items() if k.startswith("map_recalibrated_on_")]
+  lines += ["", "| label | AP | positives | wrongly in its top (they carry) | positives "
+            "ranked below (they carry) | mean score: positives / negatives |",
+            "| --- | --- | --- | --- | --- | --- |"]
+  carry = lambda pairs: ", ".join(f"{n} {c}" for n, c in pairs) or "—"  # pylint: disable=unnecessary-lambda-assignment
+  for r in out["labels"]:
+    lines.append(f"| {r['label']} | {100 * r['ap']:.1f} | {r['positives']} | "
+                 f"{r['false_positives']} ({carry(r['false_positives_carry'])}) | "
+                 f"{r['missed']} ({carry(r['missed_carry'])}) | "
+                 f"{r['mean_positive']:.2f} / {r['mean_negative']:.3f} |")
+  return "\n".join(lines)

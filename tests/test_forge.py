@@ -6,6 +6,7 @@ import math
 import os
 import shutil
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -334,3 +335,57 @@ def test_bank_labels_reads_the_last_bank_and_what_the_teachers_call_it(teacher_p
   assert figures["real"]["num_images"] > 3
   assert set(figures["real_co_called"]) == set(figures["labels"])
   assert "| cat |" in analysis.bank_labels_table(figures)
+
+
+def test_confusions_name_what_a_label_is_mistaken_for():
+  # Images: 0 = a, 1 = a + b, 2 = b, 3 = b. Scores for a rank 0, 2, 1, 3: of a's top 2
+  # (it has 2 positives) image 2 is not a and carries b; image 1, an a ranked below, also
+  # carries b. Mean score on a's positives (.9 + .2) / 2, on its negatives (.8 + .1) / 2.
+  # b's positives all rank first (AP 1): not listed.
+  labels = np.array([[1, 0], [1, 1], [0, 1], [0, 1]])
+  probs = np.array([[0.9, 0.1], [0.2, 0.9], [0.8, 0.8], [0.1, 0.7]])
+  (a,) = analysis.confusions(probs, labels, ["a", "b"])
+  assert a["label"] == "a" and a["positives"] == 2
+  assert a["false_positives"] == 1 and a["false_positives_carry"] == [("b", 1)]
+  assert a["missed"] == 1 and a["missed_carry"] == [("b", 1)]
+  np.testing.assert_allclose([a["mean_positive"], a["mean_negative"]], [0.55, 0.45])
+  assert a["ap"] < 0.95
+  assert analysis.confusions(probs, labels, ["a", "b"], below=0.0) == []
+
+
+def test_recalibrate_batchnorm_averages_the_batches_statistics():
+  inputs = keras.Input((1,))
+  bn = keras.layers.BatchNormalization(momentum=0.99)
+  model = keras.Model(inputs, bn(inputs))
+  # Batches [0, 2] (mean 1, variance 1) and [4, 4] (mean 4, variance 0): moving mean 2.5,
+  # moving variance 0.5, whatever they were; the layer's momentum is left as it was.
+  analysis.recalibrate_batchnorm(model, np.array([[0.0], [2.0], [4.0], [4.0]]), batch_size=2)
+  np.testing.assert_allclose([bn.moving_mean.numpy()[0], bn.moving_variance.numpy()[0]],
+                             [2.5, 0.5], rtol=1e-6)
+  assert bn.momentum == 0.99
+
+
+def test_student_errors_restores_the_distilled_target_net_and_scores_it(tmp_path):
+  from dfka_tf.data import label_names  # pylint: disable=g-import-not-at-top
+  from dfka_tf.eval.metrics import mean_ap  # pylint: disable=g-import-not-at-top
+  from dfka_tf.models.resnet import build_resnet  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / "run"
+  with pytest.raises(FileNotFoundError, match="--student=distill"):
+    analysis.student_errors(str(workdir))
+  names = label_names("scenes20")[::-1]  # Y_cst in another order than the dataset's.
+  (workdir / "ckpt" / "distill").mkdir(parents=True)
+  (workdir / "config.json").write_text(json.dumps({"data": {
+      "dataset": "scenes20", "data_dir": None, "image_size": 16, "arch": "tiny"}}))
+  (workdir / "results.json").write_text(json.dumps({"labels": names}))
+  saved = build_resnet("tiny", len(names), (16, 16, 3), name="target_net")
+  tf.train.Checkpoint(target_net=saved).save(str(workdir / "ckpt" / "distill" / "ckpt"))
+  with pytest.raises(ValueError, match="recalibrate_on"):
+    analysis.student_errors(str(workdir), recalibrate_on=["bnak"])
+  out = analysis.student_errors(str(workdir), below=100.0, recalibrate_on=["train"],
+                                train_images=64)
+  x, y = analysis._labelled("scenes20", "validation", None, 16)  # pylint: disable=protected-access
+  want = 100 * mean_ap(saved.predict(x, verbose=0), y[:, ::-1])
+  np.testing.assert_allclose(out["map"], want, rtol=1e-5)
+  assert [r["label"] for r in out["labels"]] == names  # All under 100 %.
+  assert "map_recalibrated_on_train" in out and out["map_recalibrated_on_train"] != out["map"]
+  assert "| " + names[0] + " |" in analysis.student_errors_table(out)
