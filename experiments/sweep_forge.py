@@ -91,6 +91,8 @@ def points(student_steps: int = 5000) -> List[common.Row]:
             forge_labels="realised"),
       forge("mix_adv3_bns1", "mix_adv3 with BN matching at 1", **dict(
           DENSE, forge_bns=1.0), **from_scratch.BEST_FORGE),
+      forge("mix_adv3_bns3", "mix_adv3 with BN matching at 3", **dict(
+          DENSE, forge_bns=3.0), **from_scratch.BEST_FORGE),
       forge("mix_adv3_g10", "mix_adv3 with 10 generator steps a round", **DENSE,
             **from_scratch.BEST_FORGE, forge_g_steps=10),
       forge("mix_adv3_logit_l1", "mix_adv3, the student's loss on logits (--distill_loss="
