@@ -193,7 +193,8 @@ class ForgeConfig:
   """Forge, data-free images made while the student learns (train/forge.py; beyond the
   paper): used when --forge is on, in place of Step I's G. The defaults are the point
   no_bns_dense of experiments.sweep_forge (validation, seed 0); --preset=best adds what
-  measured better after it (--forge_mix=0.5, point mix; --forge_adv=3, point mix_adv3)."""
+  measured better after it (--forge_mix=0.5, point mix; --forge_adv=3, point mix_adv3;
+  --forge_bns=1 with teachers from fresh weights, point mix_adv3_bns1)."""
   enabled: bool = option(False, "Feed the student Forge's images: a generator trained in "
                          "rounds between student steps against the teachers (BN matching, "
                          "balanced label targets, a masked adversarial term) into a bank the "
@@ -217,8 +218,8 @@ class ForgeConfig:
   bns: float = option(0.0, "Weight of BN-statistics matching (mean over a teacher's BN "
                       "layers, mean over teachers; 0 = off: for a fresh TargetNet it cost 6 "
                       "validation mAP at 10, its teachers fine-tuned from a backbone; with "
-                      "teachers from fresh weights 1 gave +1.8).", name="forge_bns",
-                      check="nonneg")
+                      "teachers from fresh weights 1 gave +1.8, 3 gave -3.0; --preset=best "
+                      "sets 1).", name="forge_bns", check="nonneg")
   bns_form: str = option("norm", "Form of the BN-statistics term.", name="forge_bns_form",
                          choices=("squared", "norm"))
   adv: float = option(1.0, "Weight of the masked adversarial term after the warm-up (0 = "

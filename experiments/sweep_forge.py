@@ -25,7 +25,7 @@ budget of Steps II–III (`--student=distill`). Points:
   (blockwise, blockwise_adv; their TargetNet alone is the one to read), and with f_m^b a 1x1
   convolution, the feature term of priors.feature_hint_loss, or both (blockwise_conv,
   blockwise_se_hint, blockwise_hint; blockwise_hint10 at 10 times the term's weight, and
-  blockwise_hint10_best on --preset=best's Forge).
+  blockwise_hint10_best on mix_adv3's Forge). --preset=best is mix_adv3_bns1.
 Scored on scenes20's **validation** split, never on test; the columns are the table suites'.
 Forge's own figures (synthesis seconds, images per second, the label shares) are in each
 row's results.json under "forge" (the records in --out/sweep_forge_rows/).
@@ -52,8 +52,8 @@ CENTRE = dict(forge_bns=10.0, forge_adv=1.0, forge_bank_size=4096,
               forge_warmup_rounds=10, forge_round_every=25, forge_reset="meta",
               forge_labels="balanced")
 FULL = dict(from_scratch.DISTILL, method="dfka", forge=True, **CENTRE)
-# The sweep's winner before CutMix and the stronger adversary (`--preset=best` adds
-# --forge_mix=0.5 and --forge_adv=3: points mix, mix_adv3), which the later points start from.
+# The sweep's winner before CutMix and the stronger adversary (points mix, mix_adv3 add
+# --forge_mix=0.5 and --forge_adv=3), which the later points start from.
 DENSE = dict(forge_bns=0.0, forge_round_every=10, forge_bank_size=16384)
 CURVE_EVERY = 500  # Student steps between the points of each row's validation curve.
 
@@ -83,20 +83,20 @@ def points(student_steps: int = 5000) -> List[common.Row]:
       forge("mix", "no_bns_dense + CutMix of bank images (p 0.5)", **DENSE, forge_mix=0.5),
       forge("g10", "no_bns_dense, 10 generator steps a round", **DENSE, forge_g_steps=10),
       forge("mix_adv3", "mix with the adversarial term x3 (3)", **DENSE,
-            **from_scratch.BEST_FORGE),
+            **from_scratch.MIX_ADV3),
       forge("mix_adv10", "mix with the adversarial term x10 (10)", **DENSE,
-            **dict(from_scratch.BEST_FORGE, forge_adv=10.0)),
+            **dict(from_scratch.MIX_ADV3, forge_adv=10.0)),
       forge("mix_adv3_realised", "mix_adv3, targets counted by the labels the teachers "
-            "give the kept images", **DENSE, **from_scratch.BEST_FORGE,
+            "give the kept images", **DENSE, **from_scratch.MIX_ADV3,
             forge_labels="realised"),
       forge("mix_adv3_bns1", "mix_adv3 with BN matching at 1", **dict(
-          DENSE, forge_bns=1.0), **from_scratch.BEST_FORGE),
+          DENSE, forge_bns=1.0), **from_scratch.MIX_ADV3),
       forge("mix_adv3_bns3", "mix_adv3 with BN matching at 3", **dict(
-          DENSE, forge_bns=3.0), **from_scratch.BEST_FORGE),
+          DENSE, forge_bns=3.0), **from_scratch.MIX_ADV3),
       forge("mix_adv3_g10", "mix_adv3 with 10 generator steps a round", **DENSE,
-            **from_scratch.BEST_FORGE, forge_g_steps=10),
+            **from_scratch.MIX_ADV3, forge_g_steps=10),
       forge("mix_adv3_logit_l1", "mix_adv3, the student's loss on logits (--distill_loss="
-            "logit_l1)", **DENSE, **from_scratch.BEST_FORGE, distill_loss="logit_l1"),
+            "logit_l1)", **DENSE, **from_scratch.MIX_ADV3, distill_loss="logit_l1"),
       forge("mix_g10", "mix with 10 generator steps a round", **DENSE, forge_mix=0.5,
             forge_g_steps=10),
       forge("blockwise", "no_bns_dense images, the paper's Steps II–III",
@@ -110,8 +110,8 @@ def points(student_steps: int = 5000) -> List[common.Row]:
             **DENSE, student="blockwise", step2_filter="conv", step2_feature_weight=10.0),
       forge("blockwise_conv", "no_bns_dense images, Steps II–III with 1x1-conv f_m^b",
             **DENSE, student="blockwise", step2_filter="conv"),
-      forge("blockwise_hint10_best", "blockwise_hint10 on --preset=best's Forge (CutMix, "
-            "adversarial term at 3)", **DENSE, **from_scratch.BEST_FORGE,
+      forge("blockwise_hint10_best", "blockwise_hint10 on mix_adv3's Forge (CutMix, "
+            "adversarial term at 3)", **DENSE, **from_scratch.MIX_ADV3,
             student="blockwise", step2_filter="conv", step2_feature_weight=10.0),
       forge("blockwise_se_hint", "no_bns_dense images, Steps II–III with the feature term "
             "(weight 1) through the paper's f_m^b", **DENSE, student="blockwise",

@@ -484,16 +484,18 @@ def test_from_scratch_takes_table_one_setting_with_its_own_records(tmp_path):
   assert from_scratch.default_out("table2") == os.path.join("results", "from_scratch")
 
 
-def test_the_forge_row_is_the_best_preset_and_the_hint_row_feeds_steps_two_three_its_images():
+def test_the_forge_bns1_row_is_the_best_preset_and_the_hint_row_feeds_steps_two_three_forges_images():
   def config(row, preset=None):
     overrides = from_scratch.suite_overrides(False, {"preset": preset} if preset else None)
     return suites_common.row_config(row, setting=dict(num_teachers=2, labels=None),
                                     quick=False, seed=0, overrides=overrides)
   rows = {r.name: r for r in from_scratch.forge_rows()}
   best = config(suites_common.Row("best", {}), preset="best")
-  assert config(rows["forge"]).differences(best) == []
+  assert config(rows["forge_bns1"]).differences(best) == []
+  # forge is the same without BN matching, forge_adv1 that with the adversarial term at 1.
+  forge = config(rows["forge"])
+  assert forge.differences(best) == ["forge_bns"] and forge.source.forge.bns == 0.0
+  assert config(rows["forge_adv1"]).differences(forge) == ["forge_adv"]
   hint_best = config(rows["dfka_forge_hint_best"])
-  assert hint_best.source.forge == best.source.forge
+  assert hint_best.source.forge == forge.source.forge
   assert hint_best.student.feature_weight == 10.0 and hint_best.student.form != "distill"
-  # forge_adv1 is the same Forge with only the adversarial term moved.
-  assert config(rows["forge_adv1"]).differences(best) == ["forge_adv"]
