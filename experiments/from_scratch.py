@@ -107,8 +107,8 @@ BEST_FORGE = dict(MIX_ADV3, forge_bns=1.0)
 def forge_rows():
   """Beyond the paper: Forge's images (train/forge.py) for the paper's Steps II–III
   (dfka_forge, dfka_forge_hint) and for one TargetNet distilled end to end (forge_bns1, which
-  is --preset=best; forge, forge_adv1 and forge_nomix without parts of it), and the e2e student's
-  bound and floor on the same budget (ka_distill, noise_distill)."""
+  is --preset=best; forge, forge_adv1 and forge_nomix without parts of it), and the e2e
+  student's bound and floor on the same budget (ka_distill, noise_distill)."""
   return [common.Row("ka_distill", dict(DISTILL, method="ka"),
                      label="KA, distilled end to end"),
           common.Row("noise_distill", dict(DISTILL, method="noise"),

@@ -18,8 +18,9 @@ budget of Steps II–III (`--student=distill`). Points:
 - from the winner, no_bns_dense: CutMix of the student's bank batches (mix); on top of mix
   the adversarial term at 3 (mix_adv3) or 10 (mix_adv10), or twice the generator steps a
   round (mix_g10); on top of mix_adv3 targets counted by the labels the teachers give the
-  kept images (mix_adv3_realised), BN matching back at 1 (mix_adv3_bns1) or twice the
-  generator steps a round (mix_adv3_g10);
+  kept images (mix_adv3_realised), BN matching back at 0.5, 1 or 3 (mix_adv3_bns05,
+  mix_adv3_bns1, mix_adv3_bns3; mix_adv3_bns1_g10 with twice the generator steps a round) or
+  twice the generator steps a round (mix_adv3_g10);
   twice the generator steps a round without CutMix (g10, as Fast-10); and the
   paper's Steps II–III on its images, with and without the adversary on Step II's dual path
   (blockwise, blockwise_adv; their TargetNet alone is the one to read), and with f_m^b a 1x1
@@ -93,6 +94,10 @@ def points(student_steps: int = 5000) -> List[common.Row]:
           DENSE, forge_bns=1.0), **from_scratch.MIX_ADV3),
       forge("mix_adv3_bns3", "mix_adv3 with BN matching at 3", **dict(
           DENSE, forge_bns=3.0), **from_scratch.MIX_ADV3),
+      forge("mix_adv3_bns05", "mix_adv3 with BN matching at 0.5", **dict(
+          DENSE, forge_bns=0.5), **from_scratch.MIX_ADV3),
+      forge("mix_adv3_bns1_g10", "mix_adv3_bns1 with 10 generator steps a round", **dict(
+          DENSE, forge_bns=1.0), **from_scratch.MIX_ADV3, forge_g_steps=10),
       forge("mix_adv3_g10", "mix_adv3 with 10 generator steps a round", **DENSE,
             **from_scratch.MIX_ADV3, forge_g_steps=10),
       forge("mix_adv3_logit_l1", "mix_adv3, the student's loss on logits (--distill_loss="

@@ -131,26 +131,8 @@ def test_adversarial_weight_needs_dfka():
     _config("scenes20", method="dafl", adversarial_weight=1.0)
 
 
-def test_t_u_before_step_three_is_the_regrouped_t_u(tmp_path):
-  """results.json's regrouped_map is T_u rebuilt from Step II's checkpoint: without Step III
-  it is T_u itself, score for score, and so is T_u at every other S_m = b."""
-  config = _config("scenes20", workdir=str(tmp_path / "w1"), finetune_steps=0, branch_out=1,
-                   **QUICK)
-  results = pipeline.run(config, progress=False)
-  helpers.assert_scores_agree(results)
-  # Branching at block 1, T_u holds the filters and the teachers' copies: rebuilt the same.
-  assert results["branch_out"] == {"1": 1, "2": 1}
-  assert results["regrouped_ap"] == results["target_ap"]
-  # T_u at every S_m = b: at b = 1 it is this T_u, at b = B the TargetNet alone.
-  by_b = results["regrouped_map_by_branch_out"]
-  assert list(by_b) == ["1", "2", "3", "4"]
-  assert by_b["1"] == results["target_map"] and by_b["4"] == results["targetnet_map"]
-  assert all(0.0 <= v <= 1.0 for v in by_b.values())
-  assert not [k for k in results if k.startswith("branch") and k != "branch_out"]
-
-
-# Slow (about 30 s): the regrouped T_u is checked in the default suite by the test above, the
-# budget's choice by tests/test_branch_out.py; CI's daily slow test (.ci/run) runs it in turn.
+# Slow (about 30 s): the regrouped T_u is checked in the default suite by tests/test_byo.py's
+# test_t_u_before_step_three_is_the_regrouped_t_u, the budget's choice by tests/test_branch_out.py; CI's daily slow test (.ci/run) runs it in turn.
 @pytest.mark.slow
 def test_t_u_before_step_three_holds_under_frozen_batchnorm_and_a_budget(tmp_path):
   config = _config("scenes20", workdir=str(tmp_path / "w"), finetune_steps=0,

@@ -13,6 +13,7 @@ import pytest
 
 from dfka_tf.errors import TeacherError
 from dfka_tf.models import blocknet, splitter, target, teacher_files
+from tests import helpers
 from tests.test_cli import assert_user_error, run_cli
 
 QUICK = ["--preset=quick", "--batch_size=4", "--quiet"]
@@ -254,6 +255,25 @@ def test_keras_cv_pair_end_to_end(files, tmp_path):
   results = pipeline.run(_config(files, tmp_path, paths), progress=False)
   assert results["branch_out"] and np.isfinite(results["target_map"])
   assert results["params"]["target_net"] > 0
+
+
+def test_t_u_before_step_three_is_the_regrouped_t_u(files, tmp_path):
+  """results.json's regrouped_map is T_u rebuilt from Step II's checkpoint: without Step III
+  it is T_u itself, score for score, and so is T_u at every other S_m = b. (Your own pair:
+  no teachers to train, so the check costs one short run.)"""
+  from dfka_tf import pipeline  # pylint: disable=g-import-not-at-top
+  results = pipeline.run(_config(files, tmp_path, [files["a"], files["b"]], finetune_steps=0,
+                                 branch_out=1), progress=False)
+  helpers.assert_scores_agree(results)
+  # Branching at block 1, T_u holds the filters and the teachers' copies: rebuilt the same.
+  assert results["branch_out"] == {"1": 1, "2": 1}
+  assert results["regrouped_ap"] == results["target_ap"]
+  # T_u at every S_m = b: at b = 1 it is this T_u, at b = B the TargetNet alone.
+  by_b = results["regrouped_map_by_branch_out"]
+  assert list(by_b) == ["1", "2", "3", "4"]
+  assert by_b["1"] == results["target_map"] and by_b["4"] == results["targetnet_map"]
+  assert all(0.0 <= v <= 1.0 for v in by_b.values())
+  assert not [k for k in results if k.startswith("branch") and k != "branch_out"]
 
 
 def test_keras_cv_teacher_loads_without_importing_keras_cv(files, tmp_path):

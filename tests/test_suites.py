@@ -407,7 +407,7 @@ def test_every_row_of_every_suite(tmp_path):
   assert _csv(os.path.join(out, "from_scratch.csv"), "row") == [
       "teacher", "ka", "noise", "dafl", "dfka", "pool", "pool_distill", "ka_distill",
       "noise_distill", "dfka_forge", "dfka_forge_hint", "dfka_forge_hint_best", "forge_nomix",
-      "forge_adv1", "forge"]
+      "forge_adv1", "forge", "forge_bns1"]
   sweep_forge.run_suite(out=out, **kw)
   assert _csv(os.path.join(out, "sweep_forge.csv"), "row") == [
       r.name for r in sweep_forge.points()]
@@ -484,7 +484,7 @@ def test_from_scratch_takes_table_one_setting_with_its_own_records(tmp_path):
   assert from_scratch.default_out("table2") == os.path.join("results", "from_scratch")
 
 
-def test_the_forge_bns1_row_is_the_best_preset_and_the_hint_row_feeds_steps_two_three_forges_images():
+def test_forge_bns1_is_the_best_preset_and_the_hint_row_feeds_steps_two_three_forges_images():
   def config(row, preset=None):
     overrides = from_scratch.suite_overrides(False, {"preset": preset} if preset else None)
     return suites_common.row_config(row, setting=dict(num_teachers=2, labels=None),
