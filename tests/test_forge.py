@@ -112,8 +112,8 @@ def test_forge_options_expand_and_check():
 def test_best_preset_stacks_on_the_budget_that_applies():
   c = RunConfig.build("scenes20", preset="from_scratch,best")
   assert c.source.kind == "forge" and c.student.mode == "distill" and c.student.lr == 0.3
-  # The sweep's point mix_adv3.
-  assert c.source.forge.mix == 0.5 and c.source.forge.bns == 0.0 and c.source.forge.adv == 3.0
+  # The sweep's point mix_adv3_bns1.
+  assert c.source.forge.mix == 0.5 and c.source.forge.bns == 1.0 and c.source.forge.adv == 3.0
   assert c.data.pretrain is None and c.student.block_steps == 1000  # from_scratch's budget.
   quick = RunConfig.build("scenes20", preset="quick,best")
   assert quick.student.block_steps == 5 and quick.source.kind == "forge"
