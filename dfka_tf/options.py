@@ -69,7 +69,12 @@ def _unit(x):
   return None if 0 <= x <= 1 else "must be a probability in [0, 1] (0 turns it off)"
 
 
-CHECKS = {"positive": _positive, "nonneg": _nonneg, "open_unit": _open_unit, "unit": _unit}
+def _momentum(x):
+  return None if 0 <= x < 1 else "must be in [0, 1) (0 turns it off)"
+
+
+CHECKS = {"positive": _positive, "nonneg": _nonneg, "open_unit": _open_unit, "unit": _unit,
+          "momentum": _momentum}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,6 +227,10 @@ class ForgeConfig:
                       "sets 1).", name="forge_bns", check="nonneg")
   bns_form: str = option("norm", "Form of the BN-statistics term.", name="forge_bns_form",
                          choices=("squared", "norm"))
+  bns_momentum: float = option(0.0, "Share of earlier rounds' kept batches in the statistics "
+                               "the BN-statistics term compares (Fast-Datafree's bn_mmt, "
+                               "0.9 there; 0 = the batch alone). Not yet measured here.",
+                               name="forge_bns_mmt", check="momentum")
   adv: float = option(1.0, "Weight of the masked adversarial term after the warm-up (0 = "
                       "off).", name="forge_adv", check="nonneg")
   max_labels: int = option(3, "Each image targets 1 to this many labels of Y_cst.",

@@ -82,7 +82,7 @@ def masked_kl_disagreement(student_probs, teacher_probs, eps: float = 1e-6):
 
 def batchnorm_statistics_loss(features: Sequence[tf.Tensor],
                               running_stats: Sequence[Tuple[tf.Tensor, tf.Tensor]],
-                              form: str = "squared"):
+                              form: str = "squared", history=None, momentum=0.0):
   """L_bns of DeepInversion (Yin et al., 2020; IFHE slides' L_bns). Beyond the paper.
 
   μ̃_l, σ̃_l² are the per-channel batch mean and variance of the input of teacher batch-norm
@@ -93,26 +93,56 @@ def batchnorm_statistics_loss(features: Sequence[tf.Tensor],
     code. Its gradient does not fade as the statistics approach their targets, so it keeps
     pulling on layers that are almost matched.
 
+  With `history` (Fast-Datafree's `bn_mmt`), the batch's statistics are first blended with
+  those of earlier batches: μ̃_l ← (1 − m) μ̃_l + m μ̄_l and σ̃_l² ← (1 − m) σ̃_l² + m σ̄_l²,
+  so that one batch need not carry the statistics of the whole data on its own.
+
   Args:
     features: inputs of the L batch-norm layers, [N, H, W, C_l] (or [N, C_l]).
     running_stats: matching (moving_mean, moving_variance) pairs.
     form: "squared" or "norm".
+    history: optional (mean, variance) pairs of earlier batches, one per layer
+      (`blend_statistics` keeps them).
+    momentum: m, the share of `history` in the compared statistics (0: the batch alone).
   """
   if len(features) != len(running_stats) or not features:
     raise ValueError("batchnorm_statistics_loss needs one (mean, variance) pair per feature.")
   if form not in ("squared", "norm"):
     raise ValueError(f"unknown L_bns form {form!r}; use 'squared' or 'norm'.")
+  if history is not None and len(history) != len(features):
+    raise ValueError("batchnorm_statistics_loss needs one history pair per feature.")
   terms = []
-  for x, (mu, var) in zip(features, running_stats):
-    x = _f32(x)
-    axes = list(range(len(x.shape) - 1))
-    bmean, bvar = distribute.batch_moments(x, axes)  # Of the global batch.
+  for l, (bmean, bvar) in enumerate(batch_statistics(features)):
+    mu, var = running_stats[l]
+    if history is not None:
+      m = tf.cast(momentum, tf.float32)
+      bmean = (1.0 - m) * bmean + m * _f32(history[l][0])
+      bvar = (1.0 - m) * bvar + m * _f32(history[l][1])
     if form == "norm":
       terms.append(tf.norm(bmean - _f32(mu)) + tf.norm(bvar - _f32(var)))
     else:
       terms.append(tf.reduce_sum(tf.square(bmean - _f32(mu))) +
                    tf.reduce_sum(tf.square(tf.sqrt(bvar + 1e-5) - tf.sqrt(_f32(var) + 1e-5))))
   return tf.add_n(terms) / float(len(terms))
+
+
+def batch_statistics(features: Sequence[tf.Tensor]) -> List[Tuple[tf.Tensor, tf.Tensor]]:
+  """Per-channel (mean, variance) of each batch-norm input over the global batch (every axis
+  but the last). Beyond the paper (L_bns)."""
+  out = []
+  for x in features:
+    x = _f32(x)
+    out.append(distribute.batch_moments(x, list(range(len(x.shape) - 1))))
+  return out
+
+
+def blend_statistics(history, stats, momentum):
+  """Fast-Datafree's BN momentum (`bn_mmt`): each (mean, variance) of `history` becomes
+  m · history + (1 − m) · stats, stats being a batch's (`batch_statistics`). Beyond the paper.
+  """
+  m = tf.cast(momentum, tf.float32)
+  return [(m * _f32(hm) + (1.0 - m) * bm, m * _f32(hv) + (1.0 - m) * bv)
+          for (hm, hv), (bm, bv) in zip(history, stats)]
 
 
 def auxiliary_classifier_loss(aux_probs, teacher_probs, epsilon: float = 0.5):
@@ -195,17 +225,52 @@ class Prior:
 
 
 class BatchNormPrior(Prior):
-  """L_bns on the image, averaged over teachers (`batchnorm_statistics_loss`)."""
+  """L_bns on the image, averaged over teachers (`batchnorm_statistics_loss`).
+
+  With `momentum` m > 0 (Fast-Datafree's `bn_mmt`) it keeps, per teacher and layer, the
+  statistics of earlier batches (`remember`, once a round) and compares the running
+  statistics with the batch's blended with them; until the first `remember` the batch is
+  compared alone."""
   name = "bns"
 
-  def __init__(self, weight: float, form: str, running_stats: Sequence):
+  def __init__(self, weight: float, form: str, running_stats: Sequence,
+               momentum: float = 0.0):
     super().__init__(weight)
     self.form = form
     self.running_stats = list(running_stats)  # One [(mean, var), ...] list per teacher.
+    self.momentum = float(momentum)
+    self.history, self.remembered = None, None
+    if self.momentum > 0:
+      self.history = [[(tf.Variable(tf.zeros_like(mu), trainable=False, name="bns_mean"),
+                        tf.Variable(tf.zeros_like(var), trainable=False, name="bns_var"))
+                       for mu, var in stats] for stats in self.running_stats]
+      self.remembered = tf.Variable(0.0, trainable=False, name="bns_remembered")
 
   def value(self, views) -> tf.Tensor:
-    return tf.add_n([batchnorm_statistics_loss(v.bn_inputs, stats, self.form)
-                     for v, stats in zip(views, self.running_stats)]) / len(views)
+    if self.history is None:
+      return tf.add_n([batchnorm_statistics_loss(v.bn_inputs, stats, self.form)
+                       for v, stats in zip(views, self.running_stats)]) / len(views)
+    m = self.momentum * self.remembered  # 0 before the first remembered batch.
+    return tf.add_n([batchnorm_statistics_loss(v.bn_inputs, stats, self.form, history, m)
+                     for v, stats, history in zip(views, self.running_stats, self.history)]
+                    ) / len(views)
+
+  def remember(self, views):
+    """Folds the batch of `views` into the kept statistics (the first one replaces them)."""
+    m = self.momentum * self.remembered
+    for v, history in zip(views, self.history):
+      blended = blend_statistics(history, batch_statistics(v.bn_inputs), m)
+      for (hm, hv), (bm, bv) in zip(history, blended):
+        hm.assign(bm)
+        hv.assign(bv)
+    self.remembered.assign(1.0)
+
+  def state(self) -> Dict:
+    """The variables a checkpoint holds ({} without momentum)."""
+    if self.history is None:
+      return {}
+    return {"bns_history": [list(pair) for stats in self.history for pair in stats],
+            "bns_remembered": self.remembered}
 
 
 class AuxiliaryClassifierPrior(Prior):

@@ -19,7 +19,8 @@ budget of Steps II–III (`--student=distill`). Points:
   the adversarial term at 3 (mix_adv3) or 10 (mix_adv10), or twice the generator steps a
   round (mix_g10); on top of mix_adv3 targets counted by the labels the teachers give the
   kept images (mix_adv3_realised), BN matching back at 0.5, 1 or 3 (mix_adv3_bns05,
-  mix_adv3_bns1, mix_adv3_bns3; mix_adv3_bns1_g10 with twice the generator steps a round) or
+  mix_adv3_bns1, mix_adv3_bns3; mix_adv3_bns1_g10 with twice the generator steps a round;
+  mix_adv3_bns1_mmt and mix_adv3_bns3_mmt with --forge_bns_mmt=0.9) or
   twice the generator steps a round (mix_adv3_g10);
   twice the generator steps a round without CutMix (g10, as Fast-10); and the
   paper's Steps II–III on its images, with and without the adversary on Step II's dual path
@@ -98,6 +99,12 @@ def points(student_steps: int = 5000) -> List[common.Row]:
           DENSE, forge_bns=0.5), **from_scratch.MIX_ADV3),
       forge("mix_adv3_bns1_g10", "mix_adv3_bns1 with 10 generator steps a round", **dict(
           DENSE, forge_bns=1.0), **from_scratch.MIX_ADV3, forge_g_steps=10),
+      forge("mix_adv3_bns1_mmt", "mix_adv3_bns1, BN statistics blended with earlier rounds' "
+            "(--forge_bns_mmt=0.9)", **dict(DENSE, forge_bns=1.0), **from_scratch.MIX_ADV3,
+            forge_bns_mmt=0.9),
+      forge("mix_adv3_bns3_mmt", "mix_adv3_bns3, BN statistics blended with earlier rounds' "
+            "(--forge_bns_mmt=0.9)", **dict(DENSE, forge_bns=3.0), **from_scratch.MIX_ADV3,
+            forge_bns_mmt=0.9),
       forge("mix_adv3_g10", "mix_adv3 with 10 generator steps a round", **DENSE,
             **from_scratch.MIX_ADV3, forge_g_steps=10),
       forge("mix_adv3_logit_l1", "mix_adv3, the student's loss on logits (--distill_loss="

@@ -132,7 +132,8 @@ def _config(teacher_paths, workdir, student) -> RunConfig:
       batch_size=4, generator_width=16, latent_dim=16, block_steps=4, finetune_steps=4,
       checkpoint_every=2, seed=3, evaluate=False, export=False, forge=True, student=student,
       forge_round_every=3, forge_warmup_rounds=2, forge_g_steps=2, forge_bank_size=16,
-      workdir=str(workdir)))
+      # BN matching with momentum: its kept statistics must resume with the engine too.
+      forge_bns=1.0, forge_bns_mmt=0.5, workdir=str(workdir)))
 
 
 # (student, stage, step killed in): block 2's first step (no checkpoint of its own: the
@@ -199,6 +200,31 @@ def test_a_round_moves_generator_and_bank_not_teachers_nor_student(world):
              for a, b in zip(before_student, student.source_model.variables))
   counts = engine.label_counts.numpy()
   assert counts.sum() > 0 and counts.min() / counts.max() >= 0.5
+
+
+def test_bn_momentum_keeps_the_kept_batches_statistics_and_checkpoints_them(world):
+  teachers, _, _ = world
+  engine = _engine(world, bns=1.0, bns_momentum=0.75)
+  prior = engine.bns
+  assert float(prior.remembered) == 0.0  # Before any round the batch is compared alone.
+  engine.run_round(adversarial=False)
+  first = priors.batch_statistics(TeacherPass(teachers, bn_inputs=True)(engine.best)[0]
+                                  .bn_inputs)
+  for (hm, hv), (bm, bv) in zip(prior.history[0], first):  # The first batch replaces.
+    np.testing.assert_allclose(hm.numpy(), bm.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(hv.numpy(), bv.numpy(), rtol=1e-5, atol=1e-6)
+  engine.run_round(adversarial=False)
+  second = priors.batch_statistics(TeacherPass(teachers, bn_inputs=True)(engine.best)[0]
+                                   .bn_inputs)
+  for (hm, _), (m1, _), (m2, _) in zip(prior.history[0], first, second):
+    np.testing.assert_allclose(hm.numpy(), 0.75 * m1.numpy() + 0.25 * m2.numpy(),
+                               rtol=1e-5, atol=1e-6)
+  state = engine.state()
+  assert state["forge_bns_remembered"] is prior.remembered
+  assert len(state["forge_bns_history"]) == sum(len(h) for h in prior.history)
+  assert "forge_bns_history" not in _engine(world, bns=1.0).state()  # Off: nothing kept.
+  with pytest.raises(ValueError, match="bns_momentum"):
+    _engine(world, bns=1.0, bns_momentum=1.0)
 
 
 def test_realised_labels_count_what_the_teachers_give_the_kept_images(world):

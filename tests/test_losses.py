@@ -215,6 +215,23 @@ class LossesTest(tf.test.TestCase):
       priors.batchnorm_statistics_loss([tf.zeros([2, 1])], [(tf.zeros([1]), tf.ones([1]))],
                                        form="l1")
 
+  def test_batchnorm_statistics_loss_with_momentum(self):
+    # Same batch (means [2, 4], variances [1, 4]) blended half and half with earlier means
+    # [0, 2] and variances [1, 0]: [1, 3] and [1, 2]. Against running [2, 3] and [1, 1] the
+    # norm form gives ||[-1, 0]|| + ||[0, 1]|| = 2.
+    loss = priors.batchnorm_statistics_loss(
+        [tf.constant([[1.0, 2.0], [3.0, 6.0]])],
+        [(tf.constant([2.0, 3.0]), tf.constant([1.0, 1.0]))], form="norm",
+        history=[(tf.constant([0.0, 2.0]), tf.constant([1.0, 0.0]))], momentum=0.5)
+    self.assertAllClose(loss, 2.0, atol=1e-5)
+    # Kept statistics at m = 0.25: 0.25 [0, 2] + 0.75 [2, 4] = [1.5, 3.5]; variances
+    # 0.25 [1, 0] + 0.75 [1, 4] = [1, 3].
+    (mean, var), = priors.blend_statistics(
+        [(tf.constant([0.0, 2.0]), tf.constant([1.0, 0.0]))],
+        priors.batch_statistics([tf.constant([[1.0, 2.0], [3.0, 6.0]])]), 0.25)
+    self.assertAllClose(mean, [1.5, 3.5])
+    self.assertAllClose(var, [1.0, 3.0])
+
   def test_auxiliary_classifier_loss(self):
     # Teacher [.9, .2] -> labels [1, 0]; BCE of [.8, .3] against them = .28990925.
     self.assertAllClose(

@@ -124,8 +124,8 @@ def forge_engine(run: Run, teachers, task) -> ForgeEngine:
       latent_dim=c.generator.latent_dim, width=c.generator.width, round_every=f.round_every,
       warmup_rounds=f.warmup_rounds, g_steps=f.g_steps, reset=f.reset,
       reset_every=f.reset_every, lr=f.lr, lr_z=f.lr_z, oh=f.oh, bns=f.bns,
-      bns_form=f.bns_form, adv=f.adv, max_labels=f.max_labels, labels=f.labels,
-      jitter=forge_jitter(c), bank_size=f.bank_size, mix=f.mix)
+      bns_form=f.bns_form, bns_momentum=f.bns_momentum, adv=f.adv, max_labels=f.max_labels,
+      labels=f.labels, jitter=forge_jitter(c), bank_size=f.bank_size, mix=f.mix)
 
 
 def forge_jitter(c) -> int:

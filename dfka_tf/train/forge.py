@@ -150,7 +150,8 @@ class ForgeEngine:
                round_every: int = 10, warmup_rounds: int = 10, g_steps: int = 5,
                reset: str = "meta", reset_every: int = 1, lr: float = 3e-3,
                lr_z: float = 0.01, oh: float = 1.0, bns: float = 0.0,
-               bns_form: str = "norm", adv: float = 1.0, max_labels: int = 3,
+               bns_form: str = "norm", bns_momentum: float = 0.0, adv: float = 1.0,
+               max_labels: int = 3,
                labels: str = "balanced", jitter: int = 4, bank_size: int = 16384,
                mix: float = 0.0):
     if reset not in RESETS:
@@ -205,8 +206,10 @@ class ForgeEngine:
     self.last = {k: tf.Variable(0.0, trainable=False, name=k) for k in MEASURES}
     self.bank = Bank(bank_size, shape)
     self.teacher_pass = TeacherPass(self.teachers, bn_inputs=self.bns_weight > 0)
+    if not 0.0 <= float(bns_momentum) < 1.0:
+      raise ValueError(f"bns_momentum={bns_momentum}; use a value in [0, 1).")
     self.bns = (priors.BatchNormPrior(self.bns_weight, bns_form,
-                                      self.teacher_pass.running_stats)
+                                      self.teacher_pass.running_stats, bns_momentum)
                 if self.bns_weight > 0 else None)
     self.adversary: Optional[Callable[[tf.Tensor], tf.Tensor]] = None
     self._start = tf.function(self._start_round)
@@ -233,6 +236,8 @@ class ForgeEngine:
     if self.meta is not None:
       out.update(forge_meta_generator=self.meta, forge_meta_optimizer=self.meta_optimizer,
                  forge_meta_grads=list(self.meta_grads))
+    if self.bns is not None:
+      out.update({f"forge_{k}": v for k, v in self.bns.state().items()})
     return out
 
   # ------------------------------------------------------------------ one round
@@ -303,6 +308,8 @@ class ForgeEngine:
     if self.labels == "realised":
       kept = self._over_task(self.teacher_pass(self.best))
       self.label_counts.assign_add(tf.reduce_sum(tf.cast(kept >= 0.5, tf.float32), axis=0))
+    if self.bns is not None and self.bns.history is not None:
+      self.bns.remember(self.teacher_pass(self.best))  # The kept batch's statistics.
     self.bank.add(self.best)
     self.rounds.assign_add(1)
     self.last["forge_bank"].assign(tf.cast(self.bank.count, tf.float32))
