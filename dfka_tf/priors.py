@@ -111,13 +111,11 @@ def batchnorm_statistics_loss(features: Sequence[tf.Tensor],
     raise ValueError(f"unknown L_bns form {form!r}; use 'squared' or 'norm'.")
   if history is not None and len(history) != len(features):
     raise ValueError("batchnorm_statistics_loss needs one history pair per feature.")
+  stats = batch_statistics(features)  # Of the global batch.
+  if history is not None:
+    stats = blend_statistics(history, stats, momentum)
   terms = []
-  for l, (bmean, bvar) in enumerate(batch_statistics(features)):
-    mu, var = running_stats[l]
-    if history is not None:
-      m = tf.cast(momentum, tf.float32)
-      bmean = (1.0 - m) * bmean + m * _f32(history[l][0])
-      bvar = (1.0 - m) * bvar + m * _f32(history[l][1])
+  for (bmean, bvar), (mu, var) in zip(stats, running_stats):
     if form == "norm":
       terms.append(tf.norm(bmean - _f32(mu)) + tf.norm(bvar - _f32(var)))
     else:
