@@ -245,12 +245,10 @@ class BatchNormPrior(Prior):
       self.remembered = tf.Variable(0.0, trainable=False, name="bns_remembered")
 
   def value(self, views) -> tf.Tensor:
-    if self.history is None:
-      return tf.add_n([batchnorm_statistics_loss(v.bn_inputs, stats, self.form)
-                       for v, stats in zip(views, self.running_stats)]) / len(views)
-    m = self.momentum * self.remembered  # 0 before the first remembered batch.
+    histories = self.history or [None] * len(views)
+    m = self.momentum * self.remembered if self.history else 0.0  # 0 before the first one.
     return tf.add_n([batchnorm_statistics_loss(v.bn_inputs, stats, self.form, history, m)
-                     for v, stats, history in zip(views, self.running_stats, self.history)]
+                     for v, stats, history in zip(views, self.running_stats, histories)]
                     ) / len(views)
 
   def remember(self, views):

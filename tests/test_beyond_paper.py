@@ -132,7 +132,8 @@ def test_adversarial_weight_needs_dfka():
 
 
 # Slow (about 30 s): the regrouped T_u is checked in the default suite by tests/test_byo.py's
-# test_t_u_before_step_three_is_the_regrouped_t_u, the budget's choice by tests/test_branch_out.py; CI's daily slow test (.ci/run) runs it in turn.
+# test_t_u_before_step_three_is_the_regrouped_t_u, the budget's choice by
+# tests/test_branch_out.py; CI's daily slow test (.ci/run) runs it in turn.
 @pytest.mark.slow
 def test_t_u_before_step_three_holds_under_frozen_batchnorm_and_a_budget(tmp_path):
   config = _config("scenes20", workdir=str(tmp_path / "w"), finetune_steps=0,

@@ -151,8 +151,7 @@ class ForgeEngine:
                reset: str = "meta", reset_every: int = 1, lr: float = 3e-3,
                lr_z: float = 0.01, oh: float = 1.0, bns: float = 0.0,
                bns_form: str = "norm", bns_momentum: float = 0.0, adv: float = 1.0,
-               max_labels: int = 3,
-               labels: str = "balanced", jitter: int = 4, bank_size: int = 16384,
+               max_labels: int = 3, labels: str = "balanced", jitter: int = 4, bank_size: int = 16384,
                mix: float = 0.0):
     if reset not in RESETS:
       raise ValueError(f"reset={reset!r}; use one of {RESETS}.")
@@ -305,11 +304,14 @@ class ForgeEngine:
   def _finish_round(self):
     if self.meta is not None:
       self.meta_optimizer.apply(list(self.meta_grads), self.meta.trainable_variables)
+    remember = self.bns is not None and self.bns.history is not None
+    if self.labels == "realised" or remember:
+      kept_views = self.teacher_pass(self.best)  # One pass serves both.
     if self.labels == "realised":
-      kept = self._over_task(self.teacher_pass(self.best))
+      kept = self._over_task(kept_views)
       self.label_counts.assign_add(tf.reduce_sum(tf.cast(kept >= 0.5, tf.float32), axis=0))
-    if self.bns is not None and self.bns.history is not None:
-      self.bns.remember(self.teacher_pass(self.best))  # The kept batch's statistics.
+    if remember:
+      self.bns.remember(kept_views)  # The kept batch's statistics.
     self.bank.add(self.best)
     self.rounds.assign_add(1)
     self.last["forge_bank"].assign(tf.cast(self.bank.count, tf.float32))
