@@ -35,11 +35,20 @@ def pytest_unconfigure(config):
   shutil.rmtree(_CACHE, ignore_errors=True)
 
 
-def start_distributed_cases():
-  """tests/distributed_cases.py in a process of its own (test_distribute reads its output)."""
+# The step types test_distribute compares in the default suite. The others are its slow
+# test's: block 1 and the last block, the fine-tune on a dataset and the adversarial fine-tune
+# are the block, fine-tune and generator steps compared here, with another block, source or
+# pairing. Each case is about half a CPU-minute of tracing.
+DEFAULT_CASES = ("block2", "finetune_pool", "generator", "inversion", "joint", "teacher")
+
+
+def start_distributed_cases(names=DEFAULT_CASES):
+  """tests/distributed_cases.py over `names` in a process of its own (test_distribute reads
+  its output)."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=root)
-  return subprocess.Popen([sys.executable, os.path.join(root, "tests", "distributed_cases.py")],
+  return subprocess.Popen([sys.executable, os.path.join(root, "tests", "distributed_cases.py"),
+                           *names],
                           cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
 

@@ -1,9 +1,11 @@
-"""tf.distribute: every step type on 2 replicas gives the 1-replica update, a mirrored run
+"""tf.distribute: every step type on 2 replicas gives the 1-replica update (six in the default
+suite, the other four in a slow test), a mirrored run
 on 2 logical CPU devices exports a working T_u, and a 2-worker run on localhost writes only
 from its chief, stops together on one worker's SIGTERM and resumes."""
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,11 +19,13 @@ import tensorflow as tf
 from dfka_tf import distribute
 from dfka_tf.errors import ConfigError
 
+from tests.conftest import DEFAULT_CASES
 from tests.conftest import start_distributed_cases
 from tests.test_cli import ROOT, run_cli
 
 CASES = ["adversarial", "block1", "block2", "block_last", "finetune_dataset",
          "finetune_pool", "generator", "inversion", "joint", "teacher"]
+SLOW_CASES = sorted(set(CASES) - set(DEFAULT_CASES))
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +41,8 @@ def _cases_process(request):
 
 @pytest.fixture(scope="module")
 def equivalence(_cases_process):  # pylint: disable=redefined-outer-name
-  """{case: comparison} from tests/distributed_cases.py."""
-  stdout, stderr = _cases_process.communicate(timeout=600)
-  assert _cases_process.returncode == 0, stderr[-3000:]
-  rows = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-  return {row["case"]: row for row in rows}
+  """{case: comparison} for DEFAULT_CASES from tests/distributed_cases.py."""
+  return _comparisons(_cases_process)
 
 
 def test_helpers_are_the_identity_on_one_replica():
@@ -190,14 +191,14 @@ def test_two_workers_write_from_the_chief_stop_together_and_resume(tmp_path):
   assert _done(workdir / "worker1") == _done(workdir)
 
 
-# Last in the module: the cases' process has had the longest to run beside the other tests.
-def test_every_step_type_is_compared(equivalence):  # pylint: disable=redefined-outer-name
-  assert sorted(equivalence) == CASES
+def _comparisons(proc):
+  stdout, stderr = proc.communicate(timeout=600)
+  assert proc.returncode == 0, stderr[-3000:]
+  rows = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+  return {row["case"]: row for row in rows}
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_two_replicas_give_the_one_replica_update(equivalence, case):  # pylint: disable=redefined-outer-name
-  row = equivalence[case]
+def _check_update(row):
   assert row["replicas"] == 2
   assert row["keys_match"]
   # The steps moved the variables by far more than the two runs differ: the comparison
@@ -206,3 +207,28 @@ def test_two_replicas_give_the_one_replica_update(equivalence, case):  # pylint:
   assert row["moved"] > 1e-2, row
   assert row["max_variable_diff"] < 1e-5, row
   assert row["max_measurement_diff"] < 1e-4, row
+
+
+def test_every_case_of_the_script_is_compared_by_a_test():
+  with open(os.path.join(ROOT, "tests", "distributed_cases.py")) as f:
+    script = sorted(re.findall(r"^def case_(\w+)\(", f.read(), flags=re.M))
+  assert script == CASES
+  assert set(DEFAULT_CASES) <= set(CASES) and SLOW_CASES
+
+
+# Last in the module: the cases' process has had the longest to run beside the other tests.
+def test_every_default_step_type_is_compared(equivalence):  # pylint: disable=redefined-outer-name
+  assert sorted(equivalence) == sorted(DEFAULT_CASES)
+
+
+@pytest.mark.parametrize("case", DEFAULT_CASES)
+def test_two_replicas_give_the_one_replica_update(equivalence, case):  # pylint: disable=redefined-outer-name
+  _check_update(equivalence[case])
+
+
+@pytest.mark.slow
+def test_the_other_step_types_on_two_replicas_give_the_one_replica_update():
+  rows = _comparisons(start_distributed_cases(SLOW_CASES))
+  assert sorted(rows) == SLOW_CASES
+  for case in SLOW_CASES:
+    _check_update(rows[case])
