@@ -16,7 +16,8 @@ whole TargetNet trained jointly, as DAFL's code runs); dfka (the paper's Steps I
 beyond the paper, pool (Steps II–III on a DeepInversion pool; pool_distill, the pool for one
 TargetNet distilled end to end), dfka_forge (Steps II–III on Forge's images, train/forge.py;
 dfka_forge_hint with f_m^b a 1x1 convolution and a feature term, priors.feature_hint_loss;
-dfka_forge_hint_best the same on the forge row's Forge), forge_bns1 (one TargetNet distilled
+dfka_forge_hint_best the same on the forge row's Forge, dfka_forge_hint_bns1 on
+--preset=best's), forge_bns1 (one TargetNet distilled
 end to end on Forge's images, --preset=best's recipe), forge (the same without BN matching;
 forge_adv1 with its adversarial term at 1, forge_nomix also without its CutMix) with their
 bound and floor on the same budget, ka_distill and noise_distill. Every row gives T_u and the
@@ -106,7 +107,7 @@ BEST_FORGE = dict(MIX_ADV3, forge_bns=1.0)
 
 def forge_rows():
   """Beyond the paper: Forge's images (train/forge.py) for the paper's Steps II–III
-  (dfka_forge, dfka_forge_hint) and for one TargetNet distilled end to end (forge_bns1, which
+  (dfka_forge, dfka_forge_hint*) and for one TargetNet distilled end to end (forge_bns1, which
   is --preset=best; forge, forge_adv1 and forge_nomix without parts of it), and the e2e
   student's bound and floor on the same budget (ka_distill, noise_distill)."""
   return [common.Row("ka_distill", dict(DISTILL, method="ka"),
@@ -121,6 +122,10 @@ def forge_rows():
                                                   **MIX_ADV3),
                      label="Steps II–III on the forge row's Forge (CutMix, adversarial term "
                            "at 3), 1x1-conv f_m^b and the feature term"),
+          common.Row("dfka_forge_hint_bns1", dict(STEP2_HINT, method="dfka", forge=True,
+                                                  **BEST_FORGE),
+                     label="Steps II–III on --preset=best's Forge (CutMix, adversarial term "
+                           "at 3, BN matching at 1), 1x1-conv f_m^b and the feature term"),
           common.Row("forge_nomix", dict(DISTILL, method="dfka", forge=True),
                      label="Forge without CutMix, distilled end to end"),
           common.Row("forge_adv1", dict(DISTILL, method="dfka", forge=True, forge_mix=0.5,

@@ -406,8 +406,8 @@ def test_every_row_of_every_suite(tmp_path):
   from_scratch.run_suite(out=out, **kw)
   assert _csv(os.path.join(out, "from_scratch.csv"), "row") == [
       "teacher", "ka", "noise", "dafl", "dfka", "pool", "pool_distill", "ka_distill",
-      "noise_distill", "dfka_forge", "dfka_forge_hint", "dfka_forge_hint_best", "forge_nomix",
-      "forge_adv1", "forge", "forge_bns1"]
+      "noise_distill", "dfka_forge", "dfka_forge_hint", "dfka_forge_hint_best",
+      "dfka_forge_hint_bns1", "forge_nomix", "forge_adv1", "forge", "forge_bns1"]
   sweep_forge.run_suite(out=out, **kw)
   assert _csv(os.path.join(out, "sweep_forge.csv"), "row") == [
       r.name for r in sweep_forge.points()]
@@ -499,3 +499,6 @@ def test_forge_bns1_is_the_best_preset_and_the_hint_row_feeds_steps_two_three_fo
   hint_best = config(rows["dfka_forge_hint_best"])
   assert hint_best.source.forge == forge.source.forge
   assert hint_best.student.feature_weight == 10.0 and hint_best.student.form != "distill"
+  hint_bns1 = config(rows["dfka_forge_hint_bns1"])  # The same Steps II–III on the preset's.
+  assert hint_bns1.source.forge == best.source.forge
+  assert hint_bns1.differences(hint_best) == ["forge_bns"]
