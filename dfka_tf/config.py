@@ -301,6 +301,10 @@ def _validate_combinations(c: RunConfig):
     raise ConfigError(f"{' '.join(changed)}: these apply to Steps II-III, which "
                       f"--method={c.method} does not run; use a method that runs them (dfka, "
                       "ka, similar, diff, noise) or leave them unset.")
+  if s.distill_temperature != 1.0 and s.distill_loss != "bce":
+    raise ConfigError(f"--distill_temperature={s.distill_temperature} tempers the "
+                      f"cross-entropy, but --distill_loss={s.distill_loss} replaces it; use "
+                      "--distill_loss=bce or leave --distill_temperature unset.")
   if s.branch_bn == "frozen" and s.finetune_trainable == "trunk":
     raise ConfigError("--branch_bn=frozen freezes the batch norms of copied teacher blocks "
                       "Step III trains, but --finetune_trainable=trunk (the default) keeps "

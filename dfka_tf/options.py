@@ -73,8 +73,12 @@ def _momentum(x):
   return None if 0 <= x < 1 else "must be in [0, 1) (0 turns it off)"
 
 
+def _above_zero(x):
+  return None if x > 0 else "must be > 0"
+
+
 CHECKS = {"positive": _positive, "nonneg": _nonneg, "open_unit": _open_unit, "unit": _unit,
-          "momentum": _momentum}
+          "momentum": _momentum, "above_zero": _above_zero}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,6 +355,10 @@ class StudentConfig:
                              "in Step III and in --student=distill: bce (the paper's "
                              "cross-entropy) or logit_l1 (mean absolute error on logits, "
                              "after DFAD; beyond the paper).", choices=DISTILL_LOSSES)
+  distill_temperature: float = option(1.0, "T of the student's cross-entropy in Step III "
+                                      "and in --student=distill: T² · ℓ(σ(z_s/T), σ(z_t/T)) "
+                                      "on logits z (after Hinton et al.; beyond the paper; 1 = "
+                                      "the paper's plain cross-entropy).", check="above_zero")
   adversarial_weight: float = option(0.0, "Step III: keep training G to maximise T_u's "
                                      "disagreement with the teachers (DFAD; beyond the paper; "
                                      "0 = off).", check="nonneg")

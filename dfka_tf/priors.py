@@ -43,6 +43,24 @@ def logit_l1_distillation(student_probs, teacher_probs, eps: float = 1e-6):
   return tf.reduce_mean(tf.abs(logit(s) - logit(t)))
 
 
+def tempered_distillation(student_probs, teacher_probs, temperature: float,
+                          eps: float = 1e-6):
+  """A student's distillation loss at a temperature, after Hinton et al. (2015), in the
+  sigmoid form of multi-label outputs (`--distill_temperature`). Beyond the paper.
+
+  T² · ℓ(σ(z_s / T), σ(z_t / T)), ℓ the paper's cross-entropy (`losses.distillation_loss`)
+  and z = logit(p) = log(p / (1 − p)) of each probability, clipped to [eps, 1 − eps] first.
+  Where the teachers are sure of a label (t near 0 or 1) the plain cross-entropy is near a
+  hard label; at T > 1 the target keeps how sure they are. T² keeps the gradient's scale
+  as T changes, as in Hinton et al.; T = 1 is the plain cross-entropy.
+  """
+  t_ = tf.cast(temperature, tf.float32)
+  s = tf.clip_by_value(_f32(student_probs), eps, 1.0 - eps)
+  t = tf.clip_by_value(_f32(teacher_probs), eps, 1.0 - eps)
+  soften = lambda p: tf.sigmoid((tf.math.log(p) - tf.math.log(1.0 - p)) / t_)  # pylint: disable=unnecessary-lambda-assignment
+  return tf.square(t_) * binary_cross_entropy(soften(s), soften(t))
+
+
 def feature_hint_loss(adapted, teacher_features, eps: float = 1e-6):
   """Step II's feature term (`--step2_feature_weight`), after FitNets (Romero et al., 2015)
   and the feature-reconstructing block-wise amalgamation of Shen et al. (AAAI 2019). Beyond

@@ -70,6 +70,9 @@ def test_presets_and_overrides_by_short_name_or_path():
     (dict(groups=0), "--groups=0 must be >= 1"),
     (dict(epsilon=1.0), "--epsilon=1.0 must be strictly between 0 and 1"),
     (dict(student_jitter=32), "--student_jitter=32 must be in 0..31"),
+    (dict(distill_temperature=0.0), "--distill_temperature=0.0 must be > 0"),
+    (dict(distill_temperature=4.0, distill_loss="logit_l1"),
+     "--distill_temperature=4.0 tempers the cross-entropy, but --distill_loss=logit_l1"),
 ])
 def test_bad_values_name_the_option_and_the_fix(overrides, text):
   with pytest.raises(ConfigError, match=None) as e:

@@ -168,6 +168,17 @@ class LossesTest(tf.test.TestCase):
     self.assertAllClose(
         priors.logit_l1_distillation([[0.5, 0.9]], [[1.0, 0.9]]), 6.901159, atol=1e-3)
 
+  def test_tempered_distillation(self):
+    # T = 2. Label 1: s = .5 (logit 0 -> σ(0) = .5), t = .8 (logit log 4 -> σ(log 2) = 2/3):
+    # ℓ(.5, 2/3) = -(2/3 log .5 + 1/3 log .5) = log 2. Label 2: s = t = .5: log 2. Mean log 2
+    # = .693147, times T² = 2.772589.
+    self.assertAllClose(
+        priors.tempered_distillation([[0.5, 0.5]], [[0.8, 0.5]], 2.0), 2.772589, atol=1e-5)
+    # T = 1 is the plain cross-entropy (up to the clipping at 1e-6).
+    s, t = [[0.3, 0.9]], [[0.6, 0.05]]
+    self.assertAllClose(priors.tempered_distillation(s, t, 1.0),
+                        losses.distillation_loss(s, t), atol=1e-5)
+
   def test_feature_hint_loss(self):
     # Image 0: a = [3, 4] -> [.6, .8]; t = [0, 2] -> [0, 1]: (.6)² + (.2)² = .4.
     # Image 1: a = [1, 0] -> [1, 0]; t = [0, 5] -> [0, 1]: 1 + 1 = 2. Mean (.4 + 2) / 2 = 1.2.

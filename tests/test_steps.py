@@ -609,6 +609,25 @@ def test_finetune_leaves_branch_batchnorm_as_set(world, branch_bn, trainable):
   assert any(not np.array_equal(a, b) for a, b in zip(trunk_stats, _moving_stats(trunk)))
 
 
+def test_distill_temperature_is_the_loss_the_student_takes(world):
+  teachers, task, generator = world
+  net = _blocknet(len(task.labels), "target_t", list(task.labels)).source_model
+  for bad in (dict(distill_temperature=0.0),
+              dict(distill_temperature=4.0, distill_loss="logit_l1")):
+    with pytest.raises(ValueError, match="distill_temperature"):
+      steps.FinetuneTrainer(net, _source(generator), teachers, task, batch_size=BATCH,
+                            steps=2, **bad)
+  trainer = steps.FinetuneTrainer(net, _source(generator), teachers, task, batch_size=BATCH,
+                                  steps=2, distill_temperature=4.0)
+  image = tf.random.uniform((2,) + SHAPE)
+  targets = teacher_pass.predictions_over_task(teachers, task, image)
+  out = net(image, training=True)
+  student = out["probs"] if isinstance(out, dict) else out
+  want = priors.tempered_distillation(student, targets, 4.0)
+  assert abs(float(want) - float(losses.distillation_loss(student, targets))) > 1e-3
+  np.testing.assert_allclose(trainer.distil(net, image, targets), want, rtol=1e-5)
+
+
 def test_distill_loss_logit_l1_is_the_loss_the_student_takes(world):
   teachers, task, generator = world
   net = _blocknet(len(task.labels), "target_l1", list(task.labels)).source_model

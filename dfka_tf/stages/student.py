@@ -83,7 +83,8 @@ def finetune_trainer(run: Run, target_net, source, teachers, task: TaskMap,
   settings = dict(batch_size=c.runtime.batch_size, steps=c.student.finetune_steps,
                   learning_rate=c.student.lr * c.student.finetune_lr_scale,
                   weight_decay=c.runtime.weight_decay, jit=run.jit,
-                  distill_loss=c.student.distill_loss)
+                  distill_loss=c.student.distill_loss,
+                  distill_temperature=c.student.distill_temperature)
   if c.student.adversarial_weight > 0 and generator_trainer is not None:
     return AdversarialFinetuneTrainer(target_net, source, teachers, task, generator_trainer,
                                       weight=c.student.adversarial_weight, **settings).build()
@@ -273,7 +274,8 @@ def distilled(run: Run, teachers, images: Images, task: TaskMap) -> keras.Model:
   trainer = FinetuneTrainer(model, images.source(20), teachers, task,
                             batch_size=c.runtime.batch_size, steps=steps,
                             learning_rate=c.student.lr, weight_decay=c.runtime.weight_decay,
-                            jit=run.jit, distill_loss=c.student.distill_loss).build()
+                            jit=run.jit, distill_loss=c.student.distill_loss,
+                            distill_temperature=c.student.distill_temperature).build()
   state = dict(target_net=model, optimizer=trainer.optimizer,
                **trainer.source.checkpoint_state())
   run_stages(run, [Stage("distill", steps,

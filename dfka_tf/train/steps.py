@@ -114,8 +114,10 @@ class Step:
     self.optimizer.apply(grads, variables)
 
   # The student's loss against the teachers' predictions: the paper's cross-entropy, or
-  # (beyond the paper, --distill_loss=logit_l1) DFAD's mean absolute error on logits.
+  # (beyond the paper, --distill_loss=logit_l1) DFAD's mean absolute error on logits, or
+  # (beyond the paper, --distill_temperature > 1) the cross-entropy at a temperature.
   distill_loss = "bce"
+  distill_temperature = 1.0
 
   def distil(self, model, image, targets):
     """One step of `model` on the distillation loss to `targets`; returns the loss."""
@@ -124,6 +126,8 @@ class Step:
       out = out["probs"] if isinstance(out, dict) else out
       if self.distill_loss == "logit_l1":
         loss = priors_lib.logit_l1_distillation(out, targets)
+      elif self.distill_temperature != 1.0:
+        loss = priors_lib.tempered_distillation(out, targets, self.distill_temperature)
       else:
         loss = losses.distillation_loss(out, targets)
       scaled = self.scale_loss(loss)
@@ -413,10 +417,15 @@ class FinetuneTrainer(SourceStep):
 
   def __init__(self, target_net: keras.Model, source, teachers: Sequence, task: TaskMap, *,
                batch_size: int, steps: int, learning_rate: float = 0.01,
-               weight_decay: float = 5e-3, jit: bool = False, distill_loss: str = "bce"):
+               weight_decay: float = 5e-3, jit: bool = False, distill_loss: str = "bce",
+               distill_temperature: float = 1.0):
     if distill_loss not in DISTILL_LOSSES:
       raise ValueError(f"distill_loss={distill_loss!r}; use one of {DISTILL_LOSSES}.")
+    if not distill_temperature > 0 or (distill_loss != "bce" and distill_temperature != 1.0):
+      raise ValueError(f"distill_temperature={distill_temperature}; use a value > 0, and 1 "
+                       f"with distill_loss={distill_loss!r}.")
     self.distill_loss = distill_loss
+    self.distill_temperature = float(distill_temperature)
     self.target_net = target_net
     self.source = source
     self.teachers = list(teachers)
@@ -460,13 +469,14 @@ class AdversarialFinetuneTrainer(FinetuneTrainer):
   def __init__(self, target_net: keras.Model, source, teachers: Sequence, task: TaskMap,
                generator_trainer: GeneratorTrainer, *, weight: float, batch_size: int,
                steps: int, learning_rate: float = 0.01, weight_decay: float = 5e-3,
-               jit: bool = False, distill_loss: str = "bce"):
+               jit: bool = False, distill_loss: str = "bce",
+               distill_temperature: float = 1.0):
     self.generator_trainer = generator_trainer
     self.weight = float(weight)
     self.target_cols = target_columns(teachers, task)
     super().__init__(target_net, source, teachers, task, batch_size=batch_size, steps=steps,
                      learning_rate=learning_rate, weight_decay=weight_decay, jit=jit,
-                     distill_loss=distill_loss)
+                     distill_loss=distill_loss, distill_temperature=distill_temperature)
 
   def _draw(self):
     return {"generator": self.generator_trainer.draw(), "source": self.source.draw()}
