@@ -301,6 +301,13 @@ def _validate_combinations(c: RunConfig):
     raise ConfigError(f"{' '.join(changed)}: these apply to Steps II-III, which "
                       f"--method={c.method} does not run; use a method that runs them (dfka, "
                       "ka, similar, diff, noise) or leave them unset.")
+  distill = [f"--{name}={value}" for name, value, default in (
+      ("distill_loss", s.distill_loss, "bce"), ("distill_temperature", s.distill_temperature,
+                                                1.0)) if value != default]
+  if distill and s.mode in ("joint", "ensemble"):
+    raise ConfigError(f"{' '.join(distill)}: these set the student's loss in Step III and in "
+                      f"--student=distill; --method={c.method} trains no such student. Use "
+                      "an image method (dfka, ka, ...) or leave them unset.")
   if s.distill_temperature != 1.0 and s.distill_loss != "bce":
     raise ConfigError(f"--distill_temperature={s.distill_temperature} tempers the "
                       f"cross-entropy, but --distill_loss={s.distill_loss} replaces it; use "

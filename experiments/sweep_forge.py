@@ -20,8 +20,9 @@ budget of Steps II–III (`--student=distill`). Points:
   round (mix_g10); on top of mix_adv3 targets counted by the labels the teachers give the
   kept images (mix_adv3_realised), BN matching back at 0.5, 1 or 3 (mix_adv3_bns05,
   mix_adv3_bns1, mix_adv3_bns3; mix_adv3_bns1_g10 with twice the generator steps a round;
-  mix_adv3_bns1_mmt, mix_adv3_bns3_mmt and mix_adv3_bns10_mmt with --forge_bns_mmt=0.9;
-  mix_adv3_bns1_t4 with the student's cross-entropy at temperature 4) or
+  mix_adv3_bns1_mmt and mix_adv3_bns3_mmt with --forge_bns_mmt=0.9), BN matching at 10
+  with --forge_bns_mmt=0.9 (mix_adv3_bns10_mmt, the setting of Fast-Datafree's code),
+  mix_adv3_bns1 with the student's cross-entropy at temperature 4 (mix_adv3_bns1_t4), or
   twice the generator steps a round (mix_adv3_g10);
   twice the generator steps a round without CutMix (g10, as Fast-10); and the
   paper's Steps II–III on its images, with and without the adversary on Step II's dual path
@@ -108,12 +109,12 @@ def points(student_steps: int = 5000) -> List[common.Row]:
             forge_bns_mmt=0.9),
       # Fast-Datafree's and NAYER's setting. With m = 0.9 the batch is a tenth of the compared
       # statistics, so in the norm form weight 10 pulls a batch as hard as weight 1 without m.
-      forge("mix_adv3_bns1_t4", "mix_adv3_bns1 with the student's cross-entropy at "
-            "temperature 4 (--distill_temperature=4)", **dict(DENSE, forge_bns=1.0),
-            **from_scratch.MIX_ADV3, distill_temperature=4.0),
       forge("mix_adv3_bns10_mmt", "mix_adv3 with BN matching at 10, statistics blended with "
             "earlier rounds' (--forge_bns_mmt=0.9)", **dict(DENSE, forge_bns=10.0),
             **from_scratch.MIX_ADV3, forge_bns_mmt=0.9),
+      forge("mix_adv3_bns1_t4", "mix_adv3_bns1 with the student's cross-entropy at "
+            "temperature 4 (--distill_temperature=4)", **dict(DENSE, forge_bns=1.0),
+            **from_scratch.MIX_ADV3, distill_temperature=4.0),
       forge("mix_adv3_g10", "mix_adv3 with 10 generator steps a round", **DENSE,
             **from_scratch.MIX_ADV3, forge_g_steps=10),
       forge("mix_adv3_logit_l1", "mix_adv3, the student's loss on logits (--distill_loss="

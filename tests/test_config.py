@@ -80,6 +80,15 @@ def test_bad_values_name_the_option_and_the_fix(overrides, text):
   assert text in str(e.value)
 
 
+@pytest.mark.parametrize("method", ["dafl", "teacher"])
+def test_the_students_loss_is_refused_where_no_such_student_trains(method):
+  with pytest.raises(ConfigError, match="--distill_loss=logit_l1 --distill_temperature=4.0: "
+                     f"these set the student's loss .* --method={method} trains no such"):
+    RunConfig.build("scenes20", method=method,
+                    overrides=dict(distill_temperature=4.0, distill_loss="logit_l1"))
+  RunConfig.build("scenes20", method="dafl_2stage", overrides=dict(distill_temperature=4.0))
+
+
 def test_json_round_trip_and_files_of_other_versions():
   c = RunConfig.build("scenes20", method="dafl", overrides=dict(
       labels=["circle"], seed=4, teacher_paths=["t.keras"], teacher_blocks=["x", "y"],

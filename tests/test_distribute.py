@@ -228,7 +228,13 @@ def test_two_replicas_give_the_one_replica_update(equivalence, case):  # pylint:
 
 @pytest.mark.slow
 def test_the_other_step_types_on_two_replicas_give_the_one_replica_update():
-  rows = _comparisons(start_distributed_cases(SLOW_CASES))
+  proc = start_distributed_cases(SLOW_CASES)
+  try:
+    rows = _comparisons(proc)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.communicate()
   assert sorted(rows) == SLOW_CASES
   for case in SLOW_CASES:
     _check_update(rows[case])

@@ -115,7 +115,7 @@ class Step:
 
   # The student's loss against the teachers' predictions: the paper's cross-entropy, or
   # (beyond the paper, --distill_loss=logit_l1) DFAD's mean absolute error on logits, or
-  # (beyond the paper, --distill_temperature > 1) the cross-entropy at a temperature.
+  # (beyond the paper, --distill_temperature other than 1) the cross-entropy at a temperature.
   distill_loss = "bce"
   distill_temperature = 1.0
 
