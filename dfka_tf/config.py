@@ -357,9 +357,9 @@ def _validate_combinations(c: RunConfig):
     if f.block_adv and s.form == "distill":
       raise ConfigError("--forge_block_adv plays Forge's adversary against Step II's blocks; "
                         "--student=distill has no Step II. Drop one of them.")
-  elif f.block_adv or f.mix > 0:
-    raise ConfigError("--forge_block_adv and --forge_mix change Forge's images; add --forge "
-                      "or drop them.")
+  elif f.block_adv or f.mix > 0 or f.contrast > 0:
+    raise ConfigError("--forge_block_adv, --forge_mix and --forge_contrast change Forge's "
+                      "images; add --forge or drop them.")
   if c.source.pool.images > 0:
     if c.method not in ("dfka", "dafl_2stage"):
       raise ConfigError(f"--inversion_images replaces the generated images of dfka and "

@@ -237,6 +237,13 @@ class ForgeConfig:
                                name="forge_bns_mmt", check="momentum")
   adv: float = option(1.0, "Weight of the masked adversarial term after the warm-up (0 = "
                       "off).", name="forge_adv", check="nonneg")
+  contrast: float = option(0.0, "Weight in G's cross-entropy of the \"not b\" entry of an "
+                           "image made for label a, b being the label the teachers most "
+                           "call on Forge's images made for a and not for b (its partner, "
+                           "counted on the kept batches; 0 = off, else >= 1). Not yet "
+                           "measured here.", name="forge_contrast",
+                           check=lambda v: None if v == 0 or v >= 1 else
+                           "must be 0 (off) or a weight >= 1")
   max_labels: int = option(3, "Each image targets 1 to this many labels of Y_cst.",
                            name="forge_max_labels", check="positive")
   labels: str = option("balanced", "How targets are drawn: balanced (every label's share "

@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from dfka_tf import distribute
-from dfka_tf.losses import _f32, binary_cross_entropy
+from dfka_tf.losses import _EPS, _f32, binary_cross_entropy
 
 
 def disagreement_loss(student_probs, teacher_probs):
@@ -59,6 +59,19 @@ def tempered_distillation(student_probs, teacher_probs, temperature: float,
   t = tf.clip_by_value(_f32(teacher_probs), eps, 1.0 - eps)
   soften = lambda p: tf.sigmoid((tf.math.log(p) - tf.math.log(1.0 - p)) / t_)  # pylint: disable=unnecessary-lambda-assignment
   return tf.square(t_) * binary_cross_entropy(soften(s), soften(t))
+
+
+def weighted_binary_cross_entropy(probs, targets, weights):
+  """The paper's ℓ with a weight on each element: mean of w · −[t log y + (1 − t) log(1 − y)].
+  Beyond the paper (Forge's `--forge_contrast` weights a few of its target entries).
+
+  With every weight 1 it is `losses.binary_cross_entropy`. Neither targets nor weights are
+  differentiated.
+  """
+  y = tf.clip_by_value(_f32(probs), _EPS, 1.0 - _EPS)
+  t = tf.stop_gradient(_f32(targets))
+  w = tf.stop_gradient(_f32(weights))
+  return tf.reduce_mean(-w * (t * tf.math.log(y) + (1.0 - t) * tf.math.log(1.0 - y)))
 
 
 def feature_hint_loss(adapted, teacher_features, eps: float = 1e-6):

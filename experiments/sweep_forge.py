@@ -22,7 +22,9 @@ budget of Steps II–III (`--student=distill`). Points:
   mix_adv3_bns1, mix_adv3_bns3; mix_adv3_bns1_g10 with twice the generator steps a round;
   mix_adv3_bns1_mmt and mix_adv3_bns3_mmt with --forge_bns_mmt=0.9), BN matching at 10
   with --forge_bns_mmt=0.9 (mix_adv3_bns10_mmt, the setting of Fast-Datafree's code),
-  mix_adv3_bns1 with the student's cross-entropy at temperature 4 (mix_adv3_bns1_t4), or
+  mix_adv3_bns1 with the student's cross-entropy at temperature 4 (mix_adv3_bns1_t4) or
+  with the partner's "not b" entry weighted 5 in G's cross-entropy
+  (mix_adv3_bns1_contrast5, --forge_contrast), or
   twice the generator steps a round (mix_adv3_g10);
   twice the generator steps a round without CutMix (g10, as Fast-10); and the
   paper's Steps II–III on its images, with and without the adversary on Step II's dual path
@@ -115,6 +117,11 @@ def points(student_steps: int = 5000) -> List[common.Row]:
       forge("mix_adv3_bns1_t4", "mix_adv3_bns1 with the student's cross-entropy at "
             "temperature 4 (--distill_temperature=4)", **dict(DENSE, forge_bns=1.0),
             **from_scratch.MIX_ADV3, distill_temperature=4.0),
+      # The student's worst labels are pairs the bank's images blur (circle and hexagon):
+      # the partner's "not b" entry at 5 in G's cross-entropy asks for images that part them.
+      forge("mix_adv3_bns1_contrast5", "mix_adv3_bns1 with the partner's \"not b\" entry "
+            "weighted 5 in G's cross-entropy (--forge_contrast=5)",
+            **dict(DENSE, forge_bns=1.0), **from_scratch.MIX_ADV3, forge_contrast=5.0),
       forge("mix_adv3_g10", "mix_adv3 with 10 generator steps a round", **DENSE,
             **from_scratch.MIX_ADV3, forge_g_steps=10),
       forge("mix_adv3_logit_l1", "mix_adv3, the student's loss on logits (--distill_loss="

@@ -19,7 +19,8 @@ from dfka_tf.errors import ConfigError
 from dfka_tf.models import teacher_files
 from dfka_tf.train import steps
 from dfka_tf.train.augment import apply_cutmix, cutmix_draws
-from dfka_tf.train.forge import Bank, ForgeEngine, ForgeSource, balanced_label_sets
+from dfka_tf.train.forge import (Bank, ForgeEngine, ForgeSource, balanced_label_sets,
+                                 contrast_weights, label_partners, spillover)
 from dfka_tf.train.teacher_pass import TeacherPass, target_columns
 from tests.test_cli import _save
 from tests.test_resume import assert_same_run, kill_in_child
@@ -103,7 +104,11 @@ def test_forge_options_expand_and_check():
           "--forge_adv"),
          (dict(method="dafl", overrides=dict(student="distill")), "its own"),
          (dict(method="dfka", overrides=dict(forge=True, forge_jitter=32)), "forge_jitter"),
-         (dict(method="dfka", overrides=dict(forge=True, forge_reset="sometimes")), "meta")]
+         (dict(method="dfka", overrides=dict(forge=True, forge_reset="sometimes")), "meta"),
+         (dict(method="dfka", overrides=dict(forge=True, forge_contrast=0.5)),
+          "--forge_contrast=0.5 must be 0 .off. or a weight >= 1"),
+         (dict(method="dfka", overrides=dict(forge_contrast=3.0)),
+          "--forge_contrast change Forge's images; add --forge")]
   for kwargs, needle in bad:
     with pytest.raises(ConfigError, match=needle):
       RunConfig.build("scenes20", **kwargs)
@@ -132,8 +137,9 @@ def _config(teacher_paths, workdir, student) -> RunConfig:
       batch_size=4, generator_width=16, latent_dim=16, block_steps=4, finetune_steps=4,
       checkpoint_every=2, seed=3, evaluate=False, export=False, forge=True, student=student,
       forge_round_every=3, forge_warmup_rounds=2, forge_g_steps=2, forge_bank_size=16,
-      # BN matching with momentum: its kept statistics must resume with the engine too.
-      forge_bns=1.0, forge_bns_mmt=0.5, workdir=str(workdir)))
+      # BN matching with momentum and the contrast weights: what they keep must resume with
+      # the engine too.
+      forge_bns=1.0, forge_bns_mmt=0.5, forge_contrast=3.0, workdir=str(workdir)))
 
 
 # (student, stage, step killed in): block 2's first step (no checkpoint of its own: the
@@ -225,6 +231,48 @@ def test_bn_momentum_keeps_the_kept_batches_statistics_and_checkpoints_them(worl
   assert "forge_bns_history" not in _engine(world, bns=1.0).state()  # Off: nothing kept.
   with pytest.raises(ValueError, match="bns_momentum"):
     _engine(world, bns=1.0, bns_momentum=1.0)
+
+
+def test_spillover_partners_and_contrast_weights_by_hand():
+  # Image 0 made for label 0 (targets [1, 0, 0]), image 1 for labels 1 and 2.
+  targets = tf.constant([[1.0, 0.0, 0.0], [0.0, 1.0, 0.6]])
+  probs = tf.constant([[0.9, 0.2, 0.7], [0.4, 0.8, 0.9]])
+  # spill[a, b] = Σ t_a (1 - t_b) p_b: from label 0, image 0's p_1 = .2 and p_2 = .7; from
+  # labels 1 and 2, image 1's p_0 = .4; labels 1 and 2 are both targeted there: 0.
+  np.testing.assert_allclose(spillover(targets, probs), [[0.0, 0.2, 0.7], [0.4, 0.0, 0.0],
+                                                         [0.4, 0.0, 0.0]], atol=1e-6)
+  # Label 0's partner is 2 (.7 > .2); 1's and 2's are 0; a label with no spill has none.
+  spill = tf.constant([[5.0, 0.2, 0.7, 0.0], [0.4, 0.0, 0.0, 0.0], [0.4, 0.0, 9.0, 0.0],
+                       [0.0, 0.0, 0.0, 0.0]])
+  np.testing.assert_array_equal(label_partners(spill), [2, 0, 0, -1])
+  # Row 0 targets label 0: its partner 2's entry weighs 3. Row 1 targets 1 and 2, whose
+  # partner 0 weighs 3. Row 2 targets 0 and 2: 0's partner is targeted, 2's partner too:
+  # nothing. Row 3 targets label 3, which has no partner.
+  weights = contrast_weights(tf.constant([[1.0, 0, 0, 0], [0, 1.0, 1.0, 0], [1.0, 0, 1.0, 0],
+                                          [0, 0, 0, 1.0]]), label_partners(spill), 3.0)
+  np.testing.assert_array_equal(weights, [[1, 1, 3, 1], [3, 1, 1, 1], [1, 1, 1, 1],
+                                          [1, 1, 1, 1]])
+
+
+def test_contrast_weights_the_partners_entries_from_the_second_round_on(world):
+  engine = _engine(world, contrast=4.0)
+  assert "forge_spill" not in _engine(world).state()  # Off: nothing kept.
+  with pytest.raises(ValueError, match="contrast"):
+    _engine(world, contrast=0.5)
+  engine.run_round(adversarial=False)
+  # The first round has no spill yet: every weight 1. The kept batch's spill is then summed.
+  np.testing.assert_array_equal(engine.oh_weights.numpy(), 1.0)
+  kept = tf.gather(TeacherPass.concat_probs(engine.teacher_pass(engine.best)), engine.cols,
+                   axis=1)
+  np.testing.assert_allclose(engine.spill.numpy(), spillover(engine.targets, kept).numpy(),
+                             rtol=1e-5, atol=1e-6)
+  first = engine.spill.numpy()
+  assert (label_partners(first).numpy() >= 0).any()
+  engine.run_round(adversarial=False)  # Its weights: its targets, the first round's spill.
+  np.testing.assert_array_equal(engine.oh_weights.numpy(), contrast_weights(
+      engine.targets, label_partners(first), 4.0).numpy())
+  state = engine.state()
+  assert state["forge_spill"] is engine.spill and state["forge_oh_weights"] is engine.oh_weights
 
 
 def test_realised_labels_count_what_the_teachers_give_the_kept_images(world):

@@ -179,6 +179,15 @@ class LossesTest(tf.test.TestCase):
     self.assertAllClose(priors.tempered_distillation(s, t, 1.0),
                         losses.distillation_loss(s, t), atol=1e-5)
 
+  def test_weighted_binary_cross_entropy(self):
+    # ℓ(.8, 1) = -log .8 = .223144; ℓ(.3, 0) = -log .7 = .356675. Weights 1 and 3:
+    # (.223144 + 3 × .356675) / 2 = .646584. Weights of 1 give the paper's ℓ.
+    self.assertAllClose(priors.weighted_binary_cross_entropy([[0.8, 0.3]], [[1.0, 0.0]],
+                                                             [[1.0, 3.0]]), 0.646584)
+    self.assertAllClose(priors.weighted_binary_cross_entropy([[0.8, 0.3]], [[1.0, 0.0]],
+                                                             [[1.0, 1.0]]),
+                        losses.binary_cross_entropy([[0.8, 0.3]], [[1.0, 0.0]]))
+
   def test_feature_hint_loss(self):
     # Image 0: a = [3, 4] -> [.6, .8]; t = [0, 2] -> [0, 1]: (.6)² + (.2)² = .4.
     # Image 1: a = [1, 0] -> [1, 0]; t = [0, 5] -> [0, 1]: 1 + 1 = 2. Mean (.4 + 2) / 2 = 1.2.

@@ -125,7 +125,8 @@ def forge_engine(run: Run, teachers, task) -> ForgeEngine:
       warmup_rounds=f.warmup_rounds, g_steps=f.g_steps, reset=f.reset,
       reset_every=f.reset_every, lr=f.lr, lr_z=f.lr_z, oh=f.oh, bns=f.bns,
       bns_form=f.bns_form, bns_momentum=f.bns_momentum, adv=f.adv, max_labels=f.max_labels,
-      labels=f.labels, jitter=forge_jitter(c), bank_size=f.bank_size, mix=f.mix)
+      labels=f.labels, jitter=forge_jitter(c), bank_size=f.bank_size, mix=f.mix,
+      contrast=f.contrast)
 
 
 def forge_jitter(c) -> int:

@@ -27,6 +27,13 @@ for sigmoid multi-label teachers:
    round's S slots; the counts only choose which labels get the S mod C spare ones, so a
    label G fails to draw is asked for at most one slot more a round.
 
+Beyond those six, off by default: `contrast` (`--forge_contrast`) weighs, in G's
+cross-entropy, the "not b" entry of each image made for label a, b being a's partner: the
+label the teachers most call on the kept images made for a and not for b (`spillover`,
+`label_partners`, `contrast_weights`). A student distilled on Forge's images confuses the
+labels the bank's images blur together (docs/results.md: circle and hexagon), so these
+entries ask G for images that keep such pairs apart.
+
 `ForgeEngine` holds all of it; `ForgeSource` is the `ImageSource` a student stage reads, and
 its `advance()` (called by the student's trainer before each step) runs the rounds that are
 due. One engine serves every student stage of a run: its state is in each stage's
@@ -94,6 +101,35 @@ def balanced_label_sets(rng: tf.random.Generator, counts: tf.Tensor, n: int,
   return tf.minimum(tf.reduce_sum(hot, axis=1), 1.0)
 
 
+def spillover(targets: tf.Tensor, probs: tf.Tensor) -> tf.Tensor:
+  """[C, C] Σ over images of t_a (1 − t_b) p_b: how much the teachers call label b on images
+  made for label a and not for b (t the targets, as 0/1 at ½; p the teachers'
+  probabilities on the images). Beyond the paper (`--forge_contrast`)."""
+  t = tf.cast(targets >= 0.5, tf.float32)
+  return tf.matmul(t, (1.0 - t) * tf.cast(probs, tf.float32), transpose_a=True)
+
+
+def label_partners(spill: tf.Tensor) -> tf.Tensor:
+  """[C] int32: for each label a, the label b ≠ a with the most `spillover` from a (the one
+  the teachers most confuse with it on Forge's images), or −1 where a has none yet."""
+  num_labels = tf.shape(spill)[0]
+  off = tf.where(tf.eye(num_labels, dtype=tf.bool), tf.zeros_like(spill), spill)
+  best = tf.argmax(off, axis=1, output_type=tf.int32)
+  return tf.where(tf.reduce_max(off, axis=1) > 0, best, -tf.ones_like(best))
+
+
+def contrast_weights(targets: tf.Tensor, partners: tf.Tensor, weight: float) -> tf.Tensor:
+  """[n, C] weights of the target entries in G's cross-entropy: `weight` on the entry of
+  each targeted label's partner that the row does not target (its "not b" for an image
+  made for a), 1 elsewhere. Beyond the paper (`--forge_contrast`)."""
+  t = tf.cast(targets >= 0.5, tf.float32)
+  num_labels = tf.shape(targets)[1]
+  # [C, C]: 1 where b is a's partner (rows of labels without one are zero).
+  pairs = tf.one_hot(partners, num_labels, dtype=tf.float32)
+  partner_of_a_target = tf.minimum(tf.matmul(t, pairs), 1.0)
+  return 1.0 + (float(weight) - 1.0) * partner_of_a_target * (1.0 - t)
+
+
 class Bank:
   """A ring of `capacity` uint8 images: `add` overwrites the oldest once it is full."""
 
@@ -152,7 +188,7 @@ class ForgeEngine:
                lr_z: float = 0.01, oh: float = 1.0, bns: float = 0.0,
                bns_form: str = "norm", bns_momentum: float = 0.0, adv: float = 1.0,
                max_labels: int = 3, labels: str = "balanced", jitter: int = 4, bank_size: int = 16384,
-               mix: float = 0.0):
+               mix: float = 0.0, contrast: float = 0.0):
     if reset not in RESETS:
       raise ValueError(f"reset={reset!r}; use one of {RESETS}.")
     if labels not in LABEL_SAMPLERS:
@@ -166,6 +202,9 @@ class ForgeEngine:
     if not 0.0 <= float(mix) <= 1.0:
       raise ValueError(f"mix={mix}; use a probability in [0, 1].")
     self.mix = float(mix)
+    if float(contrast) != 0.0 and float(contrast) < 1.0:
+      raise ValueError(f"contrast={contrast}; use 0 (off) or a weight >= 1.")
+    self.contrast = float(contrast)
     self.cols = tf.constant(target_columns(self.teachers, task), tf.int32)
     self.num_labels = len(task.labels)
     shape = [int(d) for d in self.teachers[0].feature_shapes[0]]
@@ -194,6 +233,11 @@ class ForgeEngine:
                                name="forge_targets")
     self.label_counts = tf.Variable(tf.zeros([self.num_labels]), trainable=False,
                                     name="forge_label_counts")
+    if self.contrast:  # `spillover` summed over the kept batches, and this round's weights.
+      self.spill = tf.Variable(tf.zeros([self.num_labels, self.num_labels]), trainable=False,
+                               name="forge_spill")
+      self.oh_weights = tf.Variable(tf.ones([self.batch_size, self.num_labels]),
+                                    trainable=False, name="forge_oh_weights")
     self.best = tf.Variable(tf.zeros([self.batch_size] + shape), trainable=False,
                             name="forge_best")
     self.best_loss = tf.Variable(float("inf"), trainable=False, name="forge_best_loss")
@@ -237,6 +281,8 @@ class ForgeEngine:
                  forge_meta_grads=list(self.meta_grads))
     if self.bns is not None:
       out.update({f"forge_{k}": v for k, v in self.bns.state().items()})
+    if self.contrast:
+      out.update(forge_spill=self.spill, forge_oh_weights=self.oh_weights)
     return out
 
   # ------------------------------------------------------------------ one round
@@ -248,6 +294,9 @@ class ForgeEngine:
       targets = sample_label_sets(self.rng, self.batch_size, self.num_labels,
                                   self.max_labels)
     self.targets.assign(targets)
+    if self.contrast:
+      self.oh_weights.assign(contrast_weights(targets, label_partners(self.spill),
+                                              self.contrast))
     if self.labels != "realised":
       self.label_counts.assign_add(tf.reduce_sum(targets, axis=0))
     self.z.assign(self.rng.normal(self.z.shape))
@@ -280,7 +329,10 @@ class ForgeEngine:
       seen = apply_flip_shift(image, draws, self.jitter)
       views = self.teacher_pass(seen)
       probs = self._over_task(views)
-      oh = losses.binary_cross_entropy(probs, self.targets)
+      if self.contrast:
+        oh = priors.weighted_binary_cross_entropy(probs, self.targets, self.oh_weights)
+      else:
+        oh = losses.binary_cross_entropy(probs, self.targets)
       bns = self.bns.value(views) if self.bns is not None else tf.constant(0.0)
       if adversarial:
         adv = priors.masked_kl_disagreement(self.adversary(seen), probs)
@@ -305,11 +357,14 @@ class ForgeEngine:
     if self.meta is not None:
       self.meta_optimizer.apply(list(self.meta_grads), self.meta.trainable_variables)
     remember = self.bns is not None and self.bns.history is not None
-    if self.labels == "realised" or remember:
-      kept_views = self.teacher_pass(self.best)  # One pass serves both.
-    if self.labels == "realised":
+    if self.labels == "realised" or remember or self.contrast:
+      kept_views = self.teacher_pass(self.best)  # One pass serves them all.
+    if self.labels == "realised" or self.contrast:
       kept = self._over_task(kept_views)
+    if self.labels == "realised":
       self.label_counts.assign_add(tf.reduce_sum(tf.cast(kept >= 0.5, tf.float32), axis=0))
+    if self.contrast:
+      self.spill.assign_add(spillover(self.targets, kept))
     if remember:
       self.bns.remember(kept_views)  # The kept batch's statistics.
     self.bank.add(self.best)
