@@ -275,6 +275,23 @@ def test_contrast_weights_the_partners_entries_from_the_second_round_on(world):
   assert state["forge_spill"] is engine.spill and state["forge_oh_weights"] is engine.oh_weights
 
 
+def test_contrast_changes_g_only_through_its_weights(world):
+  keras.utils.set_random_seed(7)  # The same generator weights in both engines.
+  plain = _engine(world)
+  keras.utils.set_random_seed(7)
+  weighted = _engine(world, contrast=4.0)
+  plain.run_round(adversarial=False)
+  weighted.run_round(adversarial=False)
+  # Round 1's weights are all 1: the same images and loss, and no extra random draws.
+  np.testing.assert_array_equal(plain.best.numpy(), weighted.best.numpy())
+  assert float(plain.last["forge_oh"]) == float(weighted.last["forge_oh"])
+  plain.run_round(adversarial=False)
+  weighted.run_round(adversarial=False)
+  np.testing.assert_array_equal(plain.targets.numpy(), weighted.targets.numpy())
+  assert weighted.oh_weights.numpy().max() > 1.0, "no partner entry this round"
+  assert float(plain.last["forge_oh"]) != float(weighted.last["forge_oh"])
+
+
 def test_realised_labels_count_what_the_teachers_give_the_kept_images(world):
   teachers, task, _ = world
   engine = _engine(world, labels="realised")
