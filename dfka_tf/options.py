@@ -240,8 +240,8 @@ class ForgeConfig:
   contrast: float = option(0.0, "Weight in G's cross-entropy of the \"not b\" entry of an "
                            "image made for label a, b being the label the teachers most "
                            "call on Forge's images made for a and not for b (its partner, "
-                           "counted on the kept batches; 0 = off, else >= 1). Not yet "
-                           "measured here.", name="forge_contrast",
+                           "counted on the kept batches; 0 = off, else >= 1). At 5 on "
+                           "--preset=best: -1.2 validation mAP.", name="forge_contrast",
                            check=lambda v: None if v == 0 or v >= 1 else
                            "must be 0 (off) or a weight >= 1")
   max_labels: int = option(3, "Each image targets 1 to this many labels of Y_cst.",
