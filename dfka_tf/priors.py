@@ -37,10 +37,13 @@ def logit_l1_distillation(student_probs, teacher_probs, eps: float = 1e-6):
   0 or 1), the cross-entropy of `losses.distillation_loss` is near a hard label; on logits
   the student still learns by how much the teachers prefer one label to another.
   """
-  s = tf.clip_by_value(_f32(student_probs), eps, 1.0 - eps)
-  t = tf.clip_by_value(_f32(teacher_probs), eps, 1.0 - eps)
-  logit = lambda p: tf.math.log(p) - tf.math.log(1.0 - p)  # pylint: disable=unnecessary-lambda-assignment
-  return tf.reduce_mean(tf.abs(logit(s) - logit(t)))
+  return tf.reduce_mean(tf.abs(_logits(student_probs, eps) - _logits(teacher_probs, eps)))
+
+
+def _logits(probs, eps: float):
+  """logit(p) = log(p / (1 − p)) of probabilities clipped to [eps, 1 − eps] first."""
+  p = tf.clip_by_value(_f32(probs), eps, 1.0 - eps)
+  return tf.math.log(p) - tf.math.log(1.0 - p)
 
 
 def tempered_distillation(student_probs, teacher_probs, temperature: float,
@@ -55,10 +58,8 @@ def tempered_distillation(student_probs, teacher_probs, temperature: float,
   as T changes, as in Hinton et al.; T = 1 is the plain cross-entropy.
   """
   t_ = tf.cast(temperature, tf.float32)
-  s = tf.clip_by_value(_f32(student_probs), eps, 1.0 - eps)
-  t = tf.clip_by_value(_f32(teacher_probs), eps, 1.0 - eps)
-  soften = lambda p: tf.sigmoid((tf.math.log(p) - tf.math.log(1.0 - p)) / t_)  # pylint: disable=unnecessary-lambda-assignment
-  return tf.square(t_) * binary_cross_entropy(soften(s), soften(t))
+  return tf.square(t_) * binary_cross_entropy(tf.sigmoid(_logits(student_probs, eps) / t_),
+                                              tf.sigmoid(_logits(teacher_probs, eps) / t_))
 
 
 def weighted_binary_cross_entropy(probs, targets, weights):

@@ -187,8 +187,8 @@ class ForgeEngine:
                reset: str = "meta", reset_every: int = 1, lr: float = 3e-3,
                lr_z: float = 0.01, oh: float = 1.0, bns: float = 0.0,
                bns_form: str = "norm", bns_momentum: float = 0.0, adv: float = 1.0,
-               max_labels: int = 3, labels: str = "balanced", jitter: int = 4, bank_size: int = 16384,
-               mix: float = 0.0, contrast: float = 0.0):
+               max_labels: int = 3, labels: str = "balanced", jitter: int = 4,
+               bank_size: int = 16384, mix: float = 0.0, contrast: float = 0.0):
     if reset not in RESETS:
       raise ValueError(f"reset={reset!r}; use one of {RESETS}.")
     if labels not in LABEL_SAMPLERS:
