@@ -8,6 +8,7 @@ flag errors come at once): the plots import matplotlib, through dfka_tf.report, 
 import csv
 import json
 import os
+import warnings
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
@@ -210,13 +211,18 @@ def curve_plot(path: str, curves: Dict[str, List[Dict]], *, title: str = ""):
   ax.set_ylabel("validation mAP (%)")
   ax.set_ylim(0, 100)
   ax.set_title(title, fontsize=9)
-  ax.legend(fontsize=7)
-  save_figure(fig, path)
+  # Below the axes: inside, a long legend hides the curves it names.
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.2), frameon=False)
+  save_figure(fig, path, tight=False)
 
 
-def save_figure(fig, path: str):
-  """Lays out, writes (120 dpi) and closes a matplotlib figure."""
-  fig.tight_layout()
+def save_figure(fig, path: str, *, tight: bool = True):
+  """Lays out, writes (120 dpi, cropped to what is drawn) and closes a matplotlib figure."""
+  if tight:
+    with warnings.catch_warnings():
+      # Long tick labels can leave no room for it; bbox_inches="tight" below keeps them.
+      warnings.simplefilter("ignore", UserWarning)
+      fig.tight_layout()
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fig.savefig(path, dpi=120)
+  fig.savefig(path, dpi=120, bbox_inches="tight")
   pyplot().close(fig)
