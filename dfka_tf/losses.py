@@ -34,9 +34,15 @@ def binary_cross_entropy(probs, targets):
   Returns:
     mean of -[t log y + (1 - t) log(1 - y)].
   """
+  return tf.reduce_mean(elementwise_binary_cross_entropy(probs, targets))
+
+
+def elementwise_binary_cross_entropy(probs, targets):
+  """The paper's ℓ on each element, before the mean: −[t log y + (1 − t) log(1 − y)], with y
+  clipped to [1e-7, 1 − 1e-7]; targets are not differentiated."""
   y = tf.clip_by_value(_f32(probs), _EPS, 1.0 - _EPS)
   t = tf.stop_gradient(_f32(targets))
-  return tf.reduce_mean(-(t * tf.math.log(y) + (1.0 - t) * tf.math.log(1.0 - y)))
+  return -(t * tf.math.log(y) + (1.0 - t) * tf.math.log(1.0 - y))
 
 
 def one_hot_loss(probs, epsilon: float = 0.5):

@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from dfka_tf import distribute
-from dfka_tf.losses import _EPS, _f32, binary_cross_entropy
+from dfka_tf.losses import _f32, binary_cross_entropy, elementwise_binary_cross_entropy
 
 
 def disagreement_loss(student_probs, teacher_probs):
@@ -69,10 +69,8 @@ def weighted_binary_cross_entropy(probs, targets, weights):
   With every weight 1 it is `losses.binary_cross_entropy`. Neither targets nor weights are
   differentiated.
   """
-  y = tf.clip_by_value(_f32(probs), _EPS, 1.0 - _EPS)
-  t = tf.stop_gradient(_f32(targets))
   w = tf.stop_gradient(_f32(weights))
-  return tf.reduce_mean(-w * (t * tf.math.log(y) + (1.0 - t) * tf.math.log(1.0 - y)))
+  return tf.reduce_mean(w * elementwise_binary_cross_entropy(probs, targets))
 
 
 def feature_hint_loss(adapted, teacher_features, eps: float = 1e-6):
