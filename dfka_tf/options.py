@@ -164,7 +164,7 @@ class GeneratorConfig:
   epsilon: float = option(0.5, "Threshold ε of L_oh's labels, t = 1[y >= ε] (Eq. 6; paper: "
                           "0.5).", check="open_unit")
   image_bn: bool = option(True, "End G in a batch norm without affine before the sigmoid "
-                          "(image_head=sigmoid).")
+                          "(image_head=sigmoid); Forge's G too.")
   image_head: str = option("sigmoid", "G's image head: sigmoid (an image in [0, 1]) or dafl "
                            "(tanh, then a batch norm without affine, as DAFL's generator "
                            "ends, in the teachers' normalised input space).",

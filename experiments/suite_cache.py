@@ -69,11 +69,13 @@ def unread(config) -> Tuple[str, ...]:
   II–III train on the pool instead of G, all but those that shape G's layers; L_a's and
   L_ie's weights, G's LR and Step I's steps under DAFL's joint stage, which takes its own
   (`student.joint`); L_dis's reading where γ = 0; Forge's options without Forge, and all of
-  G's but its size under Forge."""
+  G's but its size and image_bn under Forge."""
   g = [f.path for f in options.FIELDS if f.path.startswith("generator.")]
   forge = [f.path for f in options.FIELDS if f.path.startswith("source.forge.")]
-  if config.source.kind == "forge":  # Forge's G takes only its size from generator.*.
-    return tuple(p for p in g if p not in ("generator.latent_dim", "generator.width"))
+  # Forge's G takes only its size and image_bn from generator.*.
+  if config.source.kind == "forge":
+    return tuple(p for p in g if p not in ("generator.latent_dim", "generator.width",
+                                           "generator.image_bn"))
   return tuple(_unread_generator(config, g)) + tuple(forge)
 
 

@@ -24,7 +24,8 @@ budget of Steps II–III (`--student=distill`). Points:
   with --forge_bns_mmt=0.9 (mix_adv3_bns10_mmt, the setting of Fast-Datafree's code),
   mix_adv3_bns1 with the student's cross-entropy at temperature 4 (mix_adv3_bns1_t4) or
   with the partner's "not b" entry weighted 5 in G's cross-entropy
-  (mix_adv3_bns1_contrast5, --forge_contrast), or
+  (mix_adv3_bns1_contrast5, --forge_contrast), with G twice as wide (mix_adv3_bns1_w128) or
+  ending in a plain sigmoid (mix_adv3_bns1_noimgbn), or
   twice the generator steps a round (mix_adv3_g10);
   twice the generator steps a round without CutMix (g10, as Fast-10); and the
   paper's Steps II–III on its images, with and without the adversary on Step II's dual path
@@ -122,6 +123,14 @@ def points(student_steps: int = 5000) -> List[common.Row]:
       forge("mix_adv3_bns1_contrast5", "mix_adv3_bns1 with the partner's \"not b\" entry "
             "weighted 5 in G's cross-entropy (--forge_contrast=5)",
             **dict(DENSE, forge_bns=1.0), **from_scratch.MIX_ADV3, forge_contrast=5.0),
+      # The bank's images are smooth blobs of saturated colour where real ones have edges
+      # (docs/results.md): G at CMI's and Fast-Datafree's width (128 channels where the
+      # default has 64, 64 at full size where it has 32), or ending in their plain sigmoid.
+      forge("mix_adv3_bns1_w128", "mix_adv3_bns1 with G twice as wide (--generator_width=128)",
+            **dict(DENSE, forge_bns=1.0), **from_scratch.MIX_ADV3, generator_width=128),
+      forge("mix_adv3_bns1_noimgbn", "mix_adv3_bns1 with G ending in a plain sigmoid "
+            "(--noimage_bn)", **dict(DENSE, forge_bns=1.0), **from_scratch.MIX_ADV3,
+            image_bn=False),
       forge("mix_adv3_g10", "mix_adv3 with 10 generator steps a round", **DENSE,
             **from_scratch.MIX_ADV3, forge_g_steps=10),
       forge("mix_adv3_logit_l1", "mix_adv3, the student's loss on logits (--distill_loss="

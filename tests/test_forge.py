@@ -292,6 +292,17 @@ def test_contrast_changes_g_only_through_its_weights(world):
   assert float(plain.last["forge_oh"]) != float(weighted.last["forge_oh"])
 
 
+def test_image_bn_off_ends_g_in_a_plain_sigmoid(world):
+  # --noimage_bn reaches Forge's G (CMI's and Fast-Datafree's G end in a plain sigmoid).
+  def layer_names(engine):
+    return [layer.name for layer in engine.generator.layers]
+  assert any(n.endswith("_image_bn") for n in layer_names(_engine(world)))
+  plain = _engine(world, image_bn=False)
+  assert not any(n.endswith("_image_bn") for n in layer_names(plain))
+  plain.run_round(adversarial=False)
+  assert np.isfinite(float(plain.last["forge_oh"]))
+
+
 def test_realised_labels_count_what_the_teachers_give_the_kept_images(world):
   teachers, task, _ = world
   engine = _engine(world, labels="realised")

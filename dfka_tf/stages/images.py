@@ -121,7 +121,8 @@ def forge_engine(run: Run, teachers, task) -> ForgeEngine:
                       "--strategy=one_device (or drop --forge).")
   return ForgeEngine(
       teachers, task, rng=run.rng(40), batch_size=c.runtime.batch_size,
-      latent_dim=c.generator.latent_dim, width=c.generator.width, round_every=f.round_every,
+      latent_dim=c.generator.latent_dim, width=c.generator.width,
+      image_bn=c.generator.image_bn, round_every=f.round_every,
       warmup_rounds=f.warmup_rounds, g_steps=f.g_steps, reset=f.reset,
       reset_every=f.reset_every, lr=f.lr, lr_z=f.lr_z, oh=f.oh, bns=f.bns,
       bns_form=f.bns_form, bns_momentum=f.bns_momentum, adv=f.adv, max_labels=f.max_labels,

@@ -183,7 +183,7 @@ class ForgeEngine:
 
   def __init__(self, teachers: Sequence, task: TaskMap, *, rng: tf.random.Generator,
                batch_size: int, latent_dim: int = 128, width: int = 64,
-               round_every: int = 10, warmup_rounds: int = 10, g_steps: int = 5,
+               image_bn: bool = True, round_every: int = 10, warmup_rounds: int = 10, g_steps: int = 5,
                reset: str = "meta", reset_every: int = 1, lr: float = 3e-3,
                lr_z: float = 0.01, oh: float = 1.0, bns: float = 0.0,
                bns_form: str = "norm", bns_momentum: float = 0.0, adv: float = 1.0,
@@ -212,7 +212,7 @@ class ForgeEngine:
 
     def make_generator(name):
       return GroupStackGenerator([shape], num_groups=1, latent_dim=self.latent_dim,
-                                 width=width, name=name).groups[0]
+                                 width=width, image_bn=image_bn, name=name).groups[0]
 
     # The generator a round trains, and (meta) the initialisation each round starts from.
     self.generator = make_generator("forge_generator")
