@@ -172,15 +172,8 @@ def co_called(probs: np.ndarray, names: Sequence[str], threshold: float = 0.5) -
   return out
 
 
-def bank_labels(workdir: str, split: str = "validation", chunk: int = 1000) -> Dict:
-  """What the teachers call the images in a --forge run's bank, beside a real split.
-
-  Beyond the paper (a diagnostic of Forge's bank). Reads the workdir's config.json, its
-  teachers (teachers/*.keras, or the run's --teacher_paths) and the bank of its last student
-  checkpoint; trains nothing. Returns {"labels", "split", "bank" and "real" (histogram_of
-  each), "bank_co_called" and "real_co_called" (co_called)}. Images are scored `chunk` at a
-  time."""
-  from dfka_tf import data as dfka_data  # pylint: disable=g-import-not-at-top
+def _bank_and_teachers(workdir: str):
+  """(the workdir's config "data" section, its teachers, their label names, the bank)."""
   from dfka_tf.models.teacher_files import load_teacher  # pylint: disable=g-import-not-at-top
   config_path = os.path.join(workdir, "config.json")
   if not os.path.exists(config_path):
@@ -197,19 +190,90 @@ def bank_labels(workdir: str, split: str = "validation", chunk: int = 1000) -> D
                             "of a run whose teachers stage finished.")
   bank = forge_bank(workdir)
   teachers = [load_teacher(p) for p in paths]
-  names = [n for t in teachers for n in t.label_names]
+  return data, teachers, [n for t in teachers for n in t.label_names], bank
+
+
+def _split_images(data: Dict, split: str, chunk: int):
+  """The run's dataset's `split`, `chunk` images at a time, in [0, 1]."""
+  from dfka_tf import data as dfka_data  # pylint: disable=g-import-not-at-top
+  for ex in dfka_data.load(data["dataset"], split, data_dir=data["data_dir"],
+                           image_size=data["image_size"], batch_size=chunk):
+    yield ex["image"].numpy()
+
+
+def bank_labels(workdir: str, split: str = "validation", chunk: int = 1000) -> Dict:
+  """What the teachers call the images in a --forge run's bank, beside a real split.
+
+  Beyond the paper (a diagnostic of Forge's bank). Reads the workdir's config.json, its
+  teachers (teachers/*.keras, or the run's --teacher_paths) and the bank of its last student
+  checkpoint; trains nothing. Returns {"labels", "split", "bank" and "real" (histogram_of
+  each), "bank_co_called" and "real_co_called" (co_called)}. Images are scored `chunk` at a
+  time."""
+  data, teachers, names, bank = _bank_and_teachers(workdir)
   on_bank = np.concatenate([
       teacher_predictions(bank[i:i + chunk].astype(np.float32) / 255.0, teachers)
       for i in range(0, len(bank), chunk)])
-  real = dfka_data.load(data["dataset"], split, data_dir=data["data_dir"],
-                        image_size=data["image_size"], batch_size=chunk)
-  on_real = np.concatenate([teacher_predictions(ex["image"].numpy(), teachers)
-                            for ex in real])
+  on_real = np.concatenate([teacher_predictions(images, teachers)
+                            for images in _split_images(data, split, chunk)])
   return {"labels": names, "split": split,
           "bank": histogram_of(on_bank, names),
           "real": histogram_of(on_real, names),
           "bank_co_called": co_called(on_bank, names),
           "real_co_called": co_called(on_real, names)}
+
+
+def called_apart(probs: np.ndarray, names: Sequence[str], show: Sequence[str],
+                 threshold: float = 0.5) -> Dict[str, np.ndarray]:
+  """{a: indices of the images called a (p > threshold) and none of the other labels of
+  `show`}, for each a in `show`: the images that keep a apart from the labels it is shown
+  beside."""
+  positive = np.asarray(probs) > threshold
+  columns = [names.index(a) for a in show]
+  out = {}
+  for a, i in zip(show, columns):
+    others = [j for j in columns if j != i]
+    alone = positive[:, i] & ~positive[:, others].any(axis=1) if others else positive[:, i]
+    out[a] = np.flatnonzero(alone)
+  return out
+
+
+def bank_apart(workdir: str, show: Sequence[str], split: str = "validation",
+               per_row: int = 12, chunk: int = 1000) -> Dict[str, np.ndarray]:
+  """Bank images beside real ones, label by label: what Forge made for labels it blurs.
+
+  Beyond the paper (a diagnostic of Forge's bank). For each label a of `show` (the
+  teachers' names), up to `per_row` of the bank's images the teachers call a and none of the
+  other labels of `show`, then as many of the real split's, as {"bank: a, not b": uint8
+  [n, H, W, 3], "<split>: a, not b": ...} in that order. Trains nothing.
+
+  Raises:
+    ValueError: a label of `show` the teachers do not have, or one given twice.
+  """
+  data, teachers, names, bank = _bank_and_teachers(workdir)
+  unknown = [a for a in show if a not in names]
+  if unknown or len(set(show)) != len(show) or not show:
+    raise ValueError(f"labels to show apart {list(show)}: give distinct labels of the "
+                     f"teachers' {names}.")
+  on_bank = np.concatenate([
+      teacher_predictions(bank[i:i + chunk].astype(np.float32) / 255.0, teachers)
+      for i in range(0, len(bank), chunk)])
+  real = {a: [] for a in show}
+  for images in _split_images(data, split, chunk):
+    picked = called_apart(teacher_predictions(images, teachers), names, show)
+    for a in show:
+      real[a].extend(images[picked[a][:per_row - len(real[a])]])
+    if all(len(real[a]) >= per_row for a in show):
+      break
+  shape = bank.shape[1:]
+  apart = called_apart(on_bank, names, show)
+  rows = {}
+  for a in show:
+    others = [b for b in show if b != a]
+    what = a + (", not " + ", ".join(others) if others else "")
+    rows[f"bank: {what}"] = bank[apart[a][:per_row]]
+    rows[f"{split}: {what}"] = np.round(np.asarray(real[a], np.float32).reshape(
+        (-1,) + shape) * 255.0).astype(np.uint8)
+  return rows
 
 
 def bank_labels_table(figures: Dict) -> str:

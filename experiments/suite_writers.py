@@ -216,6 +216,20 @@ def curve_plot(path: str, curves: Dict[str, List[Dict]], *, title: str = ""):
   save_figure(fig, path, tight=False)
 
 
+def image_rows_plot(path: str, rows: Dict[str, np.ndarray], per_row: int = 12):
+  """Rows of uint8 images [n, H, W, 3], each under its title (analysis.bank_apart's)."""
+  plt = pyplot()
+  fig, axes = plt.subplots(len(rows), per_row, figsize=(per_row, 1.15 * len(rows)),
+                           squeeze=False)
+  for r, (title, images) in enumerate(rows.items()):
+    for c in range(per_row):
+      axes[r, c].axis("off")
+      if c < len(images):
+        axes[r, c].imshow(images[c], interpolation="nearest")
+    axes[r, 0].set_title(f"{title} ({len(images)})", fontsize=8, loc="left")
+  save_figure(fig, path, tight=False)
+
+
 def save_figure(fig, path: str, *, tight: bool = True):
   """Lays out, writes (120 dpi, cropped to what is drawn) and closes a matplotlib figure."""
   if tight:

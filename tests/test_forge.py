@@ -437,6 +437,31 @@ def test_bank_labels_reads_the_last_bank_and_what_the_teachers_call_it(teacher_p
   assert figures["real"]["num_images"] > 3
   assert set(figures["real_co_called"]) == set(figures["labels"])
   assert "| cat |" in analysis.bank_labels_table(figures)
+  # Beside real images: for a pair (a, b) the teachers part on some bank image (their weights
+  # are drawn fresh each session), bank images called a and not b, and b and not a.
+  names = figures["labels"]
+  a, b = next((a, b) for a in names for b in names if a != b and
+              len(analysis.called_apart(probs, names, [a, b])[a]))
+  rows = analysis.bank_apart(str(workdir), [a, b], per_row=2)
+  assert list(rows) == [f"bank: {a}, not {b}", f"validation: {a}, not {b}",
+                        f"bank: {b}, not {a}", f"validation: {b}, not {a}"]
+  apart = analysis.called_apart(probs, names, [a, b])
+  np.testing.assert_array_equal(rows[f"bank: {a}, not {b}"], pixels[:3][apart[a][:2]])
+  np.testing.assert_array_equal(rows[f"bank: {b}, not {a}"], pixels[:3][apart[b][:2]])
+  assert len(rows[f"bank: {a}, not {b}"]) > 0
+  for key in (f"validation: {a}, not {b}", f"validation: {b}, not {a}"):
+    assert rows[key].dtype == np.uint8 and rows[key].shape[1:] == (16, 16, 3)
+    assert len(rows[key]) <= 2
+  with pytest.raises(ValueError, match="distinct labels"):
+    analysis.bank_apart(str(workdir), ["cat", "zebra"])
+
+
+def test_called_apart_by_hand():
+  probs = np.array([[0.9, 0.8, 0.1], [0.9, 0.2, 0.1], [0.2, 0.7, 0.6], [0.1, 0.1, 0.9]])
+  names = ["a", "b", "c"]
+  apart = analysis.called_apart(probs, names, ["a", "b"])
+  assert apart["a"].tolist() == [1] and apart["b"].tolist() == [2]
+  assert analysis.called_apart(probs, names, ["c"])["c"].tolist() == [2, 3]
 
 
 def test_confusions_name_what_a_label_is_mistaken_for():
