@@ -178,13 +178,14 @@ class ForgeEngine:
     task: the customized label set Y_cst.
     rng: the engine's random generator (targets, latent codes, jitter, resets).
     batch_size: images a round makes.
+    latent_dim, width, image_bn: G's size and head, as `generator.*` names them.
     rounds_settings: the rest, as `source.forge`'s options name them.
   """
 
   def __init__(self, teachers: Sequence, task: TaskMap, *, rng: tf.random.Generator,
                batch_size: int, latent_dim: int = 128, width: int = 64,
-               image_bn: bool = True, round_every: int = 10, warmup_rounds: int = 10, g_steps: int = 5,
-               reset: str = "meta", reset_every: int = 1, lr: float = 3e-3,
+               image_bn: bool = True, round_every: int = 10, warmup_rounds: int = 10,
+               g_steps: int = 5, reset: str = "meta", reset_every: int = 1, lr: float = 3e-3,
                lr_z: float = 0.01, oh: float = 1.0, bns: float = 0.0,
                bns_form: str = "norm", bns_momentum: float = 0.0, adv: float = 1.0,
                max_labels: int = 3, labels: str = "balanced", jitter: int = 4,
