@@ -189,6 +189,9 @@ def _bank_and_teachers(workdir: str):
     raise FileNotFoundError(f"{workdir}/teachers/ holds no .keras teacher; pass the workdir "
                             "of a run whose teachers stage finished.")
   bank = forge_bank(workdir)
+  if not len(bank):
+    raise FileNotFoundError(f"the bank in {workdir}'s last checkpoint holds no image yet; "
+                            "pass the workdir of a run whose student has taken a step.")
   teachers = [load_teacher(p) for p in paths]
   return data, teachers, [n for t in teachers for n in t.label_names], bank
 
@@ -243,7 +246,7 @@ def bank_apart(workdir: str, show: Sequence[str], split: str = "validation",
 
   Beyond the paper (a diagnostic of Forge's bank). For each label a of `show` (the
   teachers' names), up to `per_row` of the bank's images the teachers call a and none of the
-  other labels of `show`, then as many of the real split's, as {"bank: a, not b": uint8
+  other labels of `show`, then up to `per_row` of the real split's, as {"bank: a, not b": uint8
   [n, H, W, 3], "<split>: a, not b": ...} in that order. Trains nothing.
 
   Raises:

@@ -41,6 +41,8 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments {argv[1:]}; every option is a --flag.")
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required: the workdir of a run with --forge.")
+  if FLAGS.apart_png and not FLAGS.apart:
+    raise app.UsageError("--apart_png names where --apart's drawing goes; add --apart=a,b.")
   from dfka_tf import analysis  # pylint: disable=g-import-not-at-top
   from dfka_tf.errors import DfkaError  # pylint: disable=g-import-not-at-top
   try:

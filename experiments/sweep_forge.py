@@ -24,8 +24,9 @@ budget of Steps II–III (`--student=distill`). Points:
   with --forge_bns_mmt=0.9 (mix_adv3_bns10_mmt, the setting of Fast-Datafree's code),
   mix_adv3_bns1 with the student's cross-entropy at temperature 4 (mix_adv3_bns1_t4) or
   with the partner's "not b" entry weighted 5 in G's cross-entropy
-  (mix_adv3_bns1_contrast5, --forge_contrast), with G twice as wide (mix_adv3_bns1_w128) or
-  ending in a plain sigmoid (mix_adv3_bns1_noimgbn), or
+  (mix_adv3_bns1_contrast5, --forge_contrast), with G two or four times as wide
+  (mix_adv3_bns1_w128, mix_adv3_bns1_w256) or ending in a plain sigmoid
+  (mix_adv3_bns1_noimgbn), or
   twice the generator steps a round (mix_adv3_g10);
   twice the generator steps a round without CutMix (g10, as Fast-10); and the
   paper's Steps II–III on its images, with and without the adversary on Step II's dual path
@@ -124,10 +125,15 @@ def points(student_steps: int = 5000) -> List[common.Row]:
             "weighted 5 in G's cross-entropy (--forge_contrast=5)",
             **dict(DENSE, forge_bns=1.0), **from_scratch.MIX_ADV3, forge_contrast=5.0),
       # The bank's images are smooth blobs of saturated colour where real ones have edges
-      # (docs/results.md): G at CMI's and Fast-Datafree's width (128 channels where the
-      # default has 64, 64 at full size where it has 32), or ending in their plain sigmoid.
+      # (docs/results.md): a wider G, or one ending in CMI's and Fast-Datafree's plain
+      # sigmoid. At 32 px G's convs have width, width/2, width/4 (at least 32) channels at
+      # 8, 16, 32 px: 64/32/32 by default, 128/64/32 at 128, 256/128/64 at 256; CMI's and
+      # Fast-Datafree's G has 128 at 16 px and 64 at 32 px.
       forge("mix_adv3_bns1_w128", "mix_adv3_bns1 with G twice as wide (--generator_width=128)",
             **dict(DENSE, forge_bns=1.0), **from_scratch.MIX_ADV3, generator_width=128),
+      forge("mix_adv3_bns1_w256", "mix_adv3_bns1 with G four times as wide "
+            "(--generator_width=256)", **dict(DENSE, forge_bns=1.0), **from_scratch.MIX_ADV3,
+            generator_width=256),
       forge("mix_adv3_bns1_noimgbn", "mix_adv3_bns1 with G ending in a plain sigmoid "
             "(--noimage_bn)", **dict(DENSE, forge_bns=1.0), **from_scratch.MIX_ADV3,
             image_bn=False),

@@ -316,6 +316,11 @@ def test_records_compare_only_the_options_a_method_reads():
   assert read(dfka, dfka.replace(alpha=0.3)) == ["alpha"]
   assert read(dfka, dfka.replace(gamma=0.0)) == ["gamma"]
   assert read(dfka, RunConfig.build("scenes20", method="ka"))[0] == "method"
+  # Forge's G reads its size and head from generator.*, and none of G's loss weights.
+  forge = RunConfig.build("scenes20", overrides={"forge": True, "student": "distill"})
+  assert read(forge, forge.replace(image_bn=False)) == ["image_bn"]
+  assert read(forge, forge.replace(generator_width=128)) == ["generator_width"]
+  assert read(forge, forge.replace(alpha=0.3)) == []
 
 
 def test_keys_ignore_options_at_their_default_and_resumable_ones():
