@@ -196,6 +196,13 @@ def _bank_and_teachers(workdir: str):
   return data, teachers, [n for t in teachers for n in t.label_names], bank
 
 
+def _scored_bank(bank: np.ndarray, teachers, chunk: int) -> np.ndarray:
+  """The teachers' probabilities on the uint8 bank, `chunk` images made float at a time."""
+  return np.concatenate([
+      teacher_predictions(bank[i:i + chunk].astype(np.float32) / 255.0, teachers)
+      for i in range(0, len(bank), chunk)])
+
+
 def _split_images(data: Dict, split: str, chunk: int):
   """The run's dataset's `split`, `chunk` images at a time, in [0, 1]."""
   from dfka_tf import data as dfka_data  # pylint: disable=g-import-not-at-top
@@ -213,9 +220,7 @@ def bank_labels(workdir: str, split: str = "validation", chunk: int = 1000) -> D
   each), "bank_co_called" and "real_co_called" (co_called)}. Images are scored `chunk` at a
   time."""
   data, teachers, names, bank = _bank_and_teachers(workdir)
-  on_bank = np.concatenate([
-      teacher_predictions(bank[i:i + chunk].astype(np.float32) / 255.0, teachers)
-      for i in range(0, len(bank), chunk)])
+  on_bank = _scored_bank(bank, teachers, chunk)
   on_real = np.concatenate([teacher_predictions(images, teachers)
                             for images in _split_images(data, split, chunk)])
   return {"labels": names, "split": split,
@@ -257,9 +262,7 @@ def bank_apart(workdir: str, show: Sequence[str], split: str = "validation",
   if unknown or len(set(show)) != len(show) or not show:
     raise ValueError(f"labels to show apart {list(show)}: give distinct labels of the "
                      f"teachers' {names}.")
-  on_bank = np.concatenate([
-      teacher_predictions(bank[i:i + chunk].astype(np.float32) / 255.0, teachers)
-      for i in range(0, len(bank), chunk)])
+  on_bank = _scored_bank(bank, teachers, chunk)
   real = {a: [] for a in show}
   for images in _split_images(data, split, chunk):
     picked = called_apart(teacher_predictions(images, teachers), names, show)
